@@ -1,0 +1,144 @@
+/**
+ * Authentication of TAXII server requests: HTTP Basic users, OAuth2 bearer JWTs, or both, plus
+ * an optional anonymous reader. Produces a Principal (name + roles); authorisation against a
+ * collection's canRead / canWrite roles happens in the server (lib/taxii/server.ts).
+ */
+import type { IncomingMessage } from 'node:http';
+import { BasicVerifier, parseBasicHeader, type BasicUser, type BasicVerifierOptions } from './server-basic';
+import { BearerError, JwtVerifier, parseBearerHeader, type JwtVerifierConfig } from './server-jwt';
+
+export interface Principal {
+  /** user name (Basic), token subject name (Bearer) or `anonymous` */
+  name: string;
+  roles: string[];
+  scheme: 'basic' | 'bearer' | 'anonymous' | 'open';
+}
+
+/** Role every anonymous caller has; list it in a collection's canRead to let anonymous callers read it. */
+export const ANONYMOUS_ROLE = 'anonymous';
+/** In canRead / canWrite: any authenticated caller (not anonymous ones). */
+export const ANY_AUTHENTICATED = '*';
+
+export interface ServerAuthConfig {
+  /** realm in WWW-Authenticate (default `TAXII`) */
+  realm?: string;
+  /** HTTP Basic users */
+  basic?: { users: BasicUser[] } & BasicVerifierOptions;
+  /** OAuth2 bearer JWTs */
+  oauth2?: JwtVerifierConfig;
+  /**
+   * Let requests without credentials read (GET) as the `anonymous` role: discovery, API roots and
+   * every collection whose canRead lists `anonymous`. Default false.
+   */
+  anonymousRead?: boolean;
+  /**
+   * No authentication at all: every caller may read and write every collection. For local demos
+   * only; must be set explicitly (a server without basic/oauth2 and without this refuses to start).
+   */
+  open?: boolean;
+}
+
+export type AuthOutcome =
+  | { ok: true; principal: Principal }
+  /** 401: no or bad credentials; `description` is safe to show */
+  | { ok: false; status: 401; description: string; bearerError?: string }
+  /** 503: the credentials could not be checked (JWKS unreachable) */
+  | { ok: false; status: 503; description: string };
+
+export class ServerAuthError extends Error {
+  readonly code = 'BAD_CONFIG';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ServerAuthError';
+  }
+}
+
+function quote(s: string): string {
+  return '"' + s.replace(/["\\]/g, '\\$&').replace(/[\r\n]/g, ' ') + '"';
+}
+
+export class ServerAuthenticator {
+  private readonly basic?: BasicVerifier;
+  private readonly jwt?: JwtVerifier;
+  readonly realm: string;
+  readonly anonymousRead: boolean;
+  readonly open: boolean;
+
+  constructor(config: ServerAuthConfig) {
+    this.realm = config.realm ?? 'TAXII';
+    this.anonymousRead = config.anonymousRead === true;
+    this.open = config.open === true;
+    if (config.basic) this.basic = new BasicVerifier(config.basic.users, config.basic);
+    if (config.oauth2) this.jwt = new JwtVerifier(config.oauth2);
+    if (!this.basic && !this.jwt && !this.open && !this.anonymousRead) {
+      throw new ServerAuthError('TAXII server auth: configure basic users and/or oauth2, or set anonymousRead / open explicitly');
+    }
+  }
+
+  get schemes(): string[] {
+    const s: string[] = [];
+    if (this.basic) s.push('Basic');
+    if (this.jwt) s.push('Bearer');
+    return s;
+  }
+
+  /**
+   * WWW-Authenticate challenges for a 401 (one per configured scheme; Basic is always offered when
+   * nothing else is, as TAXII suggests it).
+   */
+  challenges(bearerError?: { error: string; description: string }): string[] {
+    const out: string[] = [];
+    if (this.basic || !this.jwt) out.push(`Basic realm=${quote(this.realm)}, charset="UTF-8"`);
+    if (this.jwt) {
+      out.push(
+        bearerError
+          ? `Bearer realm=${quote(this.realm)}, error=${quote(bearerError.error)}, error_description=${quote(bearerError.description)}`
+          : `Bearer realm=${quote(this.realm)}`,
+      );
+    }
+    return out;
+  }
+
+  /** Authenticate a request from its Authorization header. */
+  async authenticate(req: IncomingMessage): Promise<AuthOutcome> {
+    if (this.open) return { ok: true, principal: { name: 'anonymous', roles: [ANONYMOUS_ROLE], scheme: 'open' } };
+    const header = req.headers.authorization;
+    if (header === undefined || header.trim() === '') {
+      if (this.anonymousRead) return { ok: true, principal: { name: 'anonymous', roles: [ANONYMOUS_ROLE], scheme: 'anonymous' } };
+      return { ok: false, status: 401, description: `authentication required (${this.schemes.join(' or ')})` };
+    }
+    const scheme = /^\s*(\S+)/.exec(header)?.[1]?.toLowerCase() ?? '';
+    if (scheme === 'basic') {
+      if (!this.basic) return { ok: false, status: 401, description: 'this server does not accept Basic credentials' };
+      const creds = parseBasicHeader(header);
+      if (!creds) return { ok: false, status: 401, description: 'malformed Basic credentials (expected base64 of user:password)' };
+      const user = await this.basic.verify(creds);
+      if (!user) return { ok: false, status: 401, description: 'invalid user name or password' };
+      return { ok: true, principal: { name: user.username, roles: user.roles, scheme: 'basic' } };
+    }
+    if (scheme === 'bearer') {
+      if (!this.jwt) return { ok: false, status: 401, description: 'this server does not accept bearer tokens' };
+      const token = parseBearerHeader(header);
+      if (!token) return { ok: false, status: 401, description: 'malformed bearer token', bearerError: 'invalid_request' };
+      try {
+        const id = await this.jwt.verify(token);
+        return { ok: true, principal: { name: id.name, roles: id.roles, scheme: 'bearer' } };
+      } catch (err) {
+        if (err instanceof BearerError && err.code === 'VERIFIER_UNAVAILABLE') return { ok: false, status: 503, description: err.message };
+        const description = err instanceof Error ? err.message : 'the bearer token is not valid';
+        return { ok: false, status: 401, description, bearerError: 'invalid_token' };
+      }
+    }
+    return { ok: false, status: 401, description: `unsupported authentication scheme ${JSON.stringify(scheme)} (use ${this.schemes.join(' or ') || 'none'})` };
+  }
+}
+
+/** Does a principal hold one of the roles a collection lists? */
+export function hasRole(principal: Principal, allowed: readonly string[]): boolean {
+  if (principal.scheme === 'open') return true;
+  for (const r of allowed) {
+    if (r === ANY_AUTHENTICATED && principal.scheme !== 'anonymous') return true;
+    if (principal.roles.includes(r)) return true;
+  }
+  return false;
+}

@@ -1,0 +1,213 @@
+/**
+ * Configuration of the TAXII 2.1 server (lib/taxii/server.ts) and its validation: a config that
+ * cannot work is refused at creation with a message naming the field, not at the first request.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Store } from '../store/store';
+import type { ServerAuthConfig } from '../auth/server-auth';
+import { STIX_MEDIA_TYPE } from './media';
+
+export interface CollectionConfig {
+  /** collection id (TAXII identifier; UUIDv4 recommended). Also the collection part of the ledger key. */
+  id: string;
+  title: string;
+  description?: string;
+  /** alternative name, usable in URLs instead of the id */
+  alias?: string;
+  /** roles that may read (`*` = any authenticated caller, `anonymous` = callers without credentials) */
+  canRead: string[];
+  /** roles that may add objects (and, with canRead, delete them) */
+  canWrite: string[];
+  /** media types of the objects (default [`application/stix+json;version=2.1`]) */
+  mediaTypes?: string[];
+  /**
+   * SETS integrity policy. `verify` (default): added records start `pending`, an `object` event asks
+   * the flow to check them against the ledger, and `markIntegrity` settles them (paper steps 2-3).
+   * `trust`: records are stored `finalized` at once and the status is complete (no ledger).
+   */
+  integrity?: {
+    mode?: 'verify' | 'trust';
+    /** community key for the keyed-hash privacy option (must match the producers'); lib/digest hashObject */
+    hmacKey?: string;
+  };
+}
+
+export interface ApiRootConfig {
+  title: string;
+  description?: string;
+  /** largest request body accepted, octets (default 10 MiB) */
+  maxContentLength?: number;
+  collections: CollectionConfig[];
+}
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type ServerLogger = (level: LogLevel, message: string, detail?: Record<string, unknown>) => void;
+
+export interface TaxiiServerConfig {
+  /** discovery title */
+  title: string;
+  description?: string;
+  contact?: string;
+  /**
+   * URL path where the server is reachable (e.g. `/taxii`), used to strip incoming paths in a plain
+   * node:http server and to build the `api_roots` URLs. Under Express, `req.baseUrl` is used when
+   * this is not given.
+   */
+  basePath?: string;
+  /** API roots by name; the name is the URL path segment (`/api1/`) */
+  apiRoots: Record<string, ApiRootConfig>;
+  /** name of the default API root (must be one of apiRoots) */
+  defaultApiRoot?: string;
+  store: Store;
+  auth: ServerAuthConfig;
+  /** most records in one page (default 1,000); larger `limit` values are lowered to it */
+  maxPageSize?: number;
+  /** page size when the request has no `limit` (default maxPageSize) */
+  defaultPageSize?: number;
+  /**
+   * HMAC secret signing `next` tokens (>= 16 bytes). Every instance behind one load balancer must
+   * share it. When absent a random per-process secret is used (tokens then only work on the
+   * instance that issued them, and a warning is logged).
+   */
+  nextTokenSecret?: string | Uint8Array;
+  /** how long a `next` token stays valid, ms (default 3,600,000; at least 600,000) */
+  nextTokenTtlMs?: number;
+  /** how long to wait for a request body, ms (default 60,000) */
+  bodyTimeoutMs?: number;
+  /** where diagnostics go (default: console for warn/error) */
+  log?: ServerLogger;
+}
+
+export class TaxiiServerConfigError extends Error {
+  readonly code = 'BAD_CONFIG';
+  constructor(message: string) {
+    super(`TAXII server config: ${message}`);
+    this.name = 'TaxiiServerConfigError';
+  }
+}
+
+export interface ResolvedCollection extends CollectionConfig {
+  mediaTypes: string[];
+  integrityMode: 'verify' | 'trust';
+}
+
+export interface ResolvedApiRoot {
+  name: string;
+  title: string;
+  description?: string;
+  maxContentLength: number;
+  collections: ResolvedCollection[];
+  byKey: Map<string, ResolvedCollection>;
+}
+
+export interface ResolvedConfig {
+  title: string;
+  description?: string;
+  contact?: string;
+  basePath?: string;
+  defaultApiRoot?: string;
+  roots: ResolvedApiRoot[];
+  maxPageSize: number;
+  defaultPageSize: number;
+  nextTokenSecret: Uint8Array | string;
+  nextTokenTtlMs: number;
+  bodyTimeoutMs: number;
+  generatedSecret: boolean;
+}
+
+const SEGMENT_RE = /^[A-Za-z0-9._~!$&'()*+,;=:@-]+$/;
+
+function nonEmpty(v: unknown): v is string {
+  return typeof v === 'string' && v.trim() !== '';
+}
+
+function normaliseBasePath(p: string | undefined): string | undefined {
+  if (p === undefined || p === '' || p === '/') return undefined;
+  let s = p.trim();
+  if (!s.startsWith('/')) s = '/' + s;
+  while (s.endsWith('/')) s = s.slice(0, -1);
+  return s;
+}
+
+export function resolveConfig(config: TaxiiServerConfig): ResolvedConfig {
+  if (!config || typeof config !== 'object') throw new TaxiiServerConfigError('missing');
+  if (!nonEmpty(config.title)) throw new TaxiiServerConfigError('title is required');
+  if (!config.store) throw new TaxiiServerConfigError('store is required');
+  if (!config.auth) throw new TaxiiServerConfigError('auth is required (use { open: true } for a server without authentication)');
+  const maxPageSize = config.maxPageSize ?? 1000;
+  if (!Number.isInteger(maxPageSize) || maxPageSize < 1) throw new TaxiiServerConfigError(`maxPageSize must be a positive integer, got ${maxPageSize}`);
+  const defaultPageSize = config.defaultPageSize ?? maxPageSize;
+  if (!Number.isInteger(defaultPageSize) || defaultPageSize < 1 || defaultPageSize > maxPageSize) {
+    throw new TaxiiServerConfigError(`defaultPageSize must be an integer between 1 and maxPageSize (${maxPageSize})`);
+  }
+  const ttl = config.nextTokenTtlMs ?? 3_600_000;
+  if (!Number.isFinite(ttl) || ttl < 600_000) throw new TaxiiServerConfigError('nextTokenTtlMs must be at least 600000 (10 minutes)');
+  let secret = config.nextTokenSecret;
+  let generated = false;
+  if (secret === undefined || (typeof secret === 'string' && secret === '')) {
+    secret = randomBytes(32);
+    generated = true;
+  }
+  const secretLen = typeof secret === 'string' ? Buffer.byteLength(secret, 'utf8') : secret.length;
+  if (secretLen < 16) throw new TaxiiServerConfigError('nextTokenSecret must be at least 16 bytes');
+
+  const names = Object.keys(config.apiRoots ?? {});
+  const roots: ResolvedApiRoot[] = [];
+  const seenIds = new Set<string>();
+  for (const name of names) {
+    const r = config.apiRoots[name];
+    const segs = name.split('/');
+    if (name === '' || segs.some((s) => !SEGMENT_RE.test(s) || s === '.' || s === '..')) {
+      throw new TaxiiServerConfigError(`API root name ${JSON.stringify(name)} must be one or more URL path segments without slashes at the ends`);
+    }
+    if (segs[0] === 'taxii2') throw new TaxiiServerConfigError('an API root cannot be named taxii2 (the discovery path)');
+    if (!r || !nonEmpty(r.title)) throw new TaxiiServerConfigError(`API root ${name}: title is required`);
+    const mcl = r.maxContentLength ?? 10 * 1024 * 1024;
+    if (!Number.isInteger(mcl) || mcl < 1) throw new TaxiiServerConfigError(`API root ${name}: maxContentLength must be a positive integer`);
+    const byKey = new Map<string, ResolvedCollection>();
+    const cols: ResolvedCollection[] = [];
+    for (const c of r.collections ?? []) {
+      if (!nonEmpty(c.id) || !SEGMENT_RE.test(c.id)) throw new TaxiiServerConfigError(`API root ${name}: collection id ${JSON.stringify(c.id)} is not usable in a URL`);
+      if (!nonEmpty(c.title)) throw new TaxiiServerConfigError(`collection ${c.id}: title is required`);
+      if (seenIds.has(c.id)) throw new TaxiiServerConfigError(`collection id ${c.id} is used twice (ids must be unique across API roots: they name the collection on the ledger)`);
+      seenIds.add(c.id);
+      if (!Array.isArray(c.canRead) || !Array.isArray(c.canWrite)) throw new TaxiiServerConfigError(`collection ${c.id}: canRead and canWrite must be lists of roles`);
+      const mode = c.integrity?.mode ?? 'verify';
+      if (mode !== 'verify' && mode !== 'trust') throw new TaxiiServerConfigError(`collection ${c.id}: integrity.mode must be verify or trust`);
+      if (c.integrity?.hmacKey !== undefined && c.integrity.hmacKey === '') throw new TaxiiServerConfigError(`collection ${c.id}: integrity.hmacKey is empty`);
+      const rc: ResolvedCollection = {
+        ...c,
+        canRead: [...c.canRead],
+        canWrite: [...c.canWrite],
+        mediaTypes: c.mediaTypes && c.mediaTypes.length > 0 ? [...c.mediaTypes] : [STIX_MEDIA_TYPE],
+        integrityMode: mode,
+      };
+      cols.push(rc);
+      byKey.set(c.id, rc);
+    }
+    for (const c of cols) {
+      if (c.alias === undefined) continue;
+      if (!nonEmpty(c.alias) || !SEGMENT_RE.test(c.alias)) throw new TaxiiServerConfigError(`collection ${c.id}: alias ${JSON.stringify(c.alias)} is not usable in a URL`);
+      if (byKey.has(c.alias) && byKey.get(c.alias) !== c) throw new TaxiiServerConfigError(`API root ${name}: alias ${c.alias} clashes with another collection`);
+      byKey.set(c.alias, c);
+    }
+    roots.push({ name, title: r.title, description: r.description, maxContentLength: mcl, collections: cols, byKey });
+  }
+  if (config.defaultApiRoot !== undefined && !names.includes(config.defaultApiRoot)) {
+    throw new TaxiiServerConfigError(`defaultApiRoot ${config.defaultApiRoot} is not one of the API roots (${names.join(', ')})`);
+  }
+  return {
+    title: config.title,
+    description: config.description,
+    contact: config.contact,
+    basePath: normaliseBasePath(config.basePath),
+    defaultApiRoot: config.defaultApiRoot,
+    roots,
+    maxPageSize,
+    defaultPageSize,
+    nextTokenSecret: secret,
+    nextTokenTtlMs: ttl,
+    bodyTimeoutMs: config.bodyTimeoutMs ?? 60_000,
+    generatedSecret: generated,
+  };
+}

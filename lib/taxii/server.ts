@@ -1,0 +1,777 @@
+/**
+ * TAXII 2.1 server (OASIS TAXII 2.1 §4-5; TAXII-NOTES) with the SETS hooks of the paper's server
+ * side (§3 steps 2-5, §4.2), framework-free: `handle(req, res)` is a plain node:http handler and
+ * works as Express middleware under a base path (Node-RED mounts it on its HTTP server).
+ *
+ * SETS: an added object is stored `pending` and announced at once with an `object` event (the
+ * flow distributes it and checks its hash against the ledger — steps 2-3); `markIntegrity` settles
+ * it as `finalized` or `invalid` and updates the TAXII status resource. Reads answer at once and
+ * announce what they served with an `inquiry` event for re-verification in parallel (step 5);
+ * `invalid` records are never served again.
+ *
+ * Nothing lives only in this process's memory that another instance would need: status resources
+ * are in the store, `next` tokens are self-contained and signed. (The index from pending records
+ * to their status resources is an in-process shortcut; callers of markIntegrity on another
+ * instance pass the statusId they got with the `object` event.)
+ */
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddOutcome, IntegrityStatus, Page, RecordQuery, StatusDetail, StatusResource, Store, StoredRecord } from '../store/store';
+import { StoreError } from '../store/errors';
+import { ServerAuthenticator, hasRole, type Principal } from '../auth/server-auth';
+import { acceptsTaxii21, isTaxii21MediaType, taxiiTimestamp, TAXII_MEDIA_TYPE } from './media';
+import { HttpProblem, resolveUrl, sendProblem, sendTaxii } from './server-http';
+import { parseFilters, QueryError, type FilterEndpoint, type Filters } from './server-query';
+import { NextTokens, TokenError } from './server-paging';
+import { readBody } from './server-body';
+import { prepareRecord, sameVersion, normaliseVersion, type NewRecord } from './server-objects';
+import {
+  resolveConfig,
+  type ResolvedApiRoot,
+  type ResolvedCollection,
+  type ResolvedConfig,
+  type ServerLogger,
+  type TaxiiServerConfig,
+} from './server-config';
+
+export * from './server-config';
+
+/** `object` event: a record was added (pending) — distribute it and verify it (paper steps 2-3). */
+export interface ObjectEvent {
+  apiRoot: string;
+  collection: string;
+  record: StoredRecord;
+  /** the status resource that lists it among its pendings */
+  statusId: string;
+}
+
+/** `inquiry` event: records were just served — re-verify them in parallel (paper step 5). */
+export interface InquiryEvent {
+  apiRoot: string;
+  collection: string;
+  records: StoredRecord[];
+}
+
+/** `delete` event: versions of an object were erased (right to be forgotten). */
+export interface DeleteEvent {
+  apiRoot: string;
+  collection: string;
+  id: string;
+  count: number;
+}
+
+export interface TaxiiServerEvents {
+  object: [ObjectEvent];
+  inquiry: [InquiryEvent];
+  delete: [DeleteEvent];
+}
+
+export interface TaxiiServer {
+  /** node:http request handler / Express middleware. Never rejects. */
+  handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  /**
+   * Settle the integrity of one stored version (paper steps 2.a/2.b, 5.a/5.b): updates the record
+   * and moves it from `pendings` to `successes` / `failures` (with the reason) in the status
+   * resource(s) listing it; a status becomes `complete` when no pendings remain.
+   * Resolves false when that version is not stored.
+   */
+  markIntegrity(
+    collection: string,
+    id: string,
+    version: string,
+    status: Exclude<IntegrityStatus, 'pending'>,
+    reason?: string,
+    statusId?: string,
+  ): Promise<boolean>;
+  on<E extends keyof TaxiiServerEvents>(event: E, listener: (...args: TaxiiServerEvents[E]) => void): this;
+  off<E extends keyof TaxiiServerEvents>(event: E, listener: (...args: TaxiiServerEvents[E]) => void): this;
+  once<E extends keyof TaxiiServerEvents>(event: E, listener: (...args: TaxiiServerEvents[E]) => void): this;
+  /** the validated configuration */
+  readonly settings: Readonly<ResolvedConfig>;
+}
+
+export function createTaxiiServer(config: TaxiiServerConfig): TaxiiServer {
+  return new TaxiiServerImpl(config);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+type Route =
+  | { kind: 'discovery' }
+  | { kind: 'root'; root: ResolvedApiRoot }
+  | { kind: 'status'; root: ResolvedApiRoot; statusId: string }
+  | { kind: 'collections'; root: ResolvedApiRoot }
+  | { kind: 'collection'; root: ResolvedApiRoot; col: ResolvedCollection }
+  | { kind: 'manifest'; root: ResolvedApiRoot; col: ResolvedCollection }
+  | { kind: 'objects'; root: ResolvedApiRoot; col: ResolvedCollection }
+  | { kind: 'object'; root: ResolvedApiRoot; col: ResolvedCollection; objectId: string }
+  | { kind: 'versions'; root: ResolvedApiRoot; col: ResolvedCollection; objectId: string };
+
+const METHODS: Record<Route['kind'], string[]> = {
+  discovery: ['GET', 'HEAD'],
+  root: ['GET', 'HEAD'],
+  status: ['GET', 'HEAD'],
+  collections: ['GET', 'HEAD'],
+  collection: ['GET', 'HEAD'],
+  manifest: ['GET', 'HEAD'],
+  objects: ['GET', 'HEAD', 'POST'],
+  object: ['GET', 'HEAD', 'DELETE'],
+  versions: ['GET', 'HEAD'],
+};
+
+const notFound = (what: string): HttpProblem => new HttpProblem(404, 'Not Found', what);
+
+function decodeSegment(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw notFound(`the path segment ${JSON.stringify(s)} is not valid percent-encoding`);
+  }
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
+  readonly settings: ResolvedConfig;
+  private readonly store: Store;
+  private readonly auth: ServerAuthenticator;
+  private readonly tokens: NextTokens;
+  private readonly log: ServerLogger;
+  private readonly routingRoots: ResolvedApiRoot[];
+  /** record key -> status ids listing it as pending (in-process shortcut, see file comment) */
+  private readonly pendingIndex = new Map<string, Set<string>>();
+  /** serialises read-modify-write of one status resource */
+  private readonly statusLocks = new Map<string, Promise<void>>();
+  private readonly collections = new Map<string, { root: ResolvedApiRoot; col: ResolvedCollection }>();
+
+  constructor(config: TaxiiServerConfig) {
+    super();
+    this.settings = resolveConfig(config);
+    this.store = config.store;
+    this.auth = new ServerAuthenticator(config.auth);
+    this.tokens = new NextTokens(this.settings.nextTokenSecret, this.settings.nextTokenTtlMs);
+    this.log =
+      config.log ??
+      ((level, message, detail) => {
+        if (level === 'error') console.error(`[taxii-server] ${message}`, detail ?? '');
+        else if (level === 'warn') console.warn(`[taxii-server] ${message}`, detail ?? '');
+      });
+    this.routingRoots = [...this.settings.roots].sort((a, b) => b.name.length - a.name.length);
+    for (const root of this.settings.roots) for (const col of root.collections) this.collections.set(col.id, { root, col });
+    if (this.settings.generatedSecret) {
+      this.log('warn', 'no nextTokenSecret configured: using a random per-process secret (next tokens will not work across instances or restarts)');
+    }
+    this.handle = this.handle.bind(this);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // entry point
+
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      await this.dispatch(req, res);
+    } catch (err) {
+      if (err instanceof HttpProblem) {
+        sendProblem(res, err);
+        if (err.status === 413) discardRest(req);
+        return;
+      }
+      const mapped = storeProblem(err);
+      if (mapped) {
+        if (mapped.status >= 500) this.log('warn', `store unavailable answering ${req.method} ${req.url}: ${(err as Error).message}`);
+        sendProblem(res, mapped);
+        return;
+      }
+      const errorId = randomUUID();
+      this.log('error', `unexpected error answering ${req.method} ${req.url} (error_id ${errorId})`, {
+        errorId,
+        error: err instanceof Error ? err.stack ?? err.message : String(err),
+      });
+      try {
+        sendProblem(
+          res,
+          new HttpProblem(500, 'Internal Server Error', 'the server failed to process this request; the error is logged under error_id', {}, {
+            error_id: errorId,
+          }),
+        );
+      } catch {
+        res.destroy();
+      }
+    }
+  }
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = resolveUrl(req, this.settings.basePath);
+    if (!url) throw notFound(`this server lives under ${this.settings.basePath}/`);
+    const method = (req.method ?? 'GET').toUpperCase();
+
+    const outcome = await this.auth.authenticate(req);
+    if (!outcome.ok) {
+      if (outcome.status === 503) throw new HttpProblem(503, 'Service Unavailable', outcome.description, { 'Retry-After': '10' });
+      throw new HttpProblem(401, 'Unauthorized', outcome.description, {
+        'WWW-Authenticate': this.auth.challenges(
+          outcome.bearerError ? { error: outcome.bearerError, description: outcome.description } : undefined,
+        ),
+      });
+    }
+    const principal = outcome.principal;
+    await this.ensureOpen();
+
+    const route = this.route(url.rel);
+    if (!route) throw notFound(`no TAXII resource at ${url.prefix}${url.rel}`);
+    const allowed = METHODS[route.kind];
+    if (!allowed.includes(method)) {
+      throw new HttpProblem(405, 'Method Not Allowed', `${method} is not supported here (allowed: ${allowed.join(', ')})`, {
+        Allow: allowed.join(', '),
+      });
+    }
+    if (principal.scheme === 'anonymous' && method !== 'GET' && method !== 'HEAD') {
+      throw this.unauthorized('authentication required to change anything');
+    }
+    if (!acceptsTaxii21(req.headers.accept)) {
+      throw new HttpProblem(
+        406,
+        'Not Acceptable',
+        `this server answers with ${TAXII_MEDIA_TYPE} only; the Accept header ${JSON.stringify(req.headers.accept)} does not admit it`,
+      );
+    }
+
+    switch (route.kind) {
+      case 'discovery':
+        return this.discovery(res, url.prefix);
+      case 'root':
+        return this.apiRoot(res, route.root);
+      case 'status':
+        return this.getStatus(res, principal, route.statusId);
+      case 'collections':
+        return this.listCollections(res, principal, route.root);
+      case 'collection':
+        this.requireAccess(principal, route.col, 'read-or-write');
+        return sendTaxii(res, 200, this.collectionResource(route.col, principal));
+      case 'manifest':
+        this.requireAccess(principal, route.col, 'read');
+        return this.getRecords(res, route.root, route.col, 'manifest', url.query);
+      case 'objects':
+        if (method === 'POST') {
+          this.requireAccess(principal, route.col, 'write');
+          return this.addObjects(req, res, route.root, route.col);
+        }
+        this.requireAccess(principal, route.col, 'read');
+        return this.getRecords(res, route.root, route.col, 'objects', url.query);
+      case 'object':
+        if (method === 'DELETE') {
+          this.requireAccess(principal, route.col, 'read');
+          this.requireAccess(principal, route.col, 'write');
+          return this.deleteObject(res, route.root, route.col, route.objectId, url.query);
+        }
+        this.requireAccess(principal, route.col, 'read');
+        return this.getRecords(res, route.root, route.col, 'object', url.query, route.objectId);
+      case 'versions':
+        this.requireAccess(principal, route.col, 'read');
+        return this.getRecords(res, route.root, route.col, 'versions', url.query, route.objectId);
+    }
+  }
+
+  private opening?: Promise<void>;
+
+  /** Store.open() is idempotent: open it on first use so the owner may hand over a closed store. */
+  private async ensureOpen(): Promise<void> {
+    this.opening ??= this.store.open();
+    try {
+      await this.opening;
+    } catch (err) {
+      this.opening = undefined;
+      const msg = err instanceof Error ? err.message : String(err);
+      throw new HttpProblem(503, 'Service Unavailable', `the record store cannot be opened: ${msg}`, { 'Retry-After': '10' });
+    }
+  }
+
+  private route(rel: string): Route | null {
+    let path = rel;
+    if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1); // tolerate a missing trailing slash
+    if (path === '/taxii2') return { kind: 'discovery' };
+    for (const root of this.routingRoots) {
+      const base = '/' + root.name;
+      if (path !== base && !path.startsWith(base + '/')) continue;
+      const rest = path.slice(base.length).split('/').slice(1).map(decodeSegment);
+      if (rest.length === 0) return { kind: 'root', root };
+      if (rest[0] === 'status') {
+        if (rest.length === 2 && rest[1] !== '') return { kind: 'status', root, statusId: rest[1] };
+        return null;
+      }
+      if (rest[0] !== 'collections') return null;
+      if (rest.length === 1) return { kind: 'collections', root };
+      const col = root.byKey.get(rest[1]);
+      if (!col) throw notFound(`no collection ${JSON.stringify(rest[1])} in API root ${root.name}`);
+      if (rest.length === 2) return { kind: 'collection', root, col };
+      if (rest[2] === 'manifest' && rest.length === 3) return { kind: 'manifest', root, col };
+      if (rest[2] !== 'objects') return null;
+      if (rest.length === 3) return { kind: 'objects', root, col };
+      const objectId = rest[3];
+      if (objectId === '') return null;
+      if (rest.length === 4) return { kind: 'object', root, col, objectId };
+      if (rest.length === 5 && rest[4] === 'versions') return { kind: 'versions', root, col, objectId };
+      return null;
+    }
+    return null;
+  }
+
+  private unauthorized(description: string): HttpProblem {
+    return new HttpProblem(401, 'Unauthorized', description, { 'WWW-Authenticate': this.auth.challenges() });
+  }
+
+  private requireAccess(p: Principal, col: ResolvedCollection, need: 'read' | 'write' | 'read-or-write'): void {
+    const r = hasRole(p, col.canRead);
+    const w = hasRole(p, col.canWrite);
+    const ok = need === 'read' ? r : need === 'write' ? w : r || w;
+    if (ok) return;
+    if (p.scheme === 'anonymous') throw this.unauthorized(`collection ${col.id} is not readable without credentials`);
+    const what = need === 'read' ? 'read' : need === 'write' ? 'write to' : 'access';
+    throw new HttpProblem(403, 'Forbidden', `${p.name} may not ${what} collection ${col.id} (needs one of the roles: ${(need === 'write' ? col.canWrite : col.canRead).join(', ') || 'none'})`);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // simple resources
+
+  private discovery(res: ServerResponse, prefix: string): void {
+    const body: Record<string, unknown> = { title: this.settings.title };
+    if (this.settings.description) body['description'] = this.settings.description;
+    if (this.settings.contact) body['contact'] = this.settings.contact;
+    const urls = this.settings.roots.map((r) => `${prefix}/${r.name}/`);
+    if (this.settings.defaultApiRoot) body['default'] = `${prefix}/${this.settings.defaultApiRoot}/`;
+    if (urls.length > 0) body['api_roots'] = urls;
+    sendTaxii(res, 200, body);
+  }
+
+  private apiRoot(res: ServerResponse, root: ResolvedApiRoot): void {
+    const body: Record<string, unknown> = { title: root.title };
+    if (root.description) body['description'] = root.description;
+    body['versions'] = [TAXII_MEDIA_TYPE];
+    body['max_content_length'] = root.maxContentLength;
+    sendTaxii(res, 200, body);
+  }
+
+  private collectionResource(col: ResolvedCollection, p: Principal): Record<string, unknown> {
+    const body: Record<string, unknown> = { id: col.id, title: col.title };
+    if (col.description) body['description'] = col.description;
+    if (col.alias) body['alias'] = col.alias;
+    body['can_read'] = hasRole(p, col.canRead);
+    body['can_write'] = hasRole(p, col.canWrite);
+    body['media_types'] = col.mediaTypes;
+    return body;
+  }
+
+  private listCollections(res: ServerResponse, p: Principal, root: ResolvedApiRoot): void {
+    const cols = root.collections.map((c) => this.collectionResource(c, p));
+    sendTaxii(res, 200, cols.length > 0 ? { collections: cols } : {});
+  }
+
+  private async getStatus(res: ServerResponse, p: Principal, statusId: string): Promise<void> {
+    if (p.scheme === 'anonymous') throw this.unauthorized('status resources are not readable without credentials');
+    const status = await this.store.getStatus(statusId);
+    if (!status) throw notFound(`no status ${JSON.stringify(statusId)} (unknown, or expired)`);
+    sendTaxii(res, 200, cleanStatus(status));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // reads: objects, object, manifest, versions
+
+  private parse(query: string, endpoint: FilterEndpoint): Filters {
+    try {
+      return parseFilters(query, endpoint, this.settings.maxPageSize);
+    } catch (err) {
+      if (err instanceof QueryError) throw new HttpProblem(400, 'Bad Request', err.message, {}, { details: { parameter: err.parameter } });
+      throw err;
+    }
+  }
+
+  private async getRecords(
+    res: ServerResponse,
+    root: ResolvedApiRoot,
+    col: ResolvedCollection,
+    endpoint: 'objects' | 'manifest' | 'object' | 'versions',
+    rawQuery: string,
+    objectId?: string,
+  ): Promise<void> {
+    const f = this.parse(rawQuery, endpoint);
+    const scope = `${endpoint === 'manifest' ? 'objects' : endpoint}|${root.name}|${col.id}|${objectId ?? ''}`;
+    let cursor: string | undefined;
+    if (f.next !== undefined) {
+      try {
+        cursor = this.tokens.open(f.next, scope, f.canonical);
+      } catch (err) {
+        if (err instanceof TokenError) throw new HttpProblem(400, 'Bad Request', err.message, {}, { details: { parameter: 'next', problem: err.problem } });
+        throw err;
+      }
+    }
+    const q: RecordQuery = {
+      collection: col.id,
+      limit: f.limit ?? this.settings.defaultPageSize,
+    };
+    if (f.addedAfter !== undefined) q.addedAfter = f.addedAfter;
+    if (objectId !== undefined) q.ids = [objectId];
+    else if (f.ids) q.ids = f.ids;
+    if (f.types) q.types = f.types;
+    if (endpoint === 'versions') q.versions = ['all'];
+    else if (f.versions) q.versions = f.versions;
+    if (f.specVersions) q.specVersions = f.specVersions;
+    if (cursor !== undefined) q.cursor = cursor;
+
+    const page: Page<StoredRecord> = await this.store.query(q);
+    const items = page.items.filter((r) => r.status !== 'invalid'); // never served, whatever the store did
+
+    if (items.length === 0 && objectId !== undefined && cursor === undefined) {
+      await this.explainMissing(col, objectId, q);
+    }
+
+    const headers: Record<string, string> = {};
+    if (items.length > 0) {
+      headers['X-TAXII-Date-Added-First'] = items[0].dateAdded;
+      headers['X-TAXII-Date-Added-Last'] = items[items.length - 1].dateAdded;
+    }
+    const body: Record<string, unknown> = {};
+    if (items.length > 0 || page.more) {
+      body['more'] = page.more;
+      if (page.more && page.cursor !== undefined) body['next'] = this.tokens.issue(scope, f.canonical, page.cursor);
+    }
+    if (items.length > 0) {
+      if (endpoint === 'manifest') {
+        body['objects'] = items.map((r) => ({ id: r.id, date_added: r.dateAdded, version: r.version, media_type: r.mediaType }));
+      } else if (endpoint === 'versions') {
+        body['versions'] = items.map((r) => r.version);
+      } else {
+        body['objects'] = items.map((r) => r.object);
+      }
+    }
+    sendTaxii(res, 200, body, headers);
+    if (items.length > 0) this.emitSafely('inquiry', { apiRoot: root.name, collection: col.id, records: items });
+  }
+
+  /** An object GET / versions GET found nothing: 404 (integrity failure or absent) or an empty 200. */
+  private async explainMissing(col: ResolvedCollection, objectId: string, q: RecordQuery): Promise<void> {
+    const invalid = await this.store.query({ ...q, includeInvalid: true, statuses: ['invalid'], limit: 1, cursor: undefined });
+    const bad = invalid.items[0];
+    if (bad) {
+      throw new HttpProblem(
+        404,
+        'Not Found',
+        `object ${objectId} (version ${bad.version}) in collection ${col.id} failed its integrity check and is no longer served` +
+          (bad.statusReason ? `: ${bad.statusReason}` : ''),
+        {},
+        { details: { integrity: 'invalid' } },
+      );
+    }
+    const any = await this.store.get(col.id, objectId);
+    if (!any) throw notFound(`no object ${objectId} in collection ${col.id}`);
+    // the object exists but the filters exclude every version: an empty result
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // add objects (paper steps 1-3)
+
+  private async addObjects(req: IncomingMessage, res: ServerResponse, root: ResolvedApiRoot, col: ResolvedCollection): Promise<void> {
+    const ct = req.headers['content-type'];
+    if (!isTaxii21MediaType(ct)) {
+      throw new HttpProblem(
+        415,
+        'Unsupported Media Type',
+        ct === undefined
+          ? `the request has no Content-Type; send ${TAXII_MEDIA_TYPE}`
+          : `Content-Type ${JSON.stringify(ct)} is not supported; send ${TAXII_MEDIA_TYPE}`,
+      );
+    }
+    const enc = req.headers['content-encoding'];
+    if (enc !== undefined && enc.trim().toLowerCase() !== 'identity') {
+      throw new HttpProblem(415, 'Unsupported Media Type', `Content-Encoding ${JSON.stringify(enc)} is not supported; send the envelope uncompressed`);
+    }
+    const body = await readBody(req, root.maxContentLength, this.settings.bodyTimeoutMs);
+    if (!body.ok) {
+      if (body.reason === 'too-large') {
+        const got = body.declared !== undefined ? `Content-Length ${body.declared}` : `more than ${root.maxContentLength} octets received`;
+        throw new HttpProblem(
+          413,
+          'Payload Too Large',
+          `the request body is larger than this API root's max_content_length (${root.maxContentLength} octets; ${got}); split the envelope`,
+        );
+      }
+      if (body.reason === 'timeout') throw new HttpProblem(408, 'Request Timeout', body.detail, { Connection: 'close' });
+      throw new HttpProblem(400, 'Bad Request', `the request body could not be read: ${body.detail}`, { Connection: 'close' });
+    }
+    let text = body.body.toString('utf8');
+    if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    let envelope: unknown;
+    try {
+      envelope = JSON.parse(text);
+    } catch (err) {
+      throw new HttpProblem(400, 'Bad Request', `the request body is not valid JSON (${(err as Error).message})`);
+    }
+    if (!isRecord(envelope)) throw new HttpProblem(422, 'Unprocessable Content', 'the request body must be a TAXII envelope: a JSON object with an "objects" list');
+    if (!('objects' in envelope)) throw new HttpProblem(422, 'Unprocessable Content', 'the envelope has no "objects" property');
+    const objects = envelope['objects'];
+    if (!Array.isArray(objects)) throw new HttpProblem(422, 'Unprocessable Content', 'the envelope\'s "objects" must be a list of STIX objects');
+    if (objects.length === 0) throw new HttpProblem(422, 'Unprocessable Content', 'the envelope\'s "objects" list is empty (TAXII forbids empty lists)');
+
+    const statusId = randomUUID();
+    const successes: StatusDetail[] = [];
+    const failures: StatusDetail[] = [];
+    const pendings: StatusDetail[] = [];
+    const added: StoredRecord[] = [];
+    const requestTimestamp = taxiiTimestamp(new Date());
+
+    const prepared = objects.map((o, i) => prepareRecord(o, i, col));
+    const toStore = prepared.flatMap((p) => (p.ok ? [p.record] : []));
+    const outcomes = await this.storeAll(toStore, col);
+    let k = 0;
+    for (const prep of prepared) {
+      if (!prep.ok) {
+        failures.push({ id: prep.id, version: prep.version, message: prep.message });
+        continue;
+      }
+      const outcome = outcomes[k++];
+      if (outcome instanceof Error) {
+        const errorId = randomUUID();
+        this.log('error', `storing ${prep.record.id} in ${col.id} failed (error_id ${errorId})`, { errorId, error: outcome.stack ?? outcome.message });
+        failures.push({ id: prep.record.id, version: prep.record.version, message: `the server could not store this object (error_id ${errorId})` });
+        continue;
+      }
+      const rec = outcome.record;
+      const d = { id: rec.id, version: rec.version };
+      if (outcome.outcome === 'added') {
+        if (rec.status === 'pending') {
+          pendings.push(d);
+          this.indexPending(rec, statusId);
+        } else {
+          successes.push(d);
+        }
+        added.push(rec);
+      } else if (outcome.outcome === 'duplicate') {
+        if (rec.status === 'invalid') {
+          failures.push({ ...d, message: `already present and marked invalid${rec.statusReason ? `: ${rec.statusReason}` : ''}` });
+        } else {
+          successes.push({ ...d, message: rec.status === 'pending' ? 'already present (integrity check pending)' : 'already present' });
+        }
+      } else {
+        failures.push({ id: prep.record.id, version: prep.record.version || rec.version, message: 'a different object already uses this id and version' });
+      }
+    }
+
+    const status = buildStatus(statusId, requestTimestamp, successes, failures, pendings);
+    try {
+      await this.store.putStatus(status);
+    } catch (err) {
+      for (const rec of added) this.unindexPending(rec, statusId);
+      // the records are stored: still announce them, then report the failure
+      for (const rec of added) this.emitSafely('object', { apiRoot: root.name, collection: col.id, record: rec, statusId });
+      throw err;
+    }
+    sendTaxii(res, 202, cleanStatus(status));
+    for (const rec of added) this.emitSafely('object', { apiRoot: root.name, collection: col.id, record: rec, statusId });
+  }
+
+  /**
+   * Store an envelope's records in one atomic write; when the store refuses the batch, store them
+   * one by one so that one bad record fails alone (its Error takes its place in the result).
+   */
+  private async storeAll(recs: NewRecord[], col: ResolvedCollection): Promise<Array<AddOutcome | Error>> {
+    if (recs.length === 0) return [];
+    try {
+      const out = await this.store.addMany(recs);
+      if (out.length === recs.length) return out;
+      this.log('warn', `store.addMany returned ${out.length} outcomes for ${recs.length} records in ${col.id}; adding one by one`);
+    } catch (err) {
+      if (storeProblem(err)?.status === 503) throw err;
+      this.log('warn', `store.addMany failed in ${col.id}, adding one by one: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    const out: Array<AddOutcome | Error> = [];
+    for (const r of recs) {
+      try {
+        out.push(await this.store.add(r));
+      } catch (err) {
+        if (storeProblem(err)?.status === 503) throw err;
+        out.push(err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+    return out;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // delete (right to be forgotten)
+
+  private async deleteObject(res: ServerResponse, root: ResolvedApiRoot, col: ResolvedCollection, objectId: string, rawQuery: string): Promise<void> {
+    const f = this.parse(rawQuery, 'delete');
+    const filter: { versions?: string[]; specVersions?: string[] } = {};
+    if (f.versions) filter.versions = f.versions;
+    if (f.specVersions) filter.specVersions = f.specVersions;
+    const count = await this.store.delete(col.id, objectId, filter);
+    if (count === 0) throw notFound(`no object ${objectId} in collection ${col.id} matches`);
+    sendTaxii(res, 200, undefined);
+    this.emitSafely('delete', { apiRoot: root.name, collection: col.id, id: objectId, count });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // SETS integrity (paper §4.2)
+
+  async markIntegrity(
+    collection: string,
+    id: string,
+    version: string,
+    status: Exclude<IntegrityStatus, 'pending'>,
+    reason?: string,
+    statusId?: string,
+  ): Promise<boolean> {
+    if (status !== 'finalized' && status !== 'invalid') throw new RangeError(`markIntegrity: status must be finalized or invalid, got ${String(status)}`);
+    const v = normaliseVersion(version);
+    const ok = await this.store.setStatus(collection, id, v, status, reason);
+    if (!ok) return false;
+    const key = pendingKey(collection, id, v);
+    const ids = new Set<string>(this.pendingIndex.get(key) ?? []);
+    if (statusId) ids.add(statusId);
+    this.pendingIndex.delete(key);
+    for (const sid of ids) {
+      await this.withStatusLock(sid, async () => {
+        const st = await this.store.getStatus(sid);
+        if (!st) return;
+        const pend = st.pendings ?? [];
+        const moving = pend.filter((d) => d.id === id && sameVersion(d.version, v));
+        if (moving.length === 0) return;
+        const rest = pend.filter((d) => !(d.id === id && sameVersion(d.version, v)));
+        const successes = [...(st.successes ?? [])];
+        const failures = [...(st.failures ?? [])];
+        for (const d of moving) {
+          if (status === 'finalized') successes.push({ id: d.id, version: d.version, message: reason ?? 'integrity verified' });
+          else failures.push({ id: d.id, version: d.version, message: reason ?? 'failed its integrity check' });
+        }
+        await this.store.putStatus(buildStatus(st.id, st.request_timestamp, successes, failures, rest, st.total_count));
+      });
+    }
+    return true;
+  }
+
+  private indexPending(rec: StoredRecord, statusId: string): void {
+    const key = pendingKey(rec.collection, rec.id, normaliseVersion(rec.version));
+    let set = this.pendingIndex.get(key);
+    if (!set) this.pendingIndex.set(key, (set = new Set()));
+    set.add(statusId);
+  }
+
+  private unindexPending(rec: StoredRecord, statusId: string): void {
+    const key = pendingKey(rec.collection, rec.id, normaliseVersion(rec.version));
+    const set = this.pendingIndex.get(key);
+    if (!set) return;
+    set.delete(statusId);
+    if (set.size === 0) this.pendingIndex.delete(key);
+  }
+
+  private async withStatusLock(id: string, fn: () => Promise<void>): Promise<void> {
+    const prev = this.statusLocks.get(id) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.statusLocks.set(id, tail);
+    try {
+      await run;
+    } finally {
+      if (this.statusLocks.get(id) === tail) this.statusLocks.delete(id);
+    }
+  }
+
+  private emitSafely<E extends keyof TaxiiServerEvents>(event: E, ...args: TaxiiServerEvents[E]): void {
+    try {
+      this.emit(event, ...args);
+    } catch (err) {
+      this.log('error', `a listener of the ${event} event threw`, { error: err instanceof Error ? err.stack ?? err.message : String(err) });
+    }
+  }
+}
+
+/**
+ * After a 413 the rest of the body is unread. Closing the socket at once would make the kernel
+ * reset the connection, and a client still sending could lose the 413 answer; so the remainder
+ * is read and dropped for a short while (bounded in bytes and time), then the socket is closed.
+ */
+function discardRest(req: IncomingMessage): void {
+  if (req.readableEnded || req.destroyed) return;
+  const socket = req.socket;
+  let dropped = 0;
+  const close = (): void => {
+    clearTimeout(timer);
+    req.off('data', onData);
+    socket.destroy();
+  };
+  const onData = (c: Buffer): void => {
+    dropped += c.length;
+    if (dropped > 4 * 1024 * 1024) close();
+  };
+  const timer = setTimeout(close, 2000);
+  timer.unref();
+  req.on('data', onData);
+  req.once('end', () => {
+    clearTimeout(timer);
+    req.off('data', onData);
+  });
+  req.resume();
+}
+
+/** Store errors a client can act on (bad cursor/query: 400) or wait out (unreachable: 503). */
+function storeProblem(err: unknown): HttpProblem | null {
+  const code = err instanceof StoreError ? err.code : isRecord(err) && typeof err['code'] === 'string' ? err['code'] : undefined;
+  const msg = err instanceof Error ? err.message : String(err);
+  switch (code) {
+    case 'ERR_STORE_BAD_CURSOR':
+      return new HttpProblem(400, 'Bad Request', `the next token does not name a position in this collection (${msg})`, {}, { details: { parameter: 'next' } });
+    case 'ERR_STORE_BAD_QUERY':
+      return new HttpProblem(400, 'Bad Request', msg);
+    case 'ERR_STORE_CONNECT':
+    case 'ERR_STORE_NOT_OPEN':
+    case 'ERR_STORE_LOCKED':
+      return new HttpProblem(503, 'Service Unavailable', `the record store is not available: ${msg}`, { 'Retry-After': '10' });
+    default:
+      return null;
+  }
+}
+
+function pendingKey(collection: string, id: string, version: string): string {
+  return JSON.stringify([collection, id, version]);
+}
+
+function buildStatus(
+  id: string,
+  requestTimestamp: string,
+  successes: StatusDetail[],
+  failures: StatusDetail[],
+  pendings: StatusDetail[],
+  total?: number,
+): StatusResource {
+  const s: StatusResource = {
+    id,
+    status: pendings.length > 0 ? 'pending' : 'complete',
+    request_timestamp: requestTimestamp,
+    total_count: total ?? successes.length + failures.length + pendings.length,
+    success_count: successes.length,
+    failure_count: failures.length,
+    pending_count: pendings.length,
+  };
+  if (successes.length > 0) s.successes = successes;
+  if (failures.length > 0) s.failures = failures;
+  if (pendings.length > 0) s.pendings = pendings;
+  return s;
+}
+
+/** A status resource as sent: no empty lists (TAXII forbids them), only the spec's properties. */
+function cleanStatus(s: StatusResource): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    id: s.id,
+    status: s.status,
+    request_timestamp: s.request_timestamp,
+    total_count: s.total_count,
+    success_count: s.success_count,
+    failure_count: s.failure_count,
+    pending_count: s.pending_count,
+  };
+  if (s.successes && s.successes.length > 0) out['successes'] = s.successes;
+  if (s.failures && s.failures.length > 0) out['failures'] = s.failures;
+  if (s.pendings && s.pendings.length > 0) out['pendings'] = s.pendings;
+  return out;
+}
