@@ -678,11 +678,19 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
   }
 
   private emitSafely<E extends keyof TaxiiServerEvents>(event: E, ...args: TaxiiServerEvents[E]): void {
-    try {
-      this.emit(event, ...args);
-    } catch (err) {
-      this.log('error', `a listener of the ${event} event threw`, { error: err instanceof Error ? err.stack ?? err.message : String(err) });
+    // each listener on its own: one that throws neither breaks the request nor starves the others
+    for (const listener of this.listeners(event) as Array<(...a: TaxiiServerEvents[E]) => unknown>) {
+      try {
+        const ret = listener.apply(this, args);
+        if (ret instanceof Promise) ret.catch((err: unknown) => this.listenerFailed(event, err));
+      } catch (err) {
+        this.listenerFailed(event, err);
+      }
     }
+  }
+
+  private listenerFailed(event: string, err: unknown): void {
+    this.log('error', `a listener of the ${event} event failed`, { error: err instanceof Error ? err.stack ?? err.message : String(err) });
   }
 }
 
