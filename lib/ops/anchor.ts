@@ -1,0 +1,75 @@
+/**
+ * Paper steps 0-1 on the producer side: h_t = H(t) and k = key(m_t) for every object of a
+ * payload, written to the ledger in one batch.
+ *
+ * Order matters for "nothing half-done": the whole payload is validated first (lib/stix
+ * `extractObjects`, all-or-nothing), then every key and hash is computed, and only then is the
+ * ledger touched. A bad object, bad JSON or a bad collection id fails before any transaction.
+ */
+import { hashObject, keyForObject } from '../digest';
+import type { Ledger } from '../ledger/ledger';
+import { extractObjects, type StixObject } from '../stix';
+import { checkCollection } from './collection';
+import { typeOfObject } from './payload';
+
+export interface AnchorInput {
+  collection: string;
+  /** STIX content: object, array, bundle, TAXII envelope, JSON text or bytes */
+  payload: unknown;
+  /** community key for the keyed-hash privacy option (HMAC-SHA256) */
+  hmacKey?: string;
+}
+
+/** One object ready to anchor. */
+export interface PreparedObject {
+  object: StixObject;
+  id: string;
+  type: string;
+  /** normalised version (modified, else created; null for unversioned objects) */
+  version: string | null;
+  key: string;
+  hash: string;
+}
+
+export interface AnchoredItem {
+  id: string;
+  type: string;
+  version: string | null;
+  key: string;
+  hash: string;
+  anchor: { tx: string; block: number; existing?: boolean };
+}
+
+export interface AnchorResult {
+  collection: string;
+  items: AnchoredItem[];
+  /** the validated objects, in payload order (to publish them next) */
+  objects: StixObject[];
+}
+
+/**
+ * Validate a payload and compute (key, hash) for each object, without touching the ledger.
+ * Throws lib/stix StixValidationError (code STIX_INVALID) listing every problem, or OpsError for
+ * a bad collection.
+ */
+export function prepareAnchors(input: AnchorInput): PreparedObject[] {
+  const collection = checkCollection(input.collection);
+  const objects = extractObjects(input.payload);
+  return objects.map((object) => {
+    const { key, version } = keyForObject(collection, object);
+    return { object, id: object.id, type: typeOfObject(object), version, key, hash: hashObject(object, input.hmacKey) };
+  });
+}
+
+/** Validate, hash and anchor a payload; resolves once every anchor is mined. */
+export async function anchorPayload(ledger: Ledger, input: AnchorInput): Promise<AnchorResult> {
+  const prepared = prepareAnchors(input);
+  const receipts = await ledger.anchorMany(prepared.map((p) => ({ key: p.key, hash: p.hash })));
+  const items = prepared.map((p, i): AnchoredItem => {
+    const r = receipts[i];
+    const anchor: AnchoredItem['anchor'] = { tx: r.tx, block: r.block };
+    if (r.existing) anchor.existing = true;
+    return { id: p.id, type: p.type, version: p.version, key: p.key, hash: p.hash, anchor };
+  });
+  return { collection: input.collection, items, objects: prepared.map((p) => p.object) };
+}

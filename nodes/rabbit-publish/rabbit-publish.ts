@@ -1,0 +1,57 @@
+/**
+ * rabbit-publish (paper step 3, "distribution"): publish each STIX object of msg.payload to the
+ * SETS exchange with routing key `<collection>.<type>`, persistent, with publisher confirms. The
+ * message passes on only after the broker confirmed every object. While the broker is down the
+ * publish waits (bounded) for the reconnect instead of failing at once.
+ */
+import type { NodeAPI, NodeDef, Node, NodeStatus, SetsMessage } from '../shared/types';
+import type { BrokerOwner } from '../shared/owners';
+import { str } from '../shared/config';
+import { onInput } from '../shared/input';
+import { connectionStatus, type ConnectionState } from '../shared/status';
+import { useConnection } from '../shared/use-connection';
+import type { AmqpBus } from '../../lib/bus/amqp';
+import { resolveCollection } from '../../lib/ops/collection';
+import { hashesFromSets, publishPayload } from '../../lib/ops/publish';
+import { mergeSets } from '../../lib/ops/result';
+
+interface PublishDef extends NodeDef {
+  broker?: string;
+  collection?: string;
+}
+
+export = function register(RED: NodeAPI): void {
+  function RabbitPublishNode(this: Node, def: PublishDef): void {
+    RED.nodes.createNode(this, def);
+    setup(this, def);
+  }
+
+  function setup(node: Node, def: PublishDef): void {
+    let published = 0;
+    let conn: { state: ConnectionState; detail?: string } = { state: 'disconnected' };
+    const idle = (): NodeStatus =>
+      conn.state === 'connected' && published > 0
+        ? { fill: 'green', shape: 'dot', text: `${published} published` }
+        : connectionStatus(conn.state, conn.detail);
+    const owner = (def.broker ? RED.nodes.getNode(def.broker) : null) as BrokerOwner | null;
+    const bus = useConnection<AmqpBus>(node, owner, {
+      what: 'broker',
+      missingKey: 'rabbit-publish.status.no-broker',
+      listener: (state, detail) => {
+        conn = { state, detail };
+        node.status(idle());
+      },
+    });
+
+    onInput<SetsMessage>(node, { busyText: 'rabbit-publish.status.publishing', idle }, async (msg, send) => {
+      const b = bus.get();
+      const collection = resolveCollection(msg.collection, str(def.collection));
+      const out = await publishPayload(b, { collection, payload: msg.payload, hashes: hashesFromSets(msg.sets) });
+      published += out.count;
+      msg.sets = mergeSets(msg.sets, ['published'], { published: out });
+      send(msg);
+    });
+  }
+
+  RED.nodes.registerType('rabbit-publish', RabbitPublishNode);
+};

@@ -1,0 +1,170 @@
+/**
+ * rabbit-subscribe (paper step 4, "subscribe"): consume STIX objects from a queue bound to the
+ * SETS exchange (`<collection>.<type>` keys, or raw binding keys) and emit one message per object.
+ *
+ * Acknowledgement (default "manual", at-least-once): a delivery is acked only when the flow says
+ * it is done with it — a rabbit-ack node settles msg.amqp.deliveryId. Unsettled deliveries are
+ * bounded by the prefetch; when the node closes (redeploy, stop) they are left to the broker,
+ * which redelivers them. "auto" acks on arrival (at-most-once).
+ */
+import type { NodeAPI, NodeDef, Node, NodeMessage } from '../shared/types';
+import type { BrokerOwner } from '../shared/owners';
+import { ConfigError, list, oneOf, optInt, optStr } from '../shared/config';
+import { deliveries } from '../shared/deliveries';
+import { ThrottledStatus, connectionStatus, type ConnectionState } from '../shared/status';
+import { useConnection } from '../shared/use-connection';
+import type { AmqpBus, BusDelivery, Subscription, SubscribeOptions } from '../../lib/bus/amqp';
+import { bindingKeys } from '../../lib/bus/routing';
+import { messageOf } from '../../lib/ops/errors';
+
+interface SubscribeDef extends NodeDef {
+  broker?: string;
+  bindingMode?: string;
+  collection?: string;
+  types?: string;
+  keys?: string;
+  queue?: string;
+  prefetch?: string | number;
+  ackMode?: string;
+  deadLetter?: string;
+}
+
+export = function register(RED: NodeAPI): void {
+  function RabbitSubscribeNode(this: Node, def: SubscribeDef): void {
+    RED.nodes.createNode(this, def);
+    setup(this, def);
+  }
+
+  function setup(node: Node, def: SubscribeDef): void {
+    let opts: SubscribeOptions | undefined;
+    let ackMode: 'manual' | 'auto' = 'manual';
+    let setupError: Error | undefined;
+    try {
+      ackMode = oneOf(def.ackMode, 'acknowledge', ['manual', 'auto'] as const, 'manual');
+      const mode = oneOf(def.bindingMode, 'subscribe to', ['types', 'keys'] as const, 'types');
+      const bindings =
+        mode === 'keys'
+          ? list(def.keys)
+          : bindingKeys({ collection: optStr(def.collection), types: list(def.types).length ? list(def.types) : undefined });
+      if (bindings.length === 0) throw new ConfigError('no binding keys: give a collection and/or STIX types, or raw binding keys');
+      const queue = optStr(def.queue);
+      opts = { bindings, ackMode: 'manual', settleTimeoutMs: 0 };
+      if (queue) opts.queue = queue; // named queues are durable (lib/bus default)
+      const prefetch = optInt(def.prefetch, 'prefetch', 1, 65_535);
+      if (prefetch !== undefined) opts.prefetch = prefetch;
+      const dlq = optStr(def.deadLetter);
+      if (dlq) {
+        opts.deadLetterExchange = `${dlq}.dlx`;
+        opts.deadLetterQueue = dlq;
+      }
+    } catch (err) {
+      setupError = err as Error;
+    }
+
+    let received = 0;
+    let conn: { state: ConnectionState; detail?: string } = { state: 'disconnected' };
+    const badge = new ThrottledStatus((s) => node.status(s));
+    const showStatus = (): void => {
+      if (conn.state !== 'connected') {
+        badge.set(connectionStatus(conn.state, conn.detail));
+        return;
+      }
+      const unacked = deliveries.unsettled(node.id);
+      badge.set({
+        fill: 'green',
+        shape: 'dot',
+        text: `${received} received${ackMode === 'manual' ? ` · ${unacked} unacked` : ''}`,
+      });
+    };
+
+    if (setupError) {
+      node.status({ fill: 'red', shape: 'dot', text: setupError.message });
+      node.error(`rabbit-subscribe cannot start: ${setupError.message}`);
+      return;
+    }
+    const owner = (def.broker ? RED.nodes.getNode(def.broker) : null) as BrokerOwner | null;
+    const busHandle = useConnection<AmqpBus>(node, owner, {
+      what: 'broker',
+      missingKey: 'rabbit-subscribe.status.no-broker',
+      listener: (state, detail) => {
+        // a dropped connection takes its channels along: the broker redelivers what was unsettled
+        if (state !== 'connected' && conn.state === 'connected') deliveries.release(node.id);
+        conn = { state, detail };
+        showStatus();
+      },
+    });
+    const offChange = deliveries.onChange((o) => {
+      if (o === node.id) showStatus();
+    });
+
+    const handle = (d: BusDelivery): void => {
+      received += 1;
+      let payload: unknown;
+      try {
+        payload = d.json();
+      } catch (err) {
+        // not JSON: nothing a flow could verify. Dead-lettered when the queue has a dead-letter
+        // exchange, dropped otherwise — reported either way, never silently.
+        d.nack({ requeue: false });
+        node.error(
+          `message ${d.messageId ?? d.deliveryTag} on ${d.routingKey} is not JSON and was ${opts?.deadLetterQueue ? `dead-lettered to ${opts.deadLetterQueue}` : 'discarded'}: ${messageOf(err)}`,
+          { topic: d.routingKey, amqp: { routingKey: d.routingKey, exchange: d.exchange, messageId: d.messageId } },
+        );
+        showStatus();
+        return;
+      }
+      const amqp: Record<string, unknown> = {
+        routingKey: d.routingKey,
+        exchange: d.exchange,
+        queue: d.queue,
+        messageId: d.messageId,
+        redelivered: d.redelivered,
+        headers: d.headers,
+      };
+      if (ackMode === 'auto') {
+        d.ack();
+        amqp.acked = true;
+      } else {
+        amqp.deliveryId = deliveries.track(node.id, {
+          ack: () => {
+            if (!d.ack()) throw new Error('the delivery channel is closed; the broker redelivers the message');
+          },
+          nack: (requeue: boolean) => {
+            if (!d.nack({ requeue })) throw new Error('the delivery channel is closed; the broker redelivers the message');
+          },
+        });
+      }
+      const msg: NodeMessage = { payload, topic: d.routingKey, amqp };
+      if (d.collection !== undefined) msg.collection = d.collection;
+      node.send(msg);
+      showStatus();
+    };
+
+    let sub: Subscription | undefined;
+    try {
+      sub = busHandle.get().subscribe(opts as SubscribeOptions, handle);
+      sub.ready().catch((err: unknown) => {
+        node.status({ fill: 'red', shape: 'ring', text: `! ${messageOf(err)}`.slice(0, 48) });
+        node.error(`subscription failed: ${messageOf(err)}`);
+      });
+    } catch (err) {
+      // no broker configured / configuration error: useConnection has shown and logged it
+      if (busHandle.owner) node.error(`cannot subscribe: ${messageOf(err)}`);
+    }
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      offChange();
+      badge.stop();
+      const left = deliveries.release(node.id);
+      if (left > 0) node.log(`${left} unsettled deliveries left to the broker (it redelivers them)`);
+      const s = sub;
+      sub = undefined;
+      (s ? s.cancel() : Promise.resolve()).then(
+        () => done(),
+        () => done(),
+      );
+    });
+  }
+
+  RED.nodes.registerType('rabbit-subscribe', RabbitSubscribeNode);
+};

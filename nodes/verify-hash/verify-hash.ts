@@ -1,0 +1,101 @@
+/**
+ * verify-hash (paper steps 4 and 6 on the consumer side): recompute H(t) of each object
+ * received, read the anchored hash, and route: output 1 verified, output 2 rejected
+ * (`mismatch` or `not-anchored`, with the reason). A not-yet-mined anchor is waited for up to
+ * the configured time — pending is a state, not an error. A ledger that cannot be read is an
+ * error (Catch node), never a rejection.
+ */
+import type { NodeAPI, NodeDef, Node, NodeMessage, SetsMessage } from '../shared/types';
+import type { LedgerOwner } from '../shared/owners';
+import { int, oneOf, str } from '../shared/config';
+import { onInput } from '../shared/input';
+import { connectionStatus, type ConnectionState } from '../shared/status';
+import { useConnection } from '../shared/use-connection';
+import type { Ledger } from '../../lib/ledger/ledger';
+import { resolveCollection } from '../../lib/ops/collection';
+import { VERIFY_KEYS, mergeSets, verificationFragment, wholeVerificationFragment } from '../../lib/ops/result';
+import { verifyPayload } from '../../lib/ops/verify';
+
+interface VerifyDef extends NodeDef {
+  ledger?: string;
+  collection?: string;
+  waitMs?: string | number;
+  mode?: string;
+}
+
+interface VerifyCredentials {
+  hmacKey?: string;
+}
+
+type VerifyNode = Node<VerifyCredentials>;
+
+export = function register(RED: NodeAPI): void {
+  function VerifyHashNode(this: VerifyNode, def: VerifyDef): void {
+    RED.nodes.createNode(this, def);
+    setup(this, def);
+  }
+
+  function setup(node: VerifyNode, def: VerifyDef): void {
+    const hmacKey = node.credentials?.hmacKey || undefined;
+    let setupError: Error | undefined;
+    let waitMs = 10_000;
+    let mode: 'split' | 'whole' = 'split';
+    try {
+      waitMs = int(def.waitMs, 'wait for anchor', 10_000, 0, 3_600_000);
+      mode = oneOf(def.mode, 'several objects', ['split', 'whole'] as const, 'split');
+    } catch (err) {
+      setupError = err as Error;
+    }
+
+    let verified = 0;
+    let rejected = 0;
+    let conn: { state: ConnectionState; detail?: string } = { state: 'disconnected' };
+    const counts = (): string => `✓ ${verified}  ✗ ${rejected}`;
+    const idle = () =>
+      conn.state === 'connected' && verified + rejected > 0
+        ? { fill: rejected > 0 ? ('yellow' as const) : ('green' as const), shape: 'dot' as const, text: counts() }
+        : connectionStatus(conn.state, conn.detail);
+    const owner = (def.ledger ? RED.nodes.getNode(def.ledger) : null) as LedgerOwner | null;
+    const ledger = useConnection<Ledger>(node, owner, {
+      what: 'ledger',
+      missingKey: 'verify-hash.status.no-ledger',
+      listener: (state, detail) => {
+        conn = { state, detail };
+        node.status(idle());
+      },
+    });
+
+    onInput<SetsMessage>(node, { busyText: 'verify-hash.status.verifying', idle }, async (msg, send) => {
+      if (setupError) throw setupError;
+      const l = ledger.get();
+      const collection = resolveCollection(msg.collection, str(def.collection));
+      const results = await verifyPayload(l, { collection, payload: msg.payload, waitMs, hmacKey });
+      const ok = results.filter((r) => r.verification.status === 'verified').length;
+      verified += ok;
+      rejected += results.length - ok;
+
+      if (mode === 'whole' && results.length > 1) {
+        msg.sets = mergeSets(msg.sets, VERIFY_KEYS, wholeVerificationFragment(results.map((r) => r.verification)));
+        send(ok === results.length ? [msg, null] : [null, msg]);
+        return;
+      }
+      const seq = results.length > 1 ? RED.util.generateId() : undefined;
+      results.forEach((r, index) => {
+        const m = (results.length === 1 ? msg : RED.util.cloneMessage(msg)) as SetsMessage;
+        m.payload = r.object;
+        m.sets = mergeSets(m.sets, VERIFY_KEYS, verificationFragment(r.verification));
+        if (seq) {
+          // like the core split node: an existing sequence is kept as the parent
+          const parent = msg.parts;
+          m.parts = { id: seq, index, count: results.length, ...(parent ? { parts: parent } : {}) };
+        }
+        const out: Array<NodeMessage | null> = r.verification.status === 'verified' ? [m, null] : [null, m];
+        send(out);
+      });
+    });
+  }
+
+  RED.nodes.registerType<VerifyNode, VerifyDef, unknown, VerifyCredentials>('verify-hash', VerifyHashNode, {
+    credentials: { hmacKey: { type: 'password' } },
+  });
+};
