@@ -32,7 +32,13 @@ function bestVersion(obj: unknown): string {
 export function prepareRecord(obj: unknown, index: number, col: ResolvedCollection): Prepared {
   const rawId = isRecord(obj) && typeof obj['id'] === 'string' ? obj['id'] : `objects[${index}]`;
   const fail = (message: string): Prepared => ({ ok: false, id: rawId, version: bestVersion(obj), message });
-  const issues = validateObject(obj, index);
+  let issues;
+  try {
+    issues = validateObject(obj, index);
+  } catch (err) {
+    // e.g. a pathologically deep object: a per-object failure, never a server error
+    return fail(`cannot be validated: ${err instanceof Error ? err.message : String(err)}`);
+  }
   if (issues.length > 0) {
     const lines = issues.slice(0, 10).map((i) => formatIssue({ ...i, index }));
     if (issues.length > 10) lines.push(`... and ${issues.length - 10} more`);

@@ -87,8 +87,8 @@ export interface TaxiiServer {
   on<E extends keyof TaxiiServerEvents>(event: E, listener: (...args: TaxiiServerEvents[E]) => void): this;
   off<E extends keyof TaxiiServerEvents>(event: E, listener: (...args: TaxiiServerEvents[E]) => void): this;
   once<E extends keyof TaxiiServerEvents>(event: E, listener: (...args: TaxiiServerEvents[E]) => void): this;
-  /** the validated configuration */
-  readonly settings: Readonly<ResolvedConfig>;
+  /** the validated configuration (without the next-token secret) */
+  readonly settings: Readonly<Omit<ResolvedConfig, 'nextTokenSecret'>>;
 }
 
 export function createTaxiiServer(config: TaxiiServerConfig): TaxiiServer {
@@ -120,6 +120,9 @@ const METHODS: Record<Route['kind'], string[]> = {
   versions: ['GET', 'HEAD'],
 };
 
+/** most pending records remembered in-process for markIntegrity without a statusId */
+const MAX_PENDING_INDEX = 100_000;
+
 const notFound = (what: string): HttpProblem => new HttpProblem(404, 'Not Found', what);
 
 function decodeSegment(s: string): string {
@@ -135,7 +138,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
-  readonly settings: ResolvedConfig;
+  private readonly cfg: ResolvedConfig;
   private readonly store: Store;
   private readonly auth: ServerAuthenticator;
   private readonly tokens: NextTokens;
@@ -149,22 +152,27 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
 
   constructor(config: TaxiiServerConfig) {
     super();
-    this.settings = resolveConfig(config);
+    this.cfg = resolveConfig(config);
     this.store = config.store;
     this.auth = new ServerAuthenticator(config.auth);
-    this.tokens = new NextTokens(this.settings.nextTokenSecret, this.settings.nextTokenTtlMs);
+    this.tokens = new NextTokens(this.cfg.nextTokenSecret, this.cfg.nextTokenTtlMs);
     this.log =
       config.log ??
       ((level, message, detail) => {
         if (level === 'error') console.error(`[taxii-server] ${message}`, detail ?? '');
         else if (level === 'warn') console.warn(`[taxii-server] ${message}`, detail ?? '');
       });
-    this.routingRoots = [...this.settings.roots].sort((a, b) => b.name.length - a.name.length);
-    for (const root of this.settings.roots) for (const col of root.collections) this.collections.set(col.id, { root, col });
-    if (this.settings.generatedSecret) {
+    this.routingRoots = [...this.cfg.roots].sort((a, b) => b.name.length - a.name.length);
+    for (const root of this.cfg.roots) for (const col of root.collections) this.collections.set(col.id, { root, col });
+    if (this.cfg.generatedSecret) {
       this.log('warn', 'no nextTokenSecret configured: using a random per-process secret (next tokens will not work across instances or restarts)');
     }
     this.handle = this.handle.bind(this);
+  }
+
+  get settings(): Readonly<Omit<ResolvedConfig, 'nextTokenSecret'>> {
+    const { nextTokenSecret: _secret, ...rest } = this.cfg;
+    return rest;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -204,8 +212,8 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
   }
 
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = resolveUrl(req, this.settings.basePath);
-    if (!url) throw notFound(`this server lives under ${this.settings.basePath}/`);
+    const url = resolveUrl(req, this.cfg.basePath);
+    if (!url) throw notFound(`this server lives under ${this.cfg.basePath}/`);
     const method = (req.method ?? 'GET').toUpperCase();
 
     const outcome = await this.auth.authenticate(req);
@@ -253,14 +261,14 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
         return sendTaxii(res, 200, this.collectionResource(route.col, principal));
       case 'manifest':
         this.requireAccess(principal, route.col, 'read');
-        return this.getRecords(res, route.root, route.col, 'manifest', url.query);
+        return this.getRecords(res, route.root, route.col, 'manifest', url.query, undefined, method);
       case 'objects':
         if (method === 'POST') {
           this.requireAccess(principal, route.col, 'write');
           return this.addObjects(req, res, route.root, route.col);
         }
         this.requireAccess(principal, route.col, 'read');
-        return this.getRecords(res, route.root, route.col, 'objects', url.query);
+        return this.getRecords(res, route.root, route.col, 'objects', url.query, undefined, method);
       case 'object':
         if (method === 'DELETE') {
           this.requireAccess(principal, route.col, 'read');
@@ -268,10 +276,10 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
           return this.deleteObject(res, route.root, route.col, route.objectId, url.query);
         }
         this.requireAccess(principal, route.col, 'read');
-        return this.getRecords(res, route.root, route.col, 'object', url.query, route.objectId);
+        return this.getRecords(res, route.root, route.col, 'object', url.query, route.objectId, method);
       case 'versions':
         this.requireAccess(principal, route.col, 'read');
-        return this.getRecords(res, route.root, route.col, 'versions', url.query, route.objectId);
+        return this.getRecords(res, route.root, route.col, 'versions', url.query, route.objectId, method);
     }
   }
 
@@ -337,11 +345,11 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
   // simple resources
 
   private discovery(res: ServerResponse, prefix: string): void {
-    const body: Record<string, unknown> = { title: this.settings.title };
-    if (this.settings.description) body['description'] = this.settings.description;
-    if (this.settings.contact) body['contact'] = this.settings.contact;
-    const urls = this.settings.roots.map((r) => `${prefix}/${r.name}/`);
-    if (this.settings.defaultApiRoot) body['default'] = `${prefix}/${this.settings.defaultApiRoot}/`;
+    const body: Record<string, unknown> = { title: this.cfg.title };
+    if (this.cfg.description) body['description'] = this.cfg.description;
+    if (this.cfg.contact) body['contact'] = this.cfg.contact;
+    const urls = this.cfg.roots.map((r) => `${prefix}/${r.name}/`);
+    if (this.cfg.defaultApiRoot) body['default'] = `${prefix}/${this.cfg.defaultApiRoot}/`;
     if (urls.length > 0) body['api_roots'] = urls;
     sendTaxii(res, 200, body);
   }
@@ -381,7 +389,7 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
 
   private parse(query: string, endpoint: FilterEndpoint): Filters {
     try {
-      return parseFilters(query, endpoint, this.settings.maxPageSize);
+      return parseFilters(query, endpoint, this.cfg.maxPageSize);
     } catch (err) {
       if (err instanceof QueryError) throw new HttpProblem(400, 'Bad Request', err.message, {}, { details: { parameter: err.parameter } });
       throw err;
@@ -394,7 +402,8 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     col: ResolvedCollection,
     endpoint: 'objects' | 'manifest' | 'object' | 'versions',
     rawQuery: string,
-    objectId?: string,
+    objectId: string | undefined,
+    method: string,
   ): Promise<void> {
     const f = this.parse(rawQuery, endpoint);
     const scope = `${endpoint === 'manifest' ? 'objects' : endpoint}|${root.name}|${col.id}|${objectId ?? ''}`;
@@ -409,7 +418,7 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     }
     const q: RecordQuery = {
       collection: col.id,
-      limit: f.limit ?? this.settings.defaultPageSize,
+      limit: f.limit ?? this.cfg.defaultPageSize,
     };
     if (f.addedAfter !== undefined) q.addedAfter = f.addedAfter;
     if (objectId !== undefined) q.ids = [objectId];
@@ -447,7 +456,8 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
       }
     }
     sendTaxii(res, 200, body, headers);
-    if (items.length > 0) this.emitSafely('inquiry', { apiRoot: root.name, collection: col.id, records: items });
+    // a HEAD request is answered without the records: nothing was served, nothing to re-verify
+    if (items.length > 0 && method !== 'HEAD') this.emitSafely('inquiry', { apiRoot: root.name, collection: col.id, records: items });
   }
 
   /** An object GET / versions GET found nothing: 404 (integrity failure or absent) or an empty 200. */
@@ -487,7 +497,7 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     if (enc !== undefined && enc.trim().toLowerCase() !== 'identity') {
       throw new HttpProblem(415, 'Unsupported Media Type', `Content-Encoding ${JSON.stringify(enc)} is not supported; send the envelope uncompressed`);
     }
-    const body = await readBody(req, root.maxContentLength, this.settings.bodyTimeoutMs);
+    const body = await readBody(req, root.maxContentLength, this.cfg.bodyTimeoutMs);
     if (!body.ok) {
       if (body.reason === 'too-large') {
         const got = body.declared !== undefined ? `Content-Length ${body.declared}` : `more than ${root.maxContentLength} octets received`;
@@ -521,52 +531,57 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     const added: StoredRecord[] = [];
     const requestTimestamp = taxiiTimestamp(new Date());
 
-    const prepared = objects.map((o, i) => prepareRecord(o, i, col));
-    const toStore = prepared.flatMap((p) => (p.ok ? [p.record] : []));
-    const outcomes = await this.storeAll(toStore, col);
-    let k = 0;
-    for (const prep of prepared) {
-      if (!prep.ok) {
-        failures.push({ id: prep.id, version: prep.version, message: prep.message });
-        continue;
-      }
-      const outcome = outcomes[k++];
-      if (outcome instanceof Error) {
-        const errorId = randomUUID();
-        this.log('error', `storing ${prep.record.id} in ${col.id} failed (error_id ${errorId})`, { errorId, error: outcome.stack ?? outcome.message });
-        failures.push({ id: prep.record.id, version: prep.record.version, message: `the server could not store this object (error_id ${errorId})` });
-        continue;
-      }
-      const rec = outcome.record;
-      const d = { id: rec.id, version: rec.version };
-      if (outcome.outcome === 'added') {
-        if (rec.status === 'pending') {
-          pendings.push(d);
-          this.indexPending(rec, statusId);
-        } else {
-          successes.push(d);
+    // Held until the status resource is written, so that a markIntegrity racing in (a reader's
+    // inquiry re-verifies a record before this request has finished) finds the status.
+    const status = await this.withStatusLock(statusId, async (): Promise<StatusResource> => {
+      const prepared = objects.map((o, i) => prepareRecord(o, i, col));
+      const toStore = prepared.flatMap((p) => (p.ok ? [p.record] : []));
+      const outcomes = await this.storeAll(toStore, col);
+      let k = 0;
+      for (const prep of prepared) {
+        if (!prep.ok) {
+          failures.push({ id: prep.id, version: prep.version, message: prep.message });
+          continue;
         }
-        added.push(rec);
-      } else if (outcome.outcome === 'duplicate') {
-        if (rec.status === 'invalid') {
-          failures.push({ ...d, message: `already present and marked invalid${rec.statusReason ? `: ${rec.statusReason}` : ''}` });
-        } else {
-          successes.push({ ...d, message: rec.status === 'pending' ? 'already present (integrity check pending)' : 'already present' });
+        const outcome = outcomes[k++];
+        if (outcome instanceof Error) {
+          const errorId = randomUUID();
+          this.log('error', `storing ${prep.record.id} in ${col.id} failed (error_id ${errorId})`, { errorId, error: outcome.stack ?? outcome.message });
+          failures.push({ id: prep.record.id, version: prep.record.version, message: `the server could not store this object (error_id ${errorId})` });
+          continue;
         }
-      } else {
-        failures.push({ id: prep.record.id, version: prep.record.version || rec.version, message: 'a different object already uses this id and version' });
+        const rec = outcome.record;
+        const d = { id: rec.id, version: rec.version };
+        if (outcome.outcome === 'added') {
+          if (rec.status === 'pending') {
+            pendings.push(d);
+            this.indexPending(rec, statusId);
+          } else {
+            successes.push(d);
+          }
+          added.push(rec);
+        } else if (outcome.outcome === 'duplicate') {
+          if (rec.status === 'invalid') {
+            failures.push({ ...d, message: `already present and marked invalid${rec.statusReason ? `: ${rec.statusReason}` : ''}` });
+          } else {
+            successes.push({ ...d, message: rec.status === 'pending' ? 'already present (integrity check pending)' : 'already present' });
+          }
+        } else {
+          failures.push({ id: prep.record.id, version: prep.record.version || rec.version, message: 'a different object already uses this id and version' });
+        }
       }
-    }
 
-    const status = buildStatus(statusId, requestTimestamp, successes, failures, pendings);
-    try {
-      await this.store.putStatus(status);
-    } catch (err) {
-      for (const rec of added) this.unindexPending(rec, statusId);
-      // the records are stored: still announce them, then report the failure
-      for (const rec of added) this.emitSafely('object', { apiRoot: root.name, collection: col.id, record: rec, statusId });
-      throw err;
-    }
+      const built = buildStatus(statusId, requestTimestamp, successes, failures, pendings);
+      try {
+        await this.store.putStatus(built);
+      } catch (err) {
+        for (const rec of added) this.unindexPending(rec, statusId);
+        // the records are stored: still announce them, then report the failure
+        for (const rec of added) this.emitSafely('object', { apiRoot: root.name, collection: col.id, record: rec, statusId });
+        throw err;
+      }
+      return built;
+    });
     sendTaxii(res, 202, cleanStatus(status));
     for (const rec of added) this.emitSafely('object', { apiRoot: root.name, collection: col.id, record: rec, statusId });
   }
@@ -653,7 +668,14 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
   private indexPending(rec: StoredRecord, statusId: string): void {
     const key = pendingKey(rec.collection, rec.id, normaliseVersion(rec.version));
     let set = this.pendingIndex.get(key);
-    if (!set) this.pendingIndex.set(key, (set = new Set()));
+    if (!set) {
+      if (this.pendingIndex.size >= MAX_PENDING_INDEX) {
+        // bounded: the oldest entries go (their records can still be settled with an explicit statusId)
+        const oldest = this.pendingIndex.keys().next();
+        if (!oldest.done) this.pendingIndex.delete(oldest.value);
+      }
+      this.pendingIndex.set(key, (set = new Set()));
+    }
     set.add(statusId);
   }
 
@@ -665,13 +687,16 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     if (set.size === 0) this.pendingIndex.delete(key);
   }
 
-  private async withStatusLock(id: string, fn: () => Promise<void>): Promise<void> {
+  private async withStatusLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.statusLocks.get(id) ?? Promise.resolve();
     const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
     this.statusLocks.set(id, tail);
     try {
-      await run;
+      return await run;
     } finally {
       if (this.statusLocks.get(id) === tail) this.statusLocks.delete(id);
     }
