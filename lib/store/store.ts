@@ -116,13 +116,25 @@ export interface Store {
   /**
    * Add one version. `dateAdded` is assigned by the store (strictly increasing µs timestamps)
    * unless given. Status starts as given (normally `pending`).
+   * `version: ''` marks an unversioned object (no modified/created, e.g. an SCO): the store uses
+   * the assigned date_added as its version, and a re-add with the same hash is a `duplicate`.
+   * Throws StoreError (lib/store/errors) `ERR_STORE_BAD_RECORD` for a malformed record.
    */
   add(rec: Omit<StoredRecord, 'dateAdded' | 'statusAt'> & { dateAdded?: string }): Promise<AddOutcome>;
+
+  /**
+   * add() for many records in one atomic write (one outcome per record, same order). Records of
+   * the same object are applied in order. Use it for a POSTed envelope.
+   */
+  addMany(recs: Array<Omit<StoredRecord, 'dateAdded' | 'statusAt'> & { dateAdded?: string }>): Promise<AddOutcome[]>;
 
   /** One version (or, without version, the latest version) of an object; null when absent. */
   get(collection: string, id: string, version?: string): Promise<StoredRecord | null>;
 
-  /** Records matching a TAXII query, ascending by date_added, one page. */
+  /**
+   * Records matching a TAXII query, ascending by date_added, one page. Throws StoreError
+   * `ERR_STORE_BAD_QUERY` (bad limit / timestamp) or `ERR_STORE_BAD_CURSOR` (-> TAXII 400).
+   */
   query(q: RecordQuery): Promise<Page<StoredRecord>>;
 
   /** Set the integrity status of one version. Returns false when that version is not stored. */
