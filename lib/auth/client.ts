@@ -17,6 +17,8 @@ export interface AuthProvider {
   invalidate?(rejected?: Record<string, string>): void;
   /** a short description without secrets, for logs and error messages */
   describe?(): string;
+  /** release what the provider holds (e.g. the token endpoint's keep-alive connections) */
+  close?(): void;
 }
 
 export type AuthErrorCode =

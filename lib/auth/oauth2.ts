@@ -18,7 +18,7 @@
  */
 import type { AxiosInstance } from 'axios';
 import { AuthError, type AuthProvider } from './client';
-import { classifyTransportError, createHttpClient, type HttpOptions } from '../http';
+import { classifyTransportError, closeHttpClient, createHttpClient, type HttpOptions } from '../http';
 
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post';
 
@@ -65,6 +65,53 @@ export function keycloakTokenUrl(baseUrl: string, realm: string): string {
   return `${base}/realms/${encodeURIComponent(realm)}/protocol/openid-connect/token`;
 }
 
+/**
+ * Find the token endpoint from OpenID Connect discovery (`{issuer}/.well-known/openid-configuration`),
+ * e.g. for a Keycloak realm URL `https://kc.example/realms/sets`.
+ */
+export async function discoverTokenEndpoint(
+  issuer: string,
+  opts: { client?: AxiosInstance; http?: HttpOptions; timeoutMs?: number } = {},
+): Promise<string> {
+  let url: string;
+  try {
+    url = new URL(issuer.replace(/\/+$/, '') + '/.well-known/openid-configuration').href;
+  } catch {
+    throw new AuthError(`OAuth2: invalid issuer URL ${issuer}`, { code: 'CONFIG' });
+  }
+  const client = opts.client ?? createHttpClient({ timeoutMs: opts.timeoutMs ?? 10_000, ...opts.http });
+  try {
+    let status: number;
+    let body: string;
+    try {
+      const res = await client.request<string>({
+        method: 'GET', url, timeout: opts.timeoutMs ?? 10_000, headers: { Accept: 'application/json' },
+        responseType: 'text', transformResponse: [(d: unknown) => d], validateStatus: () => true,
+      });
+      status = res.status;
+      body = typeof res.data === 'string' ? res.data : '';
+    } catch (err) {
+      const t = classifyTransportError(err);
+      throw new AuthError(`OpenID discovery ${url} failed: ${t.kind.toLowerCase()}: ${t.detail}`, { code: t.kind, url, cause: err });
+    }
+    if (status !== 200) {
+      throw new AuthError(`OpenID discovery ${url} failed: HTTP ${status}${body ? `: ${snippet(body)}` : ''}`, { code: 'OAUTH2_HTTP', url, httpStatus: status });
+    }
+    let meta: unknown;
+    try {
+      meta = JSON.parse(body);
+    } catch {
+      meta = undefined;
+    }
+    if (!isRecord(meta) || typeof meta['token_endpoint'] !== 'string') {
+      throw new AuthError(`OpenID discovery ${url}: no token_endpoint in the answer`, { code: 'BAD_RESPONSE', url, httpStatus: status });
+    }
+    return meta['token_endpoint'];
+  } finally {
+    if (!opts.client) closeHttpClient(client);
+  }
+}
+
 /** application/x-www-form-urlencoded encoding of one value (RFC 6749 Appendix B). */
 function formEncode(s: string): string {
   return encodeURIComponent(s)
@@ -97,8 +144,11 @@ function snippet(s: string, max = 200): string {
 export class OAuth2ClientCredentials implements AuthProvider {
   private readonly opts: OAuth2ClientCredentialsOptions;
   private readonly client: AxiosInstance;
+  private readonly ownsClient: boolean;
   private cached: CachedToken | undefined;
   private inflight: Promise<CachedToken> | undefined;
+  /** after a failed refresh while the cached token is still valid: no new attempt before this */
+  private retryAt = 0;
   /** token requests sent so far (diagnostics) */
   requestCount = 0;
 
@@ -118,7 +168,13 @@ export class OAuth2ClientCredentials implements AuthProvider {
       throw new AuthError(`OAuth2 client credentials: unsupported auth method ${String(opts.authMethod)}`, { code: 'CONFIG' });
     }
     this.opts = opts;
+    this.ownsClient = !opts.client;
     this.client = opts.client ?? createHttpClient({ timeoutMs: opts.timeoutMs ?? 10_000, ...opts.http });
+  }
+
+  /** Close the idle connections of the HTTP client this provider made (not of one passed in). */
+  close(): void {
+    if (this.ownsClient) closeHttpClient(this.client);
   }
 
   describe(): string {
@@ -144,12 +200,17 @@ export class OAuth2ClientCredentials implements AuthProvider {
   private async getToken(): Promise<CachedToken> {
     const now = Date.now();
     const c = this.cached;
-    if (c && now < c.refreshAt) return c;
+    if (c && (now < c.refreshAt || (now < this.retryAt && now < c.expiresAt))) return c;
     try {
       return await this.refresh();
     } catch (err) {
-      // the endpoint is briefly unavailable but the token we hold is still good
-      if (c && this.cached === c && Date.now() < c.expiresAt) return c;
+      // the endpoint is briefly unavailable but the token we hold is still good: use it, and
+      // do not ask again for a while (a quarter of its remaining life, at most 5 s)
+      const t = Date.now();
+      if (c && this.cached === c && t < c.expiresAt) {
+        this.retryAt = t + Math.min(5000, (c.expiresAt - t) / 4);
+        return c;
+      }
       throw err;
     }
   }

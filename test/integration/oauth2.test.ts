@@ -7,7 +7,7 @@ import { strict as assert } from 'node:assert';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
-import { OAuth2ClientCredentials, type OAuth2ClientCredentialsOptions } from '../../lib/auth/oauth2';
+import { OAuth2ClientCredentials, discoverTokenEndpoint, type OAuth2ClientCredentialsOptions } from '../../lib/auth/oauth2';
 import { AuthError } from '../../lib/auth/client';
 import { TaxiiClient } from '../../lib/taxii/client';
 import { TaxiiError } from '../../lib/taxii/errors';
@@ -195,6 +195,15 @@ describe('OAuth2 client credentials against oidc-provider', function () {
     oidc.setTokenEndpointDown(true);
     assert.equal(await p.accessToken(), t1);
     assert.equal(p.requestCount, 2, 'a refresh was attempted');
+    assert.equal(await p.accessToken(), t1);
+    assert.equal(p.requestCount, 2, 'no new attempt right after a failure');
+    p.close();
+  });
+
+  it('finds the token endpoint by OpenID discovery from the realm URL', async () => {
+    assert.equal(await discoverTokenEndpoint(oidc.issuer), oidc.tokenUrl);
+    const e = await authFailure(discoverTokenEndpoint(oidc.issuer.replace(/sets$/, 'nope')), 'OAUTH2_HTTP');
+    assert.match(e.message, /^OpenID discovery http:\/\/127\.0\.0\.1:\d+\/realms\/nope\/\.well-known\/openid-configuration failed: HTTP 404/);
   });
 
   it('a token endpoint that does not answer times out', async function () {

@@ -3,6 +3,7 @@
  * over real HTTP and HTTPS.
  */
 import { strict as assert } from 'node:assert';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { TaxiiClient, type TaxiiObject } from '../../lib/taxii/client';
@@ -514,6 +515,42 @@ describe('TaxiiClient over HTTP against the test TAXII server', function () {
       const p2 = client.collections({ signal: ac.signal });
       setTimeout(() => ac.abort(), 50);
       await rejects(p2, 'ABORTED');
+    });
+  });
+
+  describe('proxy', () => {
+    it('ignores HTTP_PROXY from the environment and uses a configured proxy', async () => {
+      const seen: string[] = [];
+      const proxy = http.createServer((req, res) => {
+        seen.push(`${req.method} ${req.url}`);
+        const up = http.request(req.url ?? '', { method: req.method, headers: req.headers }, (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        });
+        up.on('error', () => res.destroy());
+        req.pipe(up);
+      });
+      await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+      const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+      const saved = { HTTP_PROXY: process.env.HTTP_PROXY, http_proxy: process.env.http_proxy };
+      process.env.HTTP_PROXY = process.env.http_proxy = proxyUrl;
+      const direct = new TaxiiClient({ apiRootUrl: srv.apiRootUrl });
+      const proxied = new TaxiiClient({ apiRootUrl: srv.apiRootUrl, proxy: proxyUrl });
+      try {
+        assert.equal((await direct.collections()).length, 3);
+        assert.deepEqual(seen, [], 'environment proxy not used');
+        assert.equal((await proxied.collections()).length, 3);
+        assert.deepEqual(seen, [`GET ${srv.apiRootUrl}collections/`]);
+      } finally {
+        for (const [k, v] of Object.entries(saved)) {
+          if (v === undefined) delete process.env[k];
+          else process.env[k] = v;
+        }
+        direct.close();
+        proxied.close();
+        proxy.closeAllConnections();
+        await new Promise<void>((r) => proxy.close(() => r()));
+      }
     });
   });
 
