@@ -142,7 +142,8 @@ export class BasicVerifier {
     this.cacheTtlMs = opts.cacheTtlMs ?? 300_000;
     this.cacheMax = opts.cacheMax ?? 1000;
     // an unknown user name is checked against this so that it costs the same time as a known one
-    this.dummy = { N: DEFAULT_N, r: DEFAULT_R, p: DEFAULT_P, salt: randomBytes(16), key: randomBytes(KEY_LEN) };
+    const like = this.users.values().next().value?.hash;
+    this.dummy = { N: like?.N ?? DEFAULT_N, r: like?.r ?? DEFAULT_R, p: like?.p ?? DEFAULT_P, salt: randomBytes(16), key: randomBytes(like?.key.length ?? KEY_LEN) };
   }
 
   /** The user's name and roles when the credentials are right, else null. */

@@ -36,6 +36,9 @@ import {
 } from './server-config';
 
 export * from './server-config';
+export { hashPassword, type BasicUser } from '../auth/server-basic';
+export type { ServerAuthConfig, Principal } from '../auth/server-auth';
+export type { JwtVerifierConfig } from '../auth/server-jwt';
 
 /** `object` event: a record was added (pending) — distribute it and verify it (paper steps 2-3). */
 export interface ObjectEvent {
@@ -148,7 +151,6 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
   private readonly pendingIndex = new Map<string, Set<string>>();
   /** serialises read-modify-write of one status resource */
   private readonly statusLocks = new Map<string, Promise<void>>();
-  private readonly collections = new Map<string, { root: ResolvedApiRoot; col: ResolvedCollection }>();
 
   constructor(config: TaxiiServerConfig) {
     super();
@@ -163,7 +165,6 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
         else if (level === 'warn') console.warn(`[taxii-server] ${message}`, detail ?? '');
       });
     this.routingRoots = [...this.cfg.roots].sort((a, b) => b.name.length - a.name.length);
-    for (const root of this.cfg.roots) for (const col of root.collections) this.collections.set(col.id, { root, col });
     if (this.cfg.generatedSecret) {
       this.log('warn', 'no nextTokenSecret configured: using a random per-process secret (next tokens will not work across instances or restarts)');
     }
