@@ -261,6 +261,7 @@ const DEFAULTS = {
 
 interface ConnectArgs {
   options: Options.Connect;
+  vhost: string;
   socket: Record<string, unknown>;
   /** broker address for messages, without credentials */
   display: string;
@@ -322,7 +323,21 @@ function connectArgs(cfg: AmqpBusConfig, connectTimeoutMs: number, heartbeatSec:
     if (tls[k] !== undefined) socket[k] = tls[k];
   }
   const display = `${protocol}://${hostname.includes(':') ? `[${hostname}]` : hostname}:${port}/${encodeURIComponent(vhost)}`;
-  return { options, socket, display };
+  return { options, vhost, socket, display };
+}
+
+/**
+ * What a failed connect attempt means. amqplib reports a refused vhost (missing, or no permission)
+ * only as "Expected ConnectionOpenOk; got <ConnectionClose ...>", so that is explained here.
+ */
+function classifyConnectError(err: unknown, vhost: string): { code: BusErrorCode; message: string } {
+  const msg = messageOf(err);
+  if (err instanceof BusError) return { code: err.code, message: msg };
+  if (/ConnectionOpenOk.*ConnectionClose/i.test(msg)) {
+    return { code: 'ACCESS_REFUSED', message: `the broker refused vhost ${JSON.stringify(vhost)}: it does not exist or the user has no access to it` };
+  }
+  if (/\b403\b|ACCESS.REFUSED|\b530\b|NOT.ALLOWED/i.test(msg)) return { code: 'ACCESS_REFUSED', message: msg };
+  return { code: 'CONNECT_FAILED', message: msg };
 }
 
 /** Resolve/reject `p` within `ms`, else reject with a TIMEOUT BusError; the timer is always cleared. */
@@ -407,6 +422,7 @@ export class AmqpBus {
   readonly exchange: string;
   /** broker address without credentials, for messages and status text */
   readonly target: string;
+  readonly vhost: string;
 
   private readonly cfg: AmqpBusConfig;
   private readonly args: ConnectArgs;
@@ -484,6 +500,7 @@ export class AmqpBus {
     };
     this.args = connectArgs(config, this.connectTimeoutMs, heartbeat);
     this.target = this.args.display;
+    this.vhost = this.args.vhost;
   }
 
   // ---------------------------------------------------------------- state, listeners, stats
@@ -712,18 +729,9 @@ export class AmqpBus {
 
   private onConnectFailed(err: unknown): void {
     if (this.closing) return;
-    const msg = messageOf(err);
-    let code: BusErrorCode = 'CONNECT_FAILED';
-    let state: BusState = 'disconnected';
-    if (err instanceof BusError && err.code === 'CHANNEL_ERROR') {
-      code = 'CHANNEL_ERROR';
-      state = 'error';
-    } else if (err instanceof BusError && err.code === 'TIMEOUT') {
-      code = 'TIMEOUT';
-    } else if (/\b403\b|ACCESS.REFUSED|\b530\b|NOT.ALLOWED/i.test(msg)) {
-      code = 'ACCESS_REFUSED';
-      state = 'error';
-    }
+    const { code, message: msg } = classifyConnectError(err, this.vhost);
+    // configuration problems (credentials, vhost, exchange of another type) show as 'error'
+    const state: BusState = code === 'ACCESS_REFUSED' || code === 'CHANNEL_ERROR' ? 'error' : 'disconnected';
     this.warn(code, `cannot connect: ${msg}`, { amqpCode: amqpCodeOf(err), cause: err });
     this.scheduleReconnect(`${code === 'ACCESS_REFUSED' ? 'access refused' : 'cannot connect'}: ${msg}`, state, false);
   }
@@ -1587,10 +1595,8 @@ export async function probeAmqp(config: AmqpBusConfig): Promise<{ server: string
   try {
     conn = await withTimeout(amqp.connect(a.options, a.socket), timeout + 1000, 'AMQP connect', a.display);
   } catch (err) {
-    const msg = messageOf(err);
-    const code: BusErrorCode =
-      err instanceof BusError ? err.code : /\b403\b|ACCESS.REFUSED|\b530\b|NOT.ALLOWED/i.test(msg) ? 'ACCESS_REFUSED' : 'CONNECT_FAILED';
-    throw new BusError(code, `cannot connect to ${a.display}: ${msg}`, { target: a.display, amqpCode: amqpCodeOf(err), cause: err });
+    const { code, message } = classifyConnectError(err, a.vhost);
+    throw new BusError(code, `cannot connect to ${a.display}: ${message}`, { target: a.display, amqpCode: amqpCodeOf(err), cause: err });
   }
   conn.on('error', () => undefined);
   const props = conn.connection.serverProperties;

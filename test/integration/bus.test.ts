@@ -14,6 +14,8 @@ import type { RabbitHandle } from '../support/rabbit';
 import {
   AmqpBus,
   BusError,
+  SharedBus,
+  probeAmqp,
   bindingKey,
   bindingKeys,
   parseRoutingKey,
@@ -87,7 +89,7 @@ describe('bus: routing keys', () => {
   });
 });
 
-describe('bus: errors without a broker', () => {
+describe('bus: without a broker', () => {
   it('rejects bad configuration with BAD_CONFIG', () => {
     assert.throws(() => new AmqpBus({ url: 'http://localhost' }), (e: unknown) => e instanceof BusError && e.code === 'BAD_CONFIG');
     assert.throws(() => new AmqpBus({ url: 'not a url' }), (e: unknown) => e instanceof BusError && e.code === 'BAD_CONFIG');
@@ -115,6 +117,30 @@ describe('bus: errors without a broker', () => {
     } finally {
       await bus.close();
     }
+  });
+
+  it('shares one bus between users and closes it when the last one releases it (SharedBus)', async () => {
+    const port = await freePort();
+    let made = 0;
+    const shared = new SharedBus(() => {
+      made++;
+      return new AmqpBus({ url: `amqp://127.0.0.1:${port}`, reconnect: { initialDelayMs: 50 } });
+    });
+    const a = shared.acquire('node-a');
+    const b = shared.acquire('node-b');
+    assert.equal(a, b);
+    assert.equal(made, 1);
+    assert.equal(shared.refCount, 2);
+    await shared.release('node-a');
+    assert.notEqual(a.state, 'closed');
+    await shared.release('node-b');
+    assert.equal(a.state, 'closed');
+    assert.equal(shared.current, undefined);
+    const c = shared.acquire('node-a');
+    assert.notEqual(c, a);
+    assert.equal(made, 2);
+    await shared.closeAll();
+    assert.equal(c.state, 'closed');
   });
 });
 
@@ -191,6 +217,27 @@ describe('bus: RabbitMQ integration', function () {
     assert.equal(s.published, 1);
     assert.equal(s.confirmed, 1);
     assert.equal(s.delivered, 1);
+  });
+
+  it('reports refused credentials as state "error" and keeps retrying; probeAmqp tests a config once', async () => {
+    const bad = newBus({ username: 'guest', password: 'wrong', reconnect: { initialDelayMs: 100, maxDelayMs: 200 } });
+    const warnings: BusError[] = [];
+    bad.onWarning((w) => warnings.push(w));
+    bad.start();
+    await waitFor('state error', () => bad.state === 'error');
+    assert.match(bad.detail, /access refused/);
+    await waitFor('a second attempt', () => warnings.filter((w) => w.code === 'ACCESS_REFUSED').length >= 2);
+    assert.ok(!bad.detail.includes('wrong'), 'no password in status text');
+    await bad.close();
+    const noVhost = newBus({ vhost: `no-such-vhost-${tag}`, reconnect: { initialDelayMs: 100, maxDelayMs: 200 } });
+    noVhost.start();
+    await waitFor('state error', () => noVhost.state === 'error');
+    assert.match(noVhost.detail, /vhost/);
+    await noVhost.close();
+    const ok = await probeAmqp({ url: r.url, vhost });
+    assert.match(ok.server, /RabbitMQ/);
+    await assert.rejects(probeAmqp({ url: r.url, vhost, password: 'wrong', username: 'guest' }), (e: unknown) => e instanceof BusError && e.code === 'ACCESS_REFUSED');
+    await assert.rejects(probeAmqp({ url: r.url, vhost: `no-such-vhost-${tag}` }), (e: unknown) => e instanceof BusError && e.code === 'ACCESS_REFUSED');
   });
 
   it('routes by <collection>.<type>: c1.indicator gets only indicators of c1, c1.# all of c1', async () => {
