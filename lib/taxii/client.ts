@@ -389,7 +389,10 @@ export class TaxiiClient {
         }
         const taxiiError: TaxiiErrorResource | undefined = parseTaxiiErrorResource(parsed);
         const snippet = taxiiError ? undefined : body ? bodySnippet(body) : undefined;
-        throw new TaxiiError(httpErrorMessage(method, url, res.status, res.statusText, taxiiError, snippet), {
+        let message = httpErrorMessage(method, url, res.status, res.statusText, taxiiError, snippet);
+        const location = res.status >= 300 && res.status < 400 ? headerMap(res)['location'] : undefined;
+        if (location) message += ` (redirect to ${location} not followed${method === 'GET' ? ': too many redirects' : ' for a ' + method}; configure the final URL)`;
+        throw new TaxiiError(message, {
           code: `HTTP_${res.status}`,
           method,
           url,

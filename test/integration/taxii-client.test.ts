@@ -493,6 +493,16 @@ describe('TaxiiClient over HTTP against the test TAXII server', function () {
       assert.equal(srv.state.requests.filter((r) => r.method === 'POST').length, 1, 'POST not retried');
     });
 
+    it('follows a redirect for a GET, never for a POST', async () => {
+      srv.setFault({ path: '/collections/', method: 'GET', redirect: `${srv.apiRootUrl}collections/?moved=1`, times: 1 });
+      srv.state.requests.length = 0;
+      await rejects(client.collections(), 'HTTP_400', /parameter moved is not supported/);
+      assert.deepEqual(srv.state.requests.map((r) => r.rawQuery), ['', 'moved=1'], 'redirect followed');
+      srv.setFault({ method: 'POST', redirect: `${srv.apiRootUrl}collections/${RO}/objects/` });
+      const e = await rejects(client.addObjects(RW, [indicator(1)]), 'HTTP_308');
+      assert.match(e.message, /-> 308 Permanent Redirect: moved to .* \(redirect to .* not followed for a POST; configure the final URL\)$/);
+    });
+
     it('connection refused is NETWORK naming the URL', async () => {
       const gone = await startTestTaxiiServer();
       const url = gone.apiRootUrl;

@@ -108,6 +108,8 @@ export interface Fault {
   hang?: boolean;
   /** destroy the connection without an answer */
   reset?: boolean;
+  /** answer 308 Permanent Redirect to this URL */
+  redirect?: string;
   /** versions resource newest-first */
   versionsNewestFirst?: boolean;
   /** omit X-TAXII-Date-Added-First/Last */
@@ -599,6 +601,11 @@ export async function startTestTaxiiServer(opts: TestServerOptions = {}): Promis
     if (f?.hang) return; // never answer; stop() destroys the socket
     if (f?.reset) {
       req.socket.destroy();
+      return;
+    }
+    if (f?.redirect !== undefined) {
+      res.writeHead(308, { Location: f.redirect, 'Content-Type': 'text/plain' });
+      res.end(`moved to ${f.redirect}`);
       return;
     }
     if (f?.status !== undefined) {
