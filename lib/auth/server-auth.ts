@@ -54,7 +54,8 @@ export class ServerAuthError extends Error {
 }
 
 function quote(s: string): string {
-  return '"' + s.replace(/["\\]/g, '\\$&').replace(/[\r\n]/g, ' ') + '"';
+  // header values must stay printable ASCII (Node refuses others): anything else becomes '?'
+  return '"' + s.replace(/["\\]/g, '\\$&').replace(/[^\x20-\x7e]/g, '?') + '"';
 }
 
 export class ServerAuthenticator {
