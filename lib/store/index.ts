@@ -1,0 +1,44 @@
+/**
+ * Store factory: the embedded LevelDB store (default) or MongoDB, chosen by configuration, so a
+ * deployment swaps one for the other without code changes (DESIGN.md §3 Embedded defaults).
+ *
+ *   createStore({ kind: 'embedded', dir: path.join(RED.settings.userDir, 'sets-store', name) })
+ *   createStore({ kind: 'mongodb', uri: 'mongodb://host:27017', db: 'sets' })
+ *
+ * createStore() only constructs (no I/O); call open() before use, close() when done. openStore()
+ * does both construction and open().
+ */
+import { EmbeddedStore, type EmbeddedStoreOptions } from './embedded';
+import { MongoStore, type MongoStoreOptions } from './mongo';
+import { StoreError } from './errors';
+import type { Store } from './store';
+
+export type StoreConfig = ({ kind: 'embedded' } & EmbeddedStoreOptions) | ({ kind: 'mongodb' } & MongoStoreOptions);
+
+export function createStore(config: StoreConfig): Store {
+  if (!config || typeof config !== 'object') throw new StoreError('ERR_STORE_CONFIG', 'createStore: config must be an object');
+  switch (config.kind) {
+    case 'embedded': {
+      const { kind: _kind, ...opts } = config;
+      return new EmbeddedStore(opts);
+    }
+    case 'mongodb': {
+      const { kind: _kind, ...opts } = config;
+      return new MongoStore(opts);
+    }
+    default:
+      throw new StoreError('ERR_STORE_CONFIG', `createStore: unknown store kind ${JSON.stringify((config as { kind?: unknown }).kind)} (embedded or mongodb)`);
+  }
+}
+
+/** createStore() + open(). */
+export async function openStore(config: StoreConfig): Promise<Store> {
+  const store = createStore(config);
+  await store.open();
+  return store;
+}
+
+export { EmbeddedStore, MongoStore, StoreError };
+export type { EmbeddedStoreOptions, MongoStoreOptions };
+export type { StoreErrorCode } from './errors';
+export type * from './store';

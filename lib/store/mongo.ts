@@ -1,0 +1,606 @@
+/**
+ * MongoStore: the record store on MongoDB (official `mongodb` 6 driver), for deployments where
+ * several Node-RED/n8n instances serve one TAXII API (DESIGN.md §3 Scale-out).
+ *
+ * ## Collections
+ * - `objects`: one document per object version, `_id` = `<collection>\0<id>\0<vk>` (vk = versionKey,
+ *   lib/store/common). The STIX object is kept as its JSON text (`json`): exactly what was received,
+ *   whatever its dictionary keys (`$`/`.` in keys, number forms) — hashes are over JCS anyway.
+ *   Flags of the *default candidate set* (not invalid, highest spec version of the object — what a
+ *   TAXII GET without match[spec_version] sees): `last`, `first`, `inD`, recomputed for the object
+ *   on every add/setStatus/delete. Indexes: {collection,id,vk} unique; {collection,dateAdded,_id};
+ *   {collection,type,dateAdded,_id}; {collection,status,dateAdded,_id}; {collection,vk,dateAdded,_id};
+ *   and partial indexes on `last: true` / `first: true` (with and without type) so the default
+ *   `match[version]=last` and `first` page by index range.
+ * - `statuses`: TAXII status resources with `expiresAt` (TTL index; reads also check it).
+ * - `counters`: the date_added clock (µs, strictly increasing across all instances: an atomic
+ *   `$max` update) and the revision counter of flag recomputations.
+ *
+ * ## Paging
+ * Sorted by (dateAdded, _id); the cursor is the last (dateAdded, id, vk) and the next page is the
+ * range strictly after it — never skip/offset. `more` comes from reading one document more.
+ *
+ * ## Concurrency
+ * Within one process all writes go through one queue. Across processes: the unique index decides
+ * duplicate/conflict races; flag recomputations are ordered by a revision taken *after* the change,
+ * and a flag write only lands on documents whose `flagRev` is older, so the last writer's view —
+ * which saw every earlier change — wins. Between a change and its recomputation another instance
+ * may briefly see an object with a stale `last` flag (eventual, bounded by one round trip).
+ * counts() aggregates on the {collection,status,…} index (no counters to drift without
+ * transactions; standalone servers have none).
+ */
+import { MongoBulkWriteError, MongoClient, MongoServerError, type AnyBulkWriteOperation, type Collection, type Db, type Document, type Filter, type MongoClientOptions } from 'mongodb';
+import type { AddOutcome, IntegrityStatus, Page, RecordQuery, StatusCounts, StatusResource, Store, StoredRecord, VersionMatch } from './store';
+import { StoreError, describeError } from './errors';
+import {
+  DEFAULT_STATUS_RETENTION_MS,
+  STATUSES,
+  buildRecord,
+  defaultSelection,
+  deleteSelector,
+  encodeCursor,
+  isStatus,
+  isoNow,
+  normaliseQuery,
+  prepareRecord,
+  selectVersions,
+  versionKey,
+  formatMicros,
+  type NewRecord,
+  type NormalisedQuery,
+  type PreparedRecord,
+  type VersionInfo,
+} from './common';
+
+export interface MongoStoreOptions {
+  /** mongodb:// or mongodb+srv:// connection string */
+  uri: string;
+  /** database name */
+  db: string;
+  /** prefix of the collection names (default none: objects, statuses, counters) */
+  collectionPrefix?: string;
+  /** how long to look for a usable server before failing (default 10 s) */
+  serverSelectionTimeoutMS?: number;
+  /** TCP connect timeout (default 10 s) */
+  connectTimeoutMS?: number;
+  /** socket inactivity timeout (default 60 s) */
+  socketTimeoutMS?: number;
+  /** TAXII status resource retention (default 24 h) */
+  statusRetentionMs?: number;
+  /** more driver options (TLS, auth mechanism...); the timeouts above win */
+  clientOptions?: MongoClientOptions;
+  /** clock in ms (tests); default Date.now */
+  now?: () => number;
+}
+
+interface ObjectDoc {
+  _id: string;
+  collection: string;
+  id: string;
+  type: string;
+  version: string;
+  vk: string;
+  specVersion: string;
+  dateAdded: string;
+  mediaType: string;
+  /** the STIX object as JSON text */
+  json: string;
+  hash: string;
+  key: string;
+  status: IntegrityStatus;
+  statusReason?: string;
+  statusAt: string;
+  last: boolean;
+  first: boolean;
+  inD: boolean;
+  flagRev: number;
+}
+
+interface CounterDoc {
+  _id: string;
+  value: number;
+}
+
+interface StatusDoc {
+  _id: string;
+  resource: StatusResource;
+  expiresAt: Date;
+}
+
+type VersionDoc = Pick<ObjectDoc, '_id' | 'id' | 'vk' | 'status' | 'specVersion' | 'hash' | 'dateAdded'>;
+const VERSION_PROJECTION = { _id: 1, id: 1, vk: 1, status: 1, specVersion: 1, hash: 1, dateAdded: 1 } as const;
+
+const SEP = '\u0000';
+const docId = (c: string, id: string, vk: string): string => `${c}${SEP}${id}${SEP}${vk}`;
+const info = (d: VersionDoc): VersionInfo & { doc: VersionDoc } => ({ vk: d.vk, status: d.status, spec: d.specVersion, doc: d });
+
+/** The connection string without its password, for messages. */
+export function redactUri(uri: string): string {
+  return uri.replace(/\/\/([^@/]*)@/, (_m, cred: string) => `//${cred.split(':')[0]}:***@`);
+}
+
+function toRecord(d: ObjectDoc): StoredRecord {
+  const r: StoredRecord = {
+    collection: d.collection,
+    id: d.id,
+    type: d.type,
+    version: d.version,
+    specVersion: d.specVersion,
+    dateAdded: d.dateAdded,
+    mediaType: d.mediaType,
+    object: JSON.parse(d.json) as StoredRecord['object'],
+    hash: d.hash,
+    key: d.key,
+    status: d.status,
+    statusAt: d.statusAt,
+  };
+  if (typeof d.statusReason === 'string') r.statusReason = d.statusReason;
+  return r;
+}
+
+export class MongoStore implements Store {
+  private readonly opts: MongoStoreOptions;
+  private readonly where: string;
+  private readonly retentionMs: number;
+  private readonly now: () => number;
+  private client?: MongoClient;
+  private database?: Db;
+  private opening?: Promise<void>;
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(opts: MongoStoreOptions) {
+    if (!opts || typeof opts.uri !== 'string' || !/^mongodb(\+srv)?:\/\//.test(opts.uri)) {
+      throw new StoreError('ERR_STORE_CONFIG', 'mongodb store: uri must be a mongodb:// or mongodb+srv:// connection string');
+    }
+    if (typeof opts.db !== 'string' || opts.db.length === 0) throw new StoreError('ERR_STORE_CONFIG', 'mongodb store: db must be a database name');
+    const retention = opts.statusRetentionMs ?? DEFAULT_STATUS_RETENTION_MS;
+    if (!(retention > 0)) throw new StoreError('ERR_STORE_CONFIG', 'mongodb store: statusRetentionMs must be > 0');
+    this.opts = opts;
+    this.retentionMs = retention;
+    this.now = opts.now ?? Date.now;
+    this.where = `mongodb store ${redactUri(opts.uri)} db ${opts.db}`;
+  }
+
+  // -- lifecycle ------------------------------------------------------------------------------
+
+  async open(): Promise<void> {
+    if (this.database) return;
+    this.opening ??= this.doOpen().finally(() => {
+      this.opening = undefined;
+    });
+    await this.opening;
+  }
+
+  private async doOpen(): Promise<void> {
+    const client = new MongoClient(this.opts.uri, {
+      appName: 'sets-store',
+      ...this.opts.clientOptions,
+      ignoreUndefined: true,
+      serverSelectionTimeoutMS: this.opts.serverSelectionTimeoutMS ?? 10_000,
+      connectTimeoutMS: this.opts.connectTimeoutMS ?? 10_000,
+      socketTimeoutMS: this.opts.socketTimeoutMS ?? 60_000,
+    });
+    try {
+      await client.connect();
+      const db = client.db(this.opts.db);
+      await db.command({ ping: 1 });
+      const p = this.opts.collectionPrefix ?? '';
+      await db.collection<ObjectDoc>(p + 'objects').createIndexes([
+        { key: { collection: 1, id: 1, vk: 1 }, name: 'object_version', unique: true },
+        { key: { collection: 1, dateAdded: 1, _id: 1 }, name: 'by_date' },
+        { key: { collection: 1, type: 1, dateAdded: 1, _id: 1 }, name: 'by_type' },
+        { key: { collection: 1, status: 1, dateAdded: 1, _id: 1 }, name: 'by_status' },
+        { key: { collection: 1, vk: 1, dateAdded: 1, _id: 1 }, name: 'by_version' },
+        { key: { collection: 1, last: 1, dateAdded: 1, _id: 1 }, name: 'last', partialFilterExpression: { last: true } },
+        { key: { collection: 1, type: 1, last: 1, dateAdded: 1, _id: 1 }, name: 'last_by_type', partialFilterExpression: { last: true } },
+        { key: { collection: 1, first: 1, dateAdded: 1, _id: 1 }, name: 'first', partialFilterExpression: { first: true } },
+        { key: { collection: 1, type: 1, first: 1, dateAdded: 1, _id: 1 }, name: 'first_by_type', partialFilterExpression: { first: true } },
+      ]);
+      await db.collection<StatusDoc>(p + 'statuses').createIndex({ expiresAt: 1 }, { name: 'ttl', expireAfterSeconds: 0 });
+      this.client = client;
+      this.database = db;
+    } catch (err) {
+      await client.close().catch(() => undefined);
+      throw this.fail('open', err);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.opening) await this.opening.catch(() => undefined);
+    const client = this.client;
+    if (!client) return;
+    await this.queue;
+    this.client = undefined;
+    this.database = undefined;
+    try {
+      await client.close();
+    } catch (err) {
+      throw this.fail('close', err);
+    }
+  }
+
+  private get db(): Db {
+    if (!this.database) throw new StoreError('ERR_STORE_NOT_OPEN', `${this.where}: the store is not open (call open() first)`);
+    return this.database;
+  }
+  private get objects(): Collection<ObjectDoc> {
+    return this.db.collection<ObjectDoc>((this.opts.collectionPrefix ?? '') + 'objects');
+  }
+  private get counters(): Collection<CounterDoc> {
+    return this.db.collection<CounterDoc>((this.opts.collectionPrefix ?? '') + 'counters');
+  }
+  private get statuses(): Collection<StatusDoc> {
+    return this.db.collection<StatusDoc>((this.opts.collectionPrefix ?? '') + 'statuses');
+  }
+
+  private fail(op: string, err: unknown): StoreError {
+    if (err instanceof StoreError) return err;
+    const name = err instanceof Error ? err.name : '';
+    if (name === 'MongoServerSelectionError' || name === 'MongoNetworkError' || name === 'MongoNetworkTimeoutError' || name === 'MongoTopologyClosedError') {
+      return new StoreError('ERR_STORE_CONNECT', `${this.where}: ${op}: cannot reach the server: ${describeError(err)}`, { cause: err });
+    }
+    if (err instanceof MongoServerError && (err.code === 18 || err.code === 13)) {
+      return new StoreError('ERR_STORE_CONNECT', `${this.where}: ${op}: not authorised: ${describeError(err)}`, { cause: err });
+    }
+    return new StoreError('ERR_STORE_IO', `${this.where}: ${op} failed: ${describeError(err)}`, { cause: err });
+  }
+
+  /** Serialise a mutation behind the previous ones (within this process). */
+  private exclusive<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    void this.db; // not open -> typed error now
+    const run = this.queue.then(fn);
+    this.queue = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run.catch((err: unknown) => {
+      throw this.fail(op, err);
+    });
+  }
+
+  private async counter(name: string, inc: number): Promise<number> {
+    const doc = await this.counters.findOneAndUpdate({ _id: name }, { $inc: { value: inc } }, { upsert: true, returnDocument: 'after' });
+    if (!doc) throw new StoreError('ERR_STORE_IO', `${this.where}: counter ${name} not returned`);
+    return doc.value;
+  }
+
+  /**
+   * Reserve `n` date_added values (µs) after every value handed out so far by any instance, and
+   * after `atLeast` (explicit date_added values of the batch). Returns the first one.
+   */
+  private async reserveClock(n: number, nowUs: number, atLeast: number): Promise<number> {
+    const doc = await this.counters.findOneAndUpdate(
+      { _id: 'clock' },
+      [{ $set: { value: { $max: [{ $add: [{ $ifNull: ['$value', 0] }, n] }, nowUs + n - 1, atLeast + n] } } }],
+      { upsert: true, returnDocument: 'after' },
+    );
+    if (!doc) throw new StoreError('ERR_STORE_IO', `${this.where}: clock not returned`);
+    return doc.value - n + 1;
+  }
+
+  // -- records --------------------------------------------------------------------------------
+
+  async add(rec: NewRecord): Promise<AddOutcome> {
+    const [out] = await this.addMany([rec]);
+    return out;
+  }
+
+  async addMany(recs: NewRecord[]): Promise<AddOutcome[]> {
+    if (!Array.isArray(recs)) throw new StoreError('ERR_STORE_BAD_RECORD', 'addMany: records must be an array');
+    const prepared = recs.map((r, i) => prepareRecord(r, recs.length === 1 ? undefined : i));
+    if (prepared.length === 0) return [];
+    return this.exclusive('add', () => this.addBatch(prepared));
+  }
+
+  private async versionsOf(c: string, ids: string[]): Promise<Map<string, VersionDoc[]>> {
+    const out = new Map<string, VersionDoc[]>();
+    if (ids.length === 0) return out;
+    const docs = await this.objects.find({ collection: c, id: { $in: ids } }, { projection: VERSION_PROJECTION }).toArray();
+    for (const d of docs as VersionDoc[]) {
+      const l = out.get(d.id);
+      if (l) l.push(d);
+      else out.set(d.id, [d]);
+    }
+    return out;
+  }
+
+  private async addBatch(prepared: PreparedRecord[]): Promise<AddOutcome[]> {
+    const outcomes: AddOutcome[] = new Array<AddOutcome>(prepared.length);
+    const byCollection = new Map<string, Set<string>>();
+    for (const p of prepared) {
+      const s = byCollection.get(p.input.collection) ?? new Set<string>();
+      s.add(p.input.id);
+      byCollection.set(p.input.collection, s);
+    }
+    const existing = new Map<string, VersionDoc[]>(); // c\0id -> versions (updated as the batch adds)
+    for (const [c, ids] of byCollection) {
+      const m = await this.versionsOf(c, [...ids]);
+      for (const id of ids) existing.set(c + SEP + id, m.get(id) ?? []);
+    }
+    // decide in order; records needing a date_added get one after the decisions
+    type Pending = { i: number; p: PreparedRecord };
+    const toInsert: Pending[] = [];
+    const sameAs = new Map<number, string>(); // outcome index -> _id of the stored version it equals/conflicts with
+    const batchIds = new Map<string, number>(); // _id -> index of the batch record adding it
+    for (let i = 0; i < prepared.length; i++) {
+      const p = prepared[i];
+      const list = existing.get(p.input.collection + SEP + p.input.id) ?? [];
+      const same = p.vk === null ? list.find((v) => v.hash === p.input.hash) : list.find((v) => v.vk === p.vk);
+      if (same) {
+        sameAs.set(i, same._id);
+        continue;
+      }
+      toInsert.push({ i, p });
+      // placeholder so later records of the batch see this version (vk of unversioned ones unknown yet)
+      const placeholderVk = p.vk ?? `\u0001pending-${i}`;
+      const pid = docId(p.input.collection, p.input.id, placeholderVk);
+      batchIds.set(pid, i);
+      list.push({ _id: pid, id: p.input.id, vk: placeholderVk, status: p.input.status, specVersion: p.input.specVersion, hash: p.input.hash, dateAdded: '' });
+      existing.set(p.input.collection + SEP + p.input.id, list);
+    }
+    const nowMs = this.now();
+    const statusAt = isoNow(nowMs);
+    const auto = toInsert.filter((t) => !t.p.dateAdded);
+    const maxExplicit = toInsert.reduce((m, t) => Math.max(m, t.p.dateAdded?.us ?? 0), 0);
+    let next = auto.length > 0 || maxExplicit > 0 ? await this.reserveClock(auto.length, nowMs * 1000, maxExplicit) : 0;
+    const docs: ObjectDoc[] = [];
+    const docOf = new Map<number, ObjectDoc>();
+    for (const { i, p } of toInsert) {
+      const d = p.dateAdded ? p.dateAdded.text : formatMicros(next++);
+      const record = buildRecord(p, d, statusAt);
+      const vk = p.vk ?? versionKey(d);
+      if (vk === null) throw new StoreError('ERR_STORE_IO', `${this.where}: cannot derive a version from date_added ${d}`);
+      const doc: ObjectDoc = {
+        _id: docId(record.collection, record.id, vk),
+        collection: record.collection,
+        id: record.id,
+        type: record.type,
+        version: record.version,
+        vk,
+        specVersion: record.specVersion,
+        dateAdded: record.dateAdded,
+        mediaType: record.mediaType,
+        json: JSON.stringify(record.object),
+        hash: record.hash,
+        key: record.key,
+        status: record.status,
+        statusReason: record.statusReason,
+        statusAt: record.statusAt,
+        last: false,
+        first: false,
+        inD: false,
+        flagRev: 0,
+      };
+      docs.push(doc);
+      docOf.set(i, doc);
+    }
+    const failed = new Set<string>();
+    if (docs.length > 0) {
+      try {
+        await this.objects.insertMany(docs, { ordered: false });
+      } catch (err) {
+        if (!(err instanceof MongoBulkWriteError)) throw err;
+        const errs = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
+        for (const we of errs) {
+          if (we.code !== 11000) throw err;
+          failed.add(docs[we.index]._id);
+        }
+      }
+    }
+    // outcomes: inserted ones are `added`; the rest compare with what is stored
+    const lookups = new Set<string>();
+    for (const id of sameAs.values()) if (!batchIds.has(id)) lookups.add(id);
+    for (const d of docs) if (failed.has(d._id)) lookups.add(d._id);
+    const stored = new Map<string, StoredRecord>();
+    if (lookups.size > 0) {
+      for (const d of await this.objects.find({ _id: { $in: [...lookups] } }).toArray()) stored.set(d._id, toRecord(d));
+    }
+    for (const d of docs) if (!failed.has(d._id)) stored.set(d._id, toRecord(d));
+    for (let i = 0; i < prepared.length; i++) {
+      const p = prepared[i];
+      const own = docOf.get(i);
+      if (own && !failed.has(own._id)) {
+        outcomes[i] = { outcome: 'added', record: toRecord(own) };
+        continue;
+      }
+      let id = own ? own._id : (sameAs.get(i) ?? '');
+      const src = batchIds.get(id);
+      if (src !== undefined) id = docOf.get(src)?._id ?? id; // same as an earlier record of this batch
+      const rec = stored.get(id);
+      if (!rec) throw new StoreError('ERR_STORE_IO', `${this.where}: version ${id.split(SEP).slice(1).join(' ')} vanished while adding`);
+      outcomes[i] = { outcome: rec.hash === p.input.hash ? 'duplicate' : 'conflict', record: rec };
+    }
+    const touched = new Map<string, Set<string>>();
+    for (const d of docs) {
+      if (failed.has(d._id)) continue;
+      const s = touched.get(d.collection) ?? new Set<string>();
+      s.add(d.id);
+      touched.set(d.collection, s);
+    }
+    for (const [c, ids] of touched) await this.recomputeFlags(c, [...ids]);
+    return outcomes;
+  }
+
+  /** Recompute last/first/inD of these objects (see "Concurrency" in the header). */
+  private async recomputeFlags(c: string, ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    const rev = await this.counter('flagrev', 1);
+    const versions = await this.versionsOf(c, ids);
+    const ops: AnyBulkWriteOperation<ObjectDoc>[] = [];
+    for (const list of versions.values()) {
+      const infos = list.map(info);
+      const sel = defaultSelection(infos);
+      const inD = selectVersions(infos, { first: false, last: false, all: true, explicit: new Set(), spec: 'top', allowInvalid: false });
+      for (const v of infos) {
+        ops.push({
+          updateOne: {
+            filter: { _id: v.doc._id, flagRev: { $lt: rev } },
+            update: { $set: { last: sel.last?.vk === v.vk, first: sel.first?.vk === v.vk, inD: inD.has(v.vk), flagRev: rev } },
+          },
+        });
+      }
+    }
+    if (ops.length > 0) await this.objects.bulkWrite(ops, { ordered: false });
+  }
+
+  async get(collection: string, id: string, version?: string): Promise<StoredRecord | null> {
+    try {
+      if (version !== undefined) {
+        const vk = versionKey(version);
+        if (vk === null) return null;
+        const d = await this.objects.findOne({ _id: docId(collection, id, vk) });
+        return d ? toRecord(d) : null;
+      }
+      const d = await this.objects.find({ collection, id }).sort({ vk: -1 }).limit(1).next();
+      return d ? toRecord(d) : null;
+    } catch (err) {
+      throw this.fail('get', err);
+    }
+  }
+
+  async query(q: RecordQuery): Promise<Page<StoredRecord>> {
+    const nq = normaliseQuery(q);
+    try {
+      const docs = nq.defaultCandidates && !nq.selector.all ? await this.queryIndexed(nq) : await this.queryFiltered(nq);
+      const more = docs.length > nq.limit;
+      const page = docs.slice(0, nq.limit);
+      const items = page.map(toRecord);
+      const last = page[page.length - 1];
+      return last ? { items, more, cursor: encodeCursor({ d: last.dateAdded, id: last.id, vk: last.vk }) } : { items, more };
+    } catch (err) {
+      throw this.fail('query', err);
+    }
+  }
+
+  /** Filters every query shares: collection, position, ids, types, statuses. */
+  private baseFilter(nq: NormalisedQuery): Document[] {
+    const and: Document[] = [{ collection: nq.collection }];
+    if (nq.addedAfter) and.push({ dateAdded: { $gt: nq.addedAfter } });
+    if (nq.cursor) {
+      const c = nq.cursor;
+      and.push({ $or: [{ dateAdded: { $gt: c.d } }, { dateAdded: c.d, _id: { $gt: docId(nq.collection, c.id, c.vk) } }] });
+    }
+    if (nq.ids) and.push({ id: { $in: nq.ids } });
+    if (nq.types) and.push({ type: { $in: nq.types } });
+    if (nq.statuses) and.push({ status: { $in: [...nq.statuses] } });
+    else if (!nq.selector.allowInvalid) and.push({ status: { $ne: 'invalid' } });
+    return and;
+  }
+
+  /** Default candidates with first/last/explicit: one indexed query on the maintained flags. */
+  private async queryIndexed(nq: NormalisedQuery): Promise<ObjectDoc[]> {
+    const sel = nq.selector;
+    const or: Document[] = [];
+    if (sel.last) or.push({ last: true });
+    if (sel.first) or.push({ first: true });
+    if (sel.explicit.size > 0) or.push({ inD: true, vk: { $in: [...sel.explicit] } });
+    const filter = { $and: [...this.baseFilter(nq), or.length === 1 ? or[0] : { $or: or }] } as Filter<ObjectDoc>;
+    return this.objects.find(filter).sort({ dateAdded: 1, _id: 1 }).limit(nq.limit + 1).toArray();
+  }
+
+  /**
+   * Other combinations (all, explicit spec versions, invalid included): read the candidates in
+   * order and check each object's version set, in chunks, until limit + 1 match.
+   */
+  private async queryFiltered(nq: NormalisedQuery): Promise<ObjectDoc[]> {
+    const sel = nq.selector;
+    const and = this.baseFilter(nq);
+    if (nq.defaultCandidates && sel.all) and.push({ inD: true });
+    else if (!sel.all && !sel.first && !sel.last) and.push({ vk: { $in: [...sel.explicit] } });
+    if (sel.spec instanceof Set) and.push({ specVersion: { $in: [...sel.spec] } });
+    const want = nq.limit + 1;
+    const cursor = this.objects.find({ $and: and } as Filter<ObjectDoc>).sort({ dateAdded: 1, _id: 1 }).batchSize(Math.min(Math.max(want, 100), 1000));
+    const out: ObjectDoc[] = [];
+    const picked = new Map<string, Set<string>>();
+    const needObjects = !(nq.defaultCandidates && sel.all) && !(sel.all && sel.spec !== 'top');
+    try {
+      let chunk: ObjectDoc[] = [];
+      const flush = async (): Promise<void> => {
+        if (needObjects) {
+          const unknown = [...new Set(chunk.map((d) => d.id))].filter((id) => !picked.has(id));
+          const versions = await this.versionsOf(nq.collection, unknown);
+          for (const id of unknown) picked.set(id, selectVersions((versions.get(id) ?? []).map(info), sel));
+        }
+        for (const d of chunk) {
+          if (out.length >= want) break;
+          if (!needObjects || picked.get(d.id)?.has(d.vk)) out.push(d);
+        }
+        chunk = [];
+      };
+      while (out.length < want && (await cursor.hasNext())) {
+        const d = await cursor.next();
+        if (d) chunk.push(d);
+        if (chunk.length >= Math.max(want - out.length, 50) || cursor.bufferedCount() === 0) await flush();
+      }
+      if (chunk.length > 0) await flush();
+    } finally {
+      await cursor.close().catch(() => undefined);
+    }
+    return out;
+  }
+
+  async setStatus(collection: string, id: string, version: string, status: IntegrityStatus, reason?: string): Promise<boolean> {
+    if (!isStatus(status)) throw new StoreError('ERR_STORE_BAD_RECORD', `setStatus: status must be one of ${STATUSES.join(', ')}`);
+    const vk = versionKey(version);
+    if (vk === null) return false;
+    return this.exclusive('setStatus', async () => {
+      const update: Document =
+        reason === undefined
+          ? { $set: { status, statusAt: isoNow(this.now()) }, $unset: { statusReason: '' } }
+          : { $set: { status, statusAt: isoNow(this.now()), statusReason: reason } };
+      const r = await this.objects.updateOne({ _id: docId(collection, id, vk) }, update);
+      if (r.matchedCount === 0) return false;
+      await this.recomputeFlags(collection, [id]);
+      return true;
+    });
+  }
+
+  async delete(collection: string, id: string, filter?: { versions?: VersionMatch[]; specVersions?: string[] }): Promise<number> {
+    const sel = deleteSelector(filter);
+    return this.exclusive('delete', async () => {
+      const list = (await this.versionsOf(collection, [id])).get(id) ?? [];
+      const picked = selectVersions(list.map(info), sel);
+      if (picked.size === 0) return 0;
+      const ids = list.filter((v) => picked.has(v.vk)).map((v) => v._id);
+      const r = await this.objects.deleteMany({ _id: { $in: ids } });
+      await this.recomputeFlags(collection, [id]);
+      return r.deletedCount;
+    });
+  }
+
+  async counts(collection?: string): Promise<StatusCounts> {
+    const out: StatusCounts = { pending: 0, finalized: 0, invalid: 0 };
+    try {
+      const match: Document = collection === undefined ? {} : { collection };
+      const rows = await this.objects.aggregate<{ _id: unknown; n: number }>([{ $match: match }, { $group: { _id: '$status', n: { $sum: 1 } } }]).toArray();
+      for (const r of rows) if (isStatus(r._id)) out[r._id] = r.n;
+      return out;
+    } catch (err) {
+      throw this.fail('counts', err);
+    }
+  }
+
+  // -- TAXII status resources -----------------------------------------------------------------
+
+  async putStatus(status: StatusResource): Promise<void> {
+    if (!status || typeof status.id !== 'string' || status.id.length === 0) {
+      throw new StoreError('ERR_STORE_BAD_RECORD', 'putStatus: status.id must be a non-empty string');
+    }
+    try {
+      const expiresAt = new Date(this.now() + this.retentionMs);
+      await this.statuses.replaceOne({ _id: status.id }, { resource: status, expiresAt }, { upsert: true });
+    } catch (err) {
+      throw this.fail('putStatus', err);
+    }
+  }
+
+  async getStatus(id: string): Promise<StatusResource | null> {
+    try {
+      const d = await this.statuses.findOne({ _id: id });
+      if (!d || d.expiresAt.getTime() <= this.now()) return null;
+      return d.resource;
+    } catch (err) {
+      throw this.fail('getStatus', err);
+    }
+  }
+}
