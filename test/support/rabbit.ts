@@ -11,10 +11,10 @@
  *   same; the temp dir is chowned to it). Erlang cookie: HOME points at the temp dir, which holds a
  *   random `.erlang.cookie`, for the server and for every `rabbitmqctl` we run.
  *   The node is wrapped by a small shell watchdog (process group leader): `stop()` sends SIGTERM to
- *   the group (graceful broker stop, SIGKILL after 20 s), `process.on('exit')` SIGKILLs it, and the
- *   watchdog itself stops the broker within ~1 s when this process dies without running exit
- *   handlers (SIGKILL, mocha killed by CI). `epmd` (shared, started by Erlang on demand) is left
- *   running, as Erlang does.
+ *   the group (graceful broker stop, SIGKILL after 20 s), `process.on('exit')` SIGKILLs it, and
+ *   when this process dies without running exit handlers (SIGKILL, mocha killed by CI) the
+ *   watchdog notices at once (its stdin pipe closes) and stops the broker and removes its dir.
+ *   `epmd` (shared, started by Erlang on demand) is left running, as Erlang does.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -195,18 +195,24 @@ function externalRabbit(url: string): RabbitHandle {
   return handleFor(url, target, node, async () => undefined);
 }
 
-// The watchdog: runs rabbitmq-server, forwards TERM/INT/HUP to it (it stops the broker gracefully),
-// and stops it when the test process ($1) is gone — then it also removes the node's temp dir ($3).
+// The watchdog: runs rabbitmq-server ($1), forwards TERM/INT/HUP to it (the script stops the
+// broker gracefully), and stops it when the test process is gone: its stdin is a pipe from the test
+// process that nobody writes to; when that process dies the kernel closes the pipe, `cat` sees EOF
+// and signals the watchdog (USR1), which stops the broker and removes the node's temp dir ($2).
+// (No polling of /proc/<pid>: that is invisible across users on hidepid mounts. fd 3: a
+// background job's stdin is /dev/null in sh unless redirected explicitly.)
 const WATCHDOG = `
-parent="$1"; server="$2"; dir="$3"
-alive() { if [ -d /proc/self ]; then [ -d "/proc/$1" ]; else kill -0 "$1" 2>/dev/null; fi; }
-"$server" &
+server="$1"; dir="$2"
+"$server" </dev/null &
 child=$!
-trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM INT HUP
-while alive "$parent" && kill -0 "$child" 2>/dev/null; do sleep 1 & wait $!; done
-kill -TERM "$child" 2>/dev/null
+stop_child() { kill -TERM "$child" 2>/dev/null; wait "$child"; }
+trap 'stop_child; exit 0' TERM INT HUP
+trap 'stop_child; rm -rf "$dir"; exit 0' USR1
+exec 3<&0
+(cat <&3 >/dev/null; kill -USR1 $$ 2>/dev/null) &
+reader=$!
 wait "$child"
-alive "$parent" || rm -rf "$dir"
+kill "$reader" 2>/dev/null
 `;
 
 async function privateRabbit(): Promise<RabbitHandle> {
@@ -215,7 +221,9 @@ async function privateRabbit(): Promise<RabbitHandle> {
   const [amqpPort, distPort0] = [await freePort(), await freePort()];
   const distPort = distPort0 === amqpPort ? await freePort() : distPort0;
   const node = `sets-test-${process.pid}-${randomBytes(3).toString('hex')}@localhost`;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sets-rabbit-'));
+  // The rabbitmq user must be able to reach the dir: a private TMPDIR (e.g. under /root) would not do.
+  const tmpBase = process.env.SETS_TEST_RABBIT_TMP ?? (user ? '/tmp' : os.tmpdir());
+  const dir = fs.mkdtempSync(path.join(tmpBase, 'sets-rabbit-'));
   const files = {
     plugins: path.join(dir, 'enabled_plugins'),
     envConf: path.join(dir, 'rabbitmq-env.conf'),
@@ -270,13 +278,13 @@ async function privateRabbit(): Promise<RabbitHandle> {
   const outFd = fs.openSync(files.out, 'a');
   let child: ChildProcess;
   try {
-    child = spawn('/bin/sh', ['-c', WATCHDOG, 'sets-rabbit-watchdog', String(process.pid), path.join(binDir, 'rabbitmq-server'), dir], {
+    child = spawn('/bin/sh', ['-c', WATCHDOG, 'sets-rabbit-watchdog', path.join(binDir, 'rabbitmq-server'), dir], {
       env,
       cwd: dir,
       uid: user?.uid,
       gid: user?.gid,
       detached: true, // own process group: stop() signals the whole group
-      stdio: ['ignore', outFd, outFd],
+      stdio: ['pipe', outFd, outFd], // stdin: the parent-death pipe (never written)
     });
   } finally {
     fs.closeSync(outFd);
@@ -293,6 +301,10 @@ async function privateRabbit(): Promise<RabbitHandle> {
     });
   });
   child.unref();
+  // the pipe must not keep this process alive either
+  const stdin: unknown = child.stdin;
+  if (stdin && typeof (stdin as { unref?: unknown }).unref === 'function') (stdin as { unref(): void }).unref();
+  child.stdin?.on('error', () => undefined);
   const pgid = child.pid;
 
   const killGroup = (sig: NodeJS.Signals): void => {
@@ -324,6 +336,7 @@ async function privateRabbit(): Promise<RabbitHandle> {
       }
       killGroup('SIGKILL'); // stragglers of the group (or all of it after the grace period)
       await exitedP;
+      child.stdin?.destroy();
       process.removeListener('exit', onExit);
       fs.rmSync(dir, { recursive: true, force: true });
     })();
