@@ -341,8 +341,7 @@ describe('bus: RabbitMQ integration', function () {
     const warnings: BusError[] = [];
     bus.onWarning((w) => warnings.push(w));
     release(); // handler resolves now: the auto-ack goes to a closed channel — ignored, no throw
-    await sleep(50);
-    assert.equal(first.got[0].settled, true);
+    await waitFor('auto-ack attempted', () => first.got[0].settled);
     assert.ok(warnings.some((w) => w.code === 'SETTLE_FAILED'));
     assert.equal(first.got[0].ack(), false);
 
