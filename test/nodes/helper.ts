@@ -5,6 +5,7 @@
  *
  * Also: the SETS node modules, flow-building shorthands, and small waiting utilities.
  */
+import { createHook } from 'node:async_hooks';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Node, NodeAPI, NodeMessage, NodeStatus } from 'node-red';
@@ -53,6 +54,15 @@ helper.init(runtimePath);
 export const nodeRedVersion = (
   JSON.parse(readFileSync(path.join(path.dirname(runtimePath), '..', 'package.json'), 'utf8')) as { version: string }
 ).version;
+
+/**
+ * A flow node as the editor saves it: with a position. The runtime takes nodes without x/y for
+ * config nodes, so every node on a tab gets one (config nodes and tabs are left alone).
+ */
+export function placed(n: FlowNode): FlowNode {
+  if (n.type === 'tab' || !n.z || 'x' in n) return n;
+  return { ...n, x: 100, y: 100 };
+}
 
 /** Every SETS node module, loaded from the build output next to this file. */
 function nodeModule(type: string): NodeModule {
@@ -162,4 +172,72 @@ export function logText(): string {
     .getCalls()
     .map((c) => JSON.stringify(c.args))
     .join('\n');
+}
+
+/** Resource types that keep a process alive when left open. */
+const HANDLE_TYPES = new Set(['Timeout', 'TCPWRAP', 'TCPSERVERWRAP', 'PIPEWRAP', 'UDPWRAP', 'FSEVENTWRAP', 'SIGNALWRAP']);
+
+interface Tracked {
+  type: string;
+  res: { hasRef?: () => boolean; _destroyed?: boolean };
+  stack: string;
+}
+
+/**
+ * Open handles created while tracking (async_hooks, like mocha's and jest's open-handle
+ * detection): timers and sockets that still hold the event loop. Unref'd resources (an idle
+ * keep-alive socket in Node's agent pool, which closes by itself) do not count.
+ */
+export class OpenHandles {
+  private readonly live = new Map<number, Tracked>();
+  private readonly hook = createHook({
+    init: (id, type, _trigger, res) => {
+      if (!HANDLE_TYPES.has(type)) return;
+      const full = new Error().stack ?? '';
+      if (full.includes(`${path.sep}mocha${path.sep}`)) return; // the test runner's own timers
+      const stack = full.split('\n').slice(3, 9).join('\n');
+      this.live.set(id, { type, res: res as Tracked['res'], stack });
+    },
+    destroy: (id) => {
+      this.live.delete(id);
+    },
+  });
+
+  start(): this {
+    this.hook.enable();
+    return this;
+  }
+
+  stop(): void {
+    this.hook.disable();
+  }
+
+  /** Handles created since start() that still hold the event loop. */
+  open(): Tracked[] {
+    return [...this.live.values()].filter((t) => !t.res._destroyed && (t.res.hasRef ? t.res.hasRef() : true));
+  }
+
+  /** Wait until none is open (closing is often asynchronous), else fail listing where they were made. */
+  async expectNone(timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let left = this.open();
+    while (left.length > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50).unref());
+      left = this.open();
+    }
+    this.stop();
+    if (left.length > 0) {
+      throw new Error(`${left.length} open handle(s) after unload:\n${left.map((t) => `${t.type}\n${t.stack}`).join('\n---\n')}`);
+    }
+  }
+}
+
+/**
+ * The flow configuration as the runtime holds it after a deploy — what it saves as flows.json
+ * (credentials are stored apart). Read through the helper's handle on the runtime's nodes module,
+ * which Node-RED 4 and 5 both expose as `getFlows()`.
+ */
+export function deployedFlows(): unknown {
+  const internal = helper as unknown as { _redNodes: { getFlows(): { flows?: unknown } | null } };
+  return internal._redNodes.getFlows()?.flows;
 }
