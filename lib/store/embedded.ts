@@ -112,6 +112,7 @@ const FORMAT = '1';
 
 // Key parts escape the separator characters themselves, so the regexes must name them.
 function esc(s: string): string {
+  if (!s.includes('\u0000') && !s.includes('\u0001')) return s; // the usual case, without a regex
   // eslint-disable-next-line no-control-regex -- U+0000/U+0001 are the key separator and escape
   return s.replace(/[\u0000\u0001]/g, (c) => (c === '\u0000' ? '\u0001\u0001' : '\u0001\u0002'));
 }
@@ -670,48 +671,61 @@ export class EmbeddedStore implements Store {
     }
     const want = nq.limit + 1;
     const readers = specs.map((s) => new RangeReader(db, s.p, s.kind, start, want, snapshot, this.stats));
-    const metaCache = new Map<string, { type: string; picked: Set<string>; status: Map<string, IntegrityStatus> } | null>();
+    type Judged = { type: string; picked: Set<string>; status: Map<string, IntegrityStatus> } | null;
+    const metaCache = new Map<string, Judged>();
     const out: Entry[] = [];
     let lastSuffix: string | undefined;
+    const nextEntry = async (): Promise<{ e: Entry; kind: 'sel' | 'meta' } | null> => {
+      let best: { r: RangeReader; e: Entry } | undefined;
+      for (const r of readers) {
+        const e = await r.peek();
+        if (e && (!best || cmpBytes(e.suffix, best.e.suffix) < 0)) best = { r, e };
+      }
+      if (!best) return null;
+      best.r.advance();
+      return { e: best.e, kind: best.r.kind };
+    };
     try {
-      while (out.length < want) {
-        let best: { r: RangeReader; e: Entry } | undefined;
-        for (const r of readers) {
-          const e = await r.peek();
-          if (e && (!best || cmpBytes(e.suffix, best.e.suffix) < 0)) best = { r, e };
-        }
-        if (!best) break;
-        best.r.advance();
-        const e = best.e;
-        if (e.suffix === lastSuffix) continue; // the same record from two ranges (first = last)
-        let ok: boolean;
-        if (best.r.kind === 'sel') {
-          ok = !nq.statuses || (isStatus(e.value) && nq.statuses.has(e.value));
-        } else {
-          let m = metaCache.get(e.id);
-          if (m === undefined) {
-            const meta = parseMeta(await db.get(K.meta(c, e.id), { snapshot }));
-            this.stats.metasRead++;
-            m = meta
-              ? {
-                  type: meta.type,
-                  picked: selectVersions(meta.versions, sel),
-                  status: new Map(meta.versions.map((v) => [v.vk, v.status])),
-                }
-              : null;
-            metaCache.set(e.id, m);
+      let exhausted = false;
+      while (out.length < want && !exhausted) {
+        // take a chunk of candidates in order, then read the metas they need in one getMany
+        const chunk: Array<{ e: Entry; kind: 'sel' | 'meta' }> = [];
+        const room = Math.max(want - out.length, 16);
+        while (chunk.length < room) {
+          const n = await nextEntry();
+          if (!n) {
+            exhausted = true;
+            break;
           }
-          const st = m?.status.get(e.vk);
-          ok =
-            !!m &&
-            st !== undefined &&
-            m.picked.has(e.vk) &&
-            (!nq.types || nq.types.includes(m.type)) &&
-            (!nq.statuses || nq.statuses.has(st));
+          chunk.push(n);
         }
-        if (ok) {
-          out.push(e);
-          lastSuffix = e.suffix;
+        const need = [...new Set(chunk.filter((x) => x.kind === 'meta' && !metaCache.has(x.e.id)).map((x) => x.e.id))];
+        if (need.length > 0) {
+          const vals = await db.getMany(need.map((id) => K.meta(c, id)), { snapshot });
+          this.stats.metasRead += need.length;
+          need.forEach((id, i) => {
+            const meta = parseMeta(vals[i]);
+            metaCache.set(
+              id,
+              meta ? { type: meta.type, picked: selectVersions(meta.versions, sel), status: new Map(meta.versions.map((v) => [v.vk, v.status])) } : null,
+            );
+          });
+        }
+        for (const { e, kind } of chunk) {
+          if (out.length >= want) break;
+          if (e.suffix === lastSuffix) continue; // the same record from two ranges (first = last)
+          let ok: boolean;
+          if (kind === 'sel') {
+            ok = !nq.statuses || (isStatus(e.value) && nq.statuses.has(e.value));
+          } else {
+            const m = metaCache.get(e.id);
+            const st = m?.status.get(e.vk);
+            ok = !!m && st !== undefined && m.picked.has(e.vk) && (!nq.types || nq.types.includes(m.type)) && (!nq.statuses || nq.statuses.has(st));
+          }
+          if (ok) {
+            out.push(e);
+            lastSuffix = e.suffix;
+          }
         }
       }
     } finally {
