@@ -1,0 +1,163 @@
+/**
+ * Registry deployment and administration (EVM): deploy SetsRegistry from the compiled artifact,
+ * grant / revoke writers, hand over the admin role. Used by the tests, the demo and operators.
+ *
+ * Transactions go through the same per-account send queue as the ledger (evm-sender.ts), so a
+ * deployment or a grant signed with a key that a ledger in this process also uses never
+ * collides with the ledger's nonces.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { AbiCoder, SigningKey, computeAddress, getAddress, toQuantity } from 'ethers';
+import { LedgerError } from './ledger';
+import { ChainClient, NodeError } from './evm-rpc';
+import { acquireSender, releaseSender, type FeeSettings, type MinedTx } from './evm-sender';
+import { checkPrivateKey, checkUrl, decodeRevert, parseChainId, registryInterface, toWei, type Wei } from './evm';
+
+export interface RegistryAdminConfig {
+  rpcUrl: string;
+  chainId: number | bigint | string;
+  /** the admin's key (the deployer becomes admin) */
+  privateKey: string;
+  txType?: 0 | 2;
+  gasPrice?: Wei;
+  maxFeePerGas?: Wei;
+  maxPriorityFeePerGas?: Wei;
+  /** gas limit of the deployment (default 1500000) / of an admin call (default 100000) */
+  gasLimit?: number;
+  confirmations?: number;
+  requestTimeoutMs?: number;
+  waitPollMs?: number;
+  /** how long to wait for mining (default 120000) */
+  txTimeoutMs?: number;
+}
+
+export interface DeployOptions extends RegistryAdminConfig {
+  /** accounts authorised to write from the start (granted in the deployment transaction) */
+  writers?: string[];
+}
+
+export interface RegistryArtifact {
+  contractName: string;
+  abi: unknown[];
+  bytecode: string;
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
+
+/** The compiled SetsRegistry (dist/contracts/evm/SetsRegistry.json, written by scripts/build.js). */
+export function loadRegistryArtifact(): RegistryArtifact {
+  const file = path.join(__dirname, '../../contracts/evm/SetsRegistry.json');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new LedgerError('BAD_CONFIG', `cannot read the SetsRegistry artifact ${file} (run the build): ${(e as Error).message}`, { cause: e });
+  }
+  if (!isRecord(parsed) || !Array.isArray(parsed.abi) || typeof parsed.bytecode !== 'string' || !/^0x[0-9a-f]+$/i.test(parsed.bytecode)) {
+    throw new LedgerError('BAD_CONFIG', `${file} is not a compiled contract artifact`);
+  }
+  return { contractName: String(parsed.contractName ?? 'SetsRegistry'), abi: parsed.abi, bytecode: parsed.bytecode };
+}
+
+/** Run one transaction from the admin's account and return it mined (any status). */
+async function transact(config: RegistryAdminConfig, to: string | null, data: string, gasLimit: number, label: string): Promise<MinedTx> {
+  const chainId = parseChainId(config.chainId);
+  const client = new ChainClient({
+    rpcUrl: checkUrl(config.rpcUrl, 'rpcUrl'),
+    chainId,
+    requestTimeoutMs: config.requestTimeoutMs ?? 10_000,
+    waitPollMs: config.waitPollMs ?? 250,
+    healthCheckMs: 0,
+  });
+  const sender = acquireSender(client, checkPrivateKey(config.privateKey), { maxInFlight: 64, txTimeoutMs: config.txTimeoutMs ?? 120_000 });
+  try {
+    const id = BigInt(String(await client.call('eth_chainId', [], { what: 'checking the chain id' })));
+    if (id !== chainId) {
+      throw new LedgerError('BAD_CONFIG', `wrong chain: ${config.rpcUrl} serves chain id ${id}, the configuration expects ${chainId}`);
+    }
+    const txType = config.txType ?? 0;
+    const fees: FeeSettings = {
+      type: txType,
+      gasPrice: toWei(config.gasPrice, 'gasPrice'),
+      maxFeePerGas: toWei(config.maxFeePerGas, 'maxFeePerGas'),
+      maxPriorityFeePerGas: toWei(config.maxPriorityFeePerGas, 'maxPriorityFeePerGas'),
+    };
+    return await sender.submit({ to, data, gasLimit: BigInt(config.gasLimit ?? gasLimit), fees, confirmations: config.confirmations ?? 1, label });
+  } finally {
+    releaseSender(sender);
+    client.release();
+  }
+}
+
+async function explain(config: RegistryAdminConfig, address: string, data: string, mined: MinedTx, label: string): Promise<never> {
+  let why = mined.gasUsed * 64n >= mined.gasLimit * 63n ? `ran out of gas (gas limit ${mined.gasLimit})` : 'reverted';
+  const client = new ChainClient({
+    rpcUrl: config.rpcUrl,
+    chainId: parseChainId(config.chainId),
+    requestTimeoutMs: config.requestTimeoutMs ?? 10_000,
+    waitPollMs: 1000,
+    healthCheckMs: 0,
+  });
+  try {
+    const from = computeAddress(new SigningKey(checkPrivateKey(config.privateKey)).publicKey);
+    await client.call('eth_call', [{ from, to: address, data }, toQuantity(Math.max(0, mined.block - 1))], { what: `replaying ${label}` });
+  } catch (e) {
+    if (e instanceof NodeError) why = decodeRevert(e.revertData);
+  } finally {
+    client.release();
+  }
+  const code = why.startsWith('NotAdmin') || why.startsWith('NotWriter') ? 'NOT_AUTHORISED' : 'TX_FAILED';
+  throw new LedgerError(code, `${label}: transaction ${mined.hash} failed: ${why}`);
+}
+
+/**
+ * Deploy SetsRegistry; the signer becomes admin, `writers` are authorised in the same
+ * transaction. Resolves with the contract address.
+ */
+export async function deployRegistry(config: DeployOptions): Promise<string> {
+  const art = loadRegistryArtifact();
+  let writers: string[];
+  try {
+    writers = (config.writers ?? []).map((w) => getAddress(w));
+  } catch (e) {
+    throw new LedgerError('BAD_INPUT', `writers must be 0x… addresses: ${(e as Error).message}`, { cause: e });
+  }
+  const data = art.bytecode + AbiCoder.defaultAbiCoder().encode(['address[]'], [writers]).slice(2);
+  const mined = await transact(config, null, data, 1_500_000 + 30_000 * writers.length, 'deploying SetsRegistry');
+  if (mined.status !== 1 || !mined.contractAddress) {
+    throw new LedgerError('TX_FAILED', `deploying SetsRegistry: transaction ${mined.hash} failed (gas used ${mined.gasUsed} of ${mined.gasLimit})`);
+  }
+  return getAddress(mined.contractAddress);
+}
+
+async function adminCall(config: RegistryAdminConfig, registry: string, fn: string, account: string): Promise<string> {
+  let to: string;
+  let who: string;
+  try {
+    to = getAddress(registry);
+    who = getAddress(account);
+  } catch (e) {
+    throw new LedgerError('BAD_INPUT', `${fn}: registry and account must be 0x… addresses`, { cause: e });
+  }
+  const data = registryInterface.encodeFunctionData(fn, [who]);
+  const label = `${fn}(${who}) on ${to}`;
+  const mined = await transact(config, to, data, 100_000, label);
+  if (mined.status !== 1) return explain(config, to, data, mined, label);
+  return mined.hash;
+}
+
+/** Authorise `account` to write (admin only; NOT_AUTHORISED otherwise). Resolves with the tx hash. */
+export function grantWriter(config: RegistryAdminConfig, registry: string, account: string): Promise<string> {
+  return adminCall(config, registry, 'grantWriter', account);
+}
+
+/** Withdraw `account`'s right to write (admin only). Anchored hashes stay. */
+export function revokeWriter(config: RegistryAdminConfig, registry: string, account: string): Promise<string> {
+  return adminCall(config, registry, 'revokeWriter', account);
+}
+
+/** Hand the admin role to `newAdmin` (admin only). */
+export function transferAdmin(config: RegistryAdminConfig, registry: string, newAdmin: string): Promise<string> {
+  return adminCall(config, registry, 'transferAdmin', newAdmin);
+}

@@ -1,0 +1,673 @@
+/**
+ * EVM ledger adapter (ethers v6): anchors (key, hash) pairs in the SetsRegistry contract
+ * (contracts/evm/SetsRegistry.sol) on Quorum, Besu, hardhat or any EVM JSON-RPC node.
+ *
+ * - Writes go through the account's single pipelined send queue (evm-sender.ts): locally
+ *   signed raw transactions in nonce order, bounded in flight, receipts found by one loop per
+ *   new block. `anchor()` may be called hundreds of times concurrently.
+ * - Before sending, every key is read: the same hash already anchored → `existing: true`
+ *   (nothing sent), a different hash → KEY_TAKEN (nothing sent). A reverted write is explained
+ *   (KEY_TAKEN, NOT_AUTHORISED, out of gas, …) from the chain's state.
+ * - `waitForAnchor` shares one new-block subscription (WebSocket `newHeads` when `wsUrl` is
+ *   set, polling otherwise) among all waiters; each new block range is searched once with
+ *   `eth_getLogs` for the awaited keys' `CTIHashWritten` events, so nothing is missed between
+ *   blocks and no listener outlives its waiter.
+ * - Configuration is explicit: chain id (checked against the node), transaction type, fees and
+ *   gas limits (free-gas Quorum/Besu: `txType: 0, gasPrice: 0`).
+ */
+import { Interface, SigningKey, getAddress, toQuantity, type Result } from 'ethers';
+import {
+  LedgerError,
+  type AnchorEntry,
+  type AnchorReceipt,
+  type Ledger,
+  type LedgerRecord,
+  type LedgerState,
+} from './ledger';
+import { ChainClient, NodeError } from './evm-rpc';
+import { acquireSender, releaseSender, type AccountSender, type FeeSettings, type MinedTx } from './evm-sender';
+
+/** Wei amounts: bigint, integer number, or decimal string (as config UIs store them). */
+export type Wei = bigint | number | string;
+
+export interface EvmLedgerConfig {
+  /** JSON-RPC endpoint, http(s) or ws(s) */
+  rpcUrl: string;
+  /** WebSocket endpoint for new-block events (defaults to rpcUrl when that is ws(s)) */
+  wsUrl?: string;
+  /** SetsRegistry contract address */
+  address: string;
+  /** expected chain id; the node's must match (else BAD_CONFIG) */
+  chainId: number | bigint | string;
+  /** signing key (0x + 64 hex); without it the ledger is read-only */
+  privateKey?: string;
+  /** transaction type: 0 legacy (default; free-gas Quorum) or 2 EIP-1559 */
+  txType?: 0 | 2;
+  /** type 0 gas price in wei (default: the node's eth_gasPrice + 25 %) */
+  gasPrice?: Wei;
+  /** type 2 fee cap in wei (default: 2 × base fee + tip) */
+  maxFeePerGas?: Wei;
+  /** type 2 tip in wei (default: the node's eth_maxPriorityFeePerGas, else 0) */
+  maxPriorityFeePerGas?: Wei;
+  /** gas limit of one writeCTIHash transaction (default 150000; ~71000 used) */
+  gasLimit?: number;
+  /** gas limit of a writeCTIHashes transaction = batchGasBase + n × gasPerBatchItem */
+  batchGasBase?: number;
+  /** (defaults 60000 and 60000; ~26000 + n × ~50000 used) */
+  gasPerBatchItem?: number;
+  /** entries per writeCTIHashes transaction; anchorMany splits larger arrays (default 200) */
+  maxBatchSize?: number;
+  /** blocks on top of the including block before an anchor resolves (default 1 = mined) */
+  confirmations?: number;
+  /** deadline of each JSON-RPC request, ms (default 10000) */
+  requestTimeoutMs?: number;
+  /** new-block polling interval, ms (default 500) */
+  waitPollMs?: number;
+  /** sent-but-unmined transactions allowed per account (default 64) */
+  maxInFlight?: number;
+  /** how long a sent transaction may stay unmined before its anchor fails with TIMEOUT (default 120000) */
+  txTimeoutMs?: number;
+  /** background connection probe while idle, ms (default 15000; 0 = none) */
+  healthCheckMs?: number;
+}
+
+/** The contract interface the adapter uses (checked against the compiled artifact by the tests). */
+export const REGISTRY_ABI = [
+  'constructor(address[] writers)',
+  'function admin() view returns (address)',
+  'function isWriter(address) view returns (bool)',
+  'function writeCTIHash(bytes32 key, bytes32 hash)',
+  'function writeCTIHashes(bytes32[] keys, bytes32[] hashes)',
+  'function readCTIHash(bytes32 key) view returns (bytes32 hash, address writer, uint64 timestamp)',
+  'function readCTIRecord(bytes32 key) view returns (bytes32 hash, address writer, uint64 timestamp, uint32 blockNumber)',
+  'function grantWriter(address account)',
+  'function revokeWriter(address account)',
+  'function transferAdmin(address newAdmin)',
+  'event CTIHashWritten(bytes32 indexed key, bytes32 hash, address indexed writer)',
+  'event WriterGranted(address indexed account)',
+  'event WriterRevoked(address indexed account)',
+  'event AdminTransferred(address indexed previousAdmin, address indexed newAdmin)',
+  'error KeyTaken(bytes32 key)',
+  'error NotWriter(address account)',
+  'error NotAdmin(address account)',
+  'error ZeroHash(bytes32 key)',
+  'error LengthMismatch(uint256 keys, uint256 hashes)',
+  'error ZeroAddress()',
+] as const;
+
+export const registryInterface = new Interface(REGISTRY_ABI);
+const WRITTEN_TOPIC = registryInterface.getEvent('CTIHashWritten')?.topicHash as string;
+const ZERO32 = '0x' + '0'.repeat(64);
+const BYTES32 = /^0x[0-9a-fA-F]{64}$/;
+const LOG_RANGE = 1000;
+const KEY_FILTER_MAX = 64;
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
+const short = (h: string) => `${h.slice(0, 10)}…`;
+
+function bytes32(v: unknown, what: 'key' | 'hash'): string {
+  if (typeof v !== 'string' || !BYTES32.test(v)) {
+    throw new LedgerError('BAD_INPUT', `${what} must be a 0x-prefixed 32-byte hex string, got ${JSON.stringify(v)?.slice(0, 80)}`);
+  }
+  const s = v.toLowerCase();
+  if (what === 'hash' && s === ZERO32) throw new LedgerError('BAD_INPUT', 'the zero hash cannot be anchored');
+  return s;
+}
+
+/** Parse a wei amount from config. */
+export function toWei(v: Wei | undefined, what: string): bigint | undefined {
+  if (v === undefined || v === '') return undefined;
+  try {
+    const b = typeof v === 'bigint' ? v : BigInt(typeof v === 'number' ? Math.trunc(v) : v.trim());
+    if (b < 0n) throw new Error('negative');
+    return b;
+  } catch {
+    throw new LedgerError('BAD_CONFIG', `${what} must be a non-negative integer amount of wei, got ${String(v)}`);
+  }
+}
+
+function positiveInt(v: number | undefined, dflt: number, what: string, min = 1): number {
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < min) throw new LedgerError('BAD_CONFIG', `${what} must be an integer >= ${min}, got ${String(v)}`);
+  return v;
+}
+
+export function parseChainId(v: unknown): bigint {
+  try {
+    const b = BigInt(typeof v === 'string' ? v.trim() : (v as number | bigint));
+    if (b <= 0n) throw new Error('not positive');
+    return b;
+  } catch {
+    throw new LedgerError('BAD_CONFIG', `chainId must be a positive integer, got ${String(v)}`);
+  }
+}
+
+export function checkUrl(v: unknown, what: string): string {
+  if (typeof v !== 'string' || !/^(https?|wss?):\/\/./i.test(v)) {
+    throw new LedgerError('BAD_CONFIG', `${what} must be an http(s):// or ws(s):// URL, got ${String(v)}`);
+  }
+  try {
+    new URL(v);
+  } catch {
+    throw new LedgerError('BAD_CONFIG', `${what} is not a valid URL: ${v}`);
+  }
+  return v;
+}
+
+export function checkPrivateKey(v: unknown): string {
+  if (typeof v !== 'string' || !BYTES32.test(v.startsWith('0x') ? v : `0x${v}`)) {
+    throw new LedgerError('BAD_CONFIG', 'privateKey must be 32 bytes of hex (0x + 64 hex digits)');
+  }
+  const k = v.startsWith('0x') ? v : `0x${v}`;
+  try {
+    new SigningKey(k);
+  } catch {
+    throw new LedgerError('BAD_CONFIG', 'privateKey is not a valid secp256k1 key');
+  }
+  return k;
+}
+
+/** Explain revert data with the registry's custom errors (or Error(string) / Panic). */
+export function decodeRevert(data: string | undefined): string {
+  if (!data || data === '0x') return 'reverted without a reason';
+  try {
+    const e = registryInterface.parseError(data);
+    if (e) return `${e.name}(${e.args.map((a: unknown) => String(a)).join(', ')})`;
+  } catch {
+    // not one of ours
+  }
+  return `reverted with data ${data.slice(0, 138)}`;
+}
+
+function hexNum(v: unknown, what: string): number {
+  if (typeof v !== 'string' || !/^0x[0-9a-fA-F]+$/.test(v)) throw new LedgerError('TX_FAILED', `bad ${what} from node: ${String(v)}`);
+  return Number(BigInt(v));
+}
+
+/**
+ * Block timestamps in seconds. GoQuorum Raft reports nanoseconds: values beyond year ~5000 in
+ * seconds are taken as nanoseconds.
+ */
+function seconds(ts: bigint): number {
+  return Number(ts > 100_000_000_000_000n ? ts / 1_000_000_000n : ts);
+}
+
+interface Waiter {
+  key: string;
+  resolve: (r: LedgerRecord | null) => void;
+  reject: (e: LedgerError) => void;
+  timer: NodeJS.Timeout;
+  done: boolean;
+}
+
+export class EvmLedger implements Ledger {
+  readonly address: string;
+  readonly chainId: bigint;
+  /** the signing account, when a private key is configured */
+  readonly account?: string;
+  private readonly client: ChainClient;
+  private readonly sender?: AccountSender;
+  private readonly fees: FeeSettings;
+  private readonly gasLimit: bigint;
+  private readonly batchGasBase: bigint;
+  private readonly gasPerItem: bigint;
+  private readonly maxBatch: number;
+  private readonly confirmations: number;
+
+  private fatal: LedgerError | null = null;
+  private initP: Promise<void> | null = null;
+  private closed = false;
+  private stateListeners = new Set<(s: LedgerState, detail?: string) => void>();
+  private writerOkUntil = 0;
+  private writerP: Promise<void> | null = null;
+
+  private waiters = new Map<string, Set<Waiter>>();
+  private watchFrom: number | null = null;
+  private watchStarting: Promise<void> | null = null;
+  private unwatch: (() => void) | null = null;
+  private watchError: LedgerError | null = null;
+  private watchScanning = false;
+  private watchRescan = false;
+
+  /** Throws LedgerError BAD_CONFIG for configuration that cannot work; connects lazily. */
+  constructor(config: EvmLedgerConfig) {
+    if (!isRecord(config)) throw new LedgerError('BAD_CONFIG', 'EVM ledger configuration missing');
+    const rpcUrl = checkUrl(config.rpcUrl, 'rpcUrl');
+    const wsUrl = config.wsUrl ? checkUrl(config.wsUrl, 'wsUrl') : undefined;
+    if (wsUrl && !/^wss?:/i.test(wsUrl)) throw new LedgerError('BAD_CONFIG', `wsUrl must be a ws(s):// URL, got ${wsUrl}`);
+    try {
+      this.address = getAddress(String(config.address));
+    } catch {
+      throw new LedgerError('BAD_CONFIG', `address must be the registry's 0x… contract address, got ${String(config.address)}`);
+    }
+    this.chainId = parseChainId(config.chainId);
+    const txType = config.txType ?? 0;
+    if (txType !== 0 && txType !== 2) throw new LedgerError('BAD_CONFIG', `txType must be 0 or 2, got ${String(txType)}`);
+    this.fees = {
+      type: txType,
+      gasPrice: toWei(config.gasPrice, 'gasPrice'),
+      maxFeePerGas: toWei(config.maxFeePerGas, 'maxFeePerGas'),
+      maxPriorityFeePerGas: toWei(config.maxPriorityFeePerGas, 'maxPriorityFeePerGas'),
+    };
+    this.gasLimit = BigInt(positiveInt(config.gasLimit, 150_000, 'gasLimit', 21_000));
+    this.batchGasBase = BigInt(positiveInt(config.batchGasBase, 60_000, 'batchGasBase', 21_000));
+    this.gasPerItem = BigInt(positiveInt(config.gasPerBatchItem, 60_000, 'gasPerBatchItem'));
+    this.maxBatch = positiveInt(config.maxBatchSize, 200, 'maxBatchSize');
+    this.confirmations = positiveInt(config.confirmations, 1, 'confirmations');
+    const requestTimeoutMs = positiveInt(config.requestTimeoutMs, 10_000, 'requestTimeoutMs');
+    const waitPollMs = positiveInt(config.waitPollMs, 500, 'waitPollMs');
+    const maxInFlight = positiveInt(config.maxInFlight, 64, 'maxInFlight');
+    const txTimeoutMs = positiveInt(config.txTimeoutMs, 120_000, 'txTimeoutMs');
+    const healthCheckMs = positiveInt(config.healthCheckMs, 15_000, 'healthCheckMs', 0);
+    const privateKey = config.privateKey ? checkPrivateKey(config.privateKey) : undefined;
+
+    this.client = new ChainClient({ rpcUrl, wsUrl, chainId: this.chainId, requestTimeoutMs, waitPollMs, healthCheckMs });
+    this.client.onState((s, d) => {
+      if (!this.fatal) this.emitState(s, d);
+    });
+    if (privateKey) {
+      this.sender = acquireSender(this.client, privateKey, { maxInFlight, txTimeoutMs });
+      this.account = this.sender.address;
+    }
+    this.client.startHealth();
+    this.ready().catch(() => undefined); // connect early; failures surface through state and calls
+  }
+
+  get state(): LedgerState {
+    return this.fatal ? 'error' : this.client.state;
+  }
+
+  onState(listener: (state: LedgerState, detail?: string) => void): () => void {
+    this.stateListeners.add(listener);
+    return () => {
+      this.stateListeners.delete(listener);
+    };
+  }
+
+  private emitState(s: LedgerState, detail?: string): void {
+    for (const l of [...this.stateListeners]) {
+      try {
+        l(s, detail);
+      } catch {
+        // not ours to handle
+      }
+    }
+  }
+
+  /** Numbers for tests and status displays: waiters, new-block listeners, queued and in-flight sends. */
+  stats(): { waiters: number; headListeners: number; queued: number; inFlight: number } {
+    let waiters = 0;
+    for (const s of this.waiters.values()) waiters += s.size;
+    const s = this.sender?.stats() ?? { queued: 0, inFlight: 0 };
+    return { waiters, headListeners: this.client.headListenerCount, queued: s.queued, inFlight: s.inFlight };
+  }
+
+  /** Resolves once the node answered with the configured chain id and the contract exists. */
+  ready(): Promise<void> {
+    if (this.closed) return Promise.reject(new LedgerError('BAD_CONFIG', 'the ledger is closed'));
+    if (this.fatal) return Promise.reject(this.fatal);
+    this.initP ??= this.init().catch((e: unknown) => {
+      this.initP = null;
+      throw e;
+    });
+    return this.initP;
+  }
+
+  private async init(): Promise<void> {
+    const id = BigInt(String(await this.client.call('eth_chainId', [], { what: 'checking the chain id' })));
+    if (id !== this.chainId) {
+      this.fatal = new LedgerError(
+        'BAD_CONFIG',
+        `wrong chain: ${this.client.rpcUrl} serves chain id ${id}, the configuration expects ${this.chainId}`,
+      );
+      this.emitState('error', this.fatal.message);
+      throw this.fatal;
+    }
+    const code = await this.client.call('eth_getCode', [this.address, 'latest'], { what: 'checking the registry contract' });
+    if (typeof code !== 'string' || code === '0x' || code === '0x0') {
+      const e = new LedgerError('BAD_CONFIG', `no contract at ${this.address} on chain ${id} (${this.client.rpcUrl}): deploy SetsRegistry or fix the address`);
+      this.emitState('error', e.message);
+      throw e;
+    }
+  }
+
+  // ---- reads ----------------------------------------------------------------------------------
+
+  private async view(fn: string, args: unknown[]): Promise<Result> {
+    const data = registryInterface.encodeFunctionData(fn, args);
+    let out: unknown;
+    try {
+      out = await this.client.call('eth_call', [{ to: this.address, data }, 'latest'], { what: `${fn} on ${this.address}` });
+    } catch (e) {
+      if (e instanceof NodeError) {
+        throw new LedgerError('TX_FAILED', `${fn} on ${this.address} failed: ${e.revertData ? decodeRevert(e.revertData) : e.body.message}`, { cause: e });
+      }
+      throw e;
+    }
+    try {
+      return registryInterface.decodeFunctionResult(fn, String(out));
+    } catch (e) {
+      throw new LedgerError('BAD_CONFIG', `${this.address} does not answer ${fn} like a SetsRegistry (got ${String(out).slice(0, 66)})`, { cause: e });
+    }
+  }
+
+  private async read(key: string): Promise<LedgerRecord | null> {
+    const r = await this.view('readCTIHash', [key]);
+    const hash = String(r[0]).toLowerCase();
+    if (hash === ZERO32) return null;
+    return { key, hash, writer: getAddress(String(r[1])), timestamp: seconds(BigInt(r[2] as bigint)) };
+  }
+
+  async lookup(key: string): Promise<LedgerRecord | null> {
+    const k = bytes32(key, 'key');
+    await this.ready();
+    return this.read(k);
+  }
+
+  /** The receipt of an earlier write of `key` (which must hold `hash`). */
+  private async existingReceipt(key: string, hash: string): Promise<AnchorReceipt> {
+    const r = await this.view('readCTIRecord', [key]);
+    const held = String(r[0]).toLowerCase();
+    if (held === ZERO32) throw new LedgerError('TX_FAILED', `key ${key} should be anchored but holds nothing`, { key });
+    if (held !== hash) throw this.keyTaken(key, held, hash);
+    const block = Number(r[3] as bigint);
+    let tx = '';
+    if (block > 0) {
+      try {
+        const logs = await this.client.call(
+          'eth_getLogs',
+          [{ address: this.address, topics: [WRITTEN_TOPIC, key], fromBlock: toQuantity(block), toBlock: toQuantity(block) }],
+          { what: `finding the transaction that anchored ${short(key)}` },
+        );
+        const first = Array.isArray(logs) ? logs.find((l) => isRecord(l) && typeof l.transactionHash === 'string') : undefined;
+        if (isRecord(first)) tx = String(first.transactionHash);
+      } catch {
+        // the transaction id is a courtesy; the anchor itself is certain
+      }
+    }
+    return { key, hash, tx, block, existing: true };
+  }
+
+  private keyTaken(key: string, held: string, wanted: string): LedgerError {
+    return new LedgerError('KEY_TAKEN', `key ${key} is already anchored with hash ${held}, not ${wanted} (the registry is write-once)`, { key });
+  }
+
+  // ---- writes ---------------------------------------------------------------------------------
+
+  async anchor(key: string, hash: string): Promise<AnchorReceipt> {
+    const [r] = await this.anchorEntries([{ key: bytes32(key, 'key'), hash: bytes32(hash, 'hash') }]);
+    return r;
+  }
+
+  async anchorMany(entries: AnchorEntry[]): Promise<AnchorReceipt[]> {
+    if (!Array.isArray(entries)) throw new LedgerError('BAD_INPUT', 'anchorMany expects an array of {key, hash}');
+    const list = entries.map((e, i) => {
+      if (!isRecord(e)) throw new LedgerError('BAD_INPUT', `entry ${i} is not a {key, hash} object`);
+      return { key: bytes32(e.key, 'key'), hash: bytes32(e.hash, 'hash') };
+    });
+    if (list.length === 0) return [];
+    return this.anchorEntries(list);
+  }
+
+  private async anchorEntries(entries: AnchorEntry[]): Promise<AnchorReceipt[]> {
+    const sender = this.sender;
+    if (!sender) throw new LedgerError('BAD_CONFIG', 'no signing key: this EVM ledger is read-only (configure privateKey to anchor)');
+    const wanted = new Map<string, string>();
+    for (const e of entries) {
+      const prev = wanted.get(e.key);
+      if (prev !== undefined && prev !== e.hash) {
+        throw new LedgerError('BAD_INPUT', `key ${e.key} appears twice with different hashes`, { key: e.key });
+      }
+      wanted.set(e.key, e.hash);
+    }
+    await this.ready();
+    const keys = [...wanted.keys()];
+    const held = await Promise.all(keys.map((k) => this.read(k)));
+    const done = new Map<string, AnchorReceipt>();
+    const todo: AnchorEntry[] = [];
+    const already: AnchorEntry[] = [];
+    keys.forEach((key, i) => {
+      const hash = wanted.get(key) as string;
+      const rec = held[i];
+      if (!rec) todo.push({ key, hash });
+      else if (rec.hash === hash) already.push({ key, hash });
+      else throw this.keyTaken(key, rec.hash, hash);
+    });
+    for (const r of await Promise.all(already.map((e) => this.existingReceipt(e.key, e.hash)))) done.set(r.key, r);
+
+    if (todo.length > 0) {
+      await this.ensureWriter(sender);
+      const chunks: AnchorEntry[][] = [];
+      for (let i = 0; i < todo.length; i += this.maxBatch) chunks.push(todo.slice(i, i + this.maxBatch));
+      const settled = await Promise.allSettled(chunks.map((c) => this.writeChunk(sender, c)));
+      let failure: LedgerError | null = null;
+      for (const s of settled) {
+        if (s.status === 'fulfilled') for (const r of s.value) done.set(r.key, r);
+        else failure ??= s.reason instanceof LedgerError ? s.reason : new LedgerError('TX_FAILED', String(s.reason), { cause: s.reason });
+      }
+      if (failure) {
+        if (keys.length === 1) throw failure;
+        throw new LedgerError(
+          failure.code,
+          `${failure.message} [anchorMany: ${done.size} of ${keys.length} keys are anchored, the others not; anchoring again is safe]`,
+          { key: failure.key, cause: failure },
+        );
+      }
+    }
+    return entries.map((e) => ({ ...(done.get(e.key) as AnchorReceipt) }));
+  }
+
+  /** Writers are checked before sending (cached 5 s) so a non-writer wastes no transaction. */
+  private async ensureWriter(sender: AccountSender): Promise<void> {
+    if (Date.now() < this.writerOkUntil) return;
+    this.writerP ??= (async () => {
+      const [ok] = await this.view('isWriter', [sender.address]);
+      if (ok !== true) throw this.notWriter(sender.address);
+      this.writerOkUntil = Date.now() + 5000;
+    })().finally(() => {
+      this.writerP = null;
+    });
+    return this.writerP;
+  }
+
+  private notWriter(account: string): LedgerError {
+    return new LedgerError(
+      'NOT_AUTHORISED',
+      `account ${account} is not an authorised writer of registry ${this.address} (the registry admin must grantWriter it)`,
+    );
+  }
+
+  private async writeChunk(sender: AccountSender, chunk: AnchorEntry[]): Promise<AnchorReceipt[]> {
+    const single = chunk.length === 1;
+    const data = single
+      ? registryInterface.encodeFunctionData('writeCTIHash', [chunk[0].key, chunk[0].hash])
+      : registryInterface.encodeFunctionData('writeCTIHashes', [chunk.map((e) => e.key), chunk.map((e) => e.hash)]);
+    const gasLimit = single ? this.gasLimit : this.batchGasBase + this.gasPerItem * BigInt(chunk.length);
+    const label = single ? `writeCTIHash(${short(chunk[0].key)})` : `writeCTIHashes(${chunk.length} keys from ${short(chunk[0].key)})`;
+    const mined = await sender.submit({ to: this.address, data, gasLimit, fees: this.fees, confirmations: this.confirmations, label });
+    if (mined.status !== 1) return this.explainFailure(sender, chunk, mined, data, label);
+    const written = new Map<string, string>();
+    for (const log of mined.logs) {
+      if (log.address.toLowerCase() !== this.address.toLowerCase() || log.topics[0] !== WRITTEN_TOPIC) continue;
+      const ev = registryInterface.parseLog(log);
+      if (ev) written.set(String(ev.args[0]).toLowerCase(), String(ev.args[1]).toLowerCase());
+    }
+    return Promise.all(
+      chunk.map((e) =>
+        written.get(e.key) === e.hash
+          ? { key: e.key, hash: e.hash, tx: mined.hash, block: mined.block }
+          : // skipped by writeCTIHashes: someone anchored the identical hash meanwhile
+            this.existingReceipt(e.key, e.hash),
+      ),
+    );
+  }
+
+  /** A write reverted: say why, from the chain's state (and a replay for the exact reason). */
+  private async explainFailure(
+    sender: AccountSender,
+    chunk: AnchorEntry[],
+    mined: MinedTx,
+    data: string,
+    label: string,
+  ): Promise<AnchorReceipt[]> {
+    const recs = await Promise.all(chunk.map((e) => this.read(e.key)));
+    chunk.forEach((e, i) => {
+      const r = recs[i];
+      if (r && r.hash !== e.hash) throw this.keyTaken(e.key, r.hash, e.hash);
+    });
+    // everything holds our hashes: an identical concurrent write won the race
+    if (recs.every((r) => r !== null)) return Promise.all(chunk.map((e) => this.existingReceipt(e.key, e.hash)));
+    const [ok] = await this.view('isWriter', [sender.address]);
+    if (ok !== true) {
+      this.writerOkUntil = 0;
+      throw this.notWriter(sender.address);
+    }
+    let why: string;
+    if (mined.gasUsed * 64n >= mined.gasLimit * 63n) {
+      why = `ran out of gas (gas limit ${mined.gasLimit}; raise gasLimit / gasPerBatchItem)`;
+    } else {
+      why = 'reverted';
+      try {
+        await this.client.call(
+          'eth_call',
+          [{ from: sender.address, to: this.address, data, gas: toQuantity(mined.gasLimit) }, toQuantity(Math.max(0, mined.block - 1))],
+          { what: `replaying ${label}` },
+        );
+      } catch (e) {
+        if (e instanceof NodeError) why = decodeRevert(e.revertData);
+      }
+    }
+    throw new LedgerError('TX_FAILED', `${label}: transaction ${mined.hash} failed in block ${mined.block}: ${why}`, { key: chunk[0].key });
+  }
+
+  // ---- waiting for anchors --------------------------------------------------------------------
+
+  async waitForAnchor(key: string, timeoutMs: number): Promise<LedgerRecord | null> {
+    const k = bytes32(key, 'key');
+    await this.ready();
+    if (!(timeoutMs > 0)) return this.read(k);
+    let w: Waiter | undefined;
+    const p = new Promise<LedgerRecord | null>((resolve, reject) => {
+      w = { key: k, resolve, reject, done: false, timer: setTimeout(() => this.expireWaiter(w as Waiter), timeoutMs) };
+    });
+    const waiter = w as Waiter;
+    let set = this.waiters.get(k);
+    if (!set) this.waiters.set(k, (set = new Set()));
+    set.add(waiter);
+    try {
+      await this.startWatch();
+      const rec = await this.read(k);
+      if (rec) this.settle(waiter, rec);
+    } catch (e) {
+      this.settle(waiter, e instanceof LedgerError ? e : new LedgerError('UNREACHABLE', String(e), { key: k, cause: e }));
+    }
+    return p;
+  }
+
+  private expireWaiter(w: Waiter): void {
+    const err = this.watchError;
+    if (err && this.client.state !== 'connected') {
+      this.settle(w, new LedgerError('UNREACHABLE', `waiting for key ${w.key}: ${err.message}`, { key: w.key, cause: err }));
+    } else {
+      this.settle(w, null);
+    }
+  }
+
+  private settle(w: Waiter, outcome: LedgerRecord | null | LedgerError): void {
+    if (w.done) return;
+    w.done = true;
+    clearTimeout(w.timer);
+    const set = this.waiters.get(w.key);
+    set?.delete(w);
+    if (set && set.size === 0) this.waiters.delete(w.key);
+    if (this.waiters.size === 0) this.stopWatch();
+    if (outcome instanceof LedgerError) w.reject(outcome);
+    else w.resolve(outcome);
+  }
+
+  private async startWatch(): Promise<void> {
+    if (this.unwatch) return;
+    this.watchStarting ??= (async () => {
+      // the scan starts after this head; the caller reads the key after it, so no write is missed
+      const head = hexNum(await this.client.call('eth_blockNumber', [], { what: 'starting to watch for anchors' }), 'block number');
+      if (this.closed || this.waiters.size === 0 || this.unwatch) return;
+      this.watchFrom = head;
+      this.watchError = null;
+      this.unwatch = this.client.onHead(() => void this.scanLogs());
+    })().finally(() => {
+      this.watchStarting = null;
+    });
+    return this.watchStarting;
+  }
+
+  private stopWatch(): void {
+    this.unwatch?.();
+    this.unwatch = null;
+    this.watchFrom = null;
+  }
+
+  private async scanLogs(): Promise<void> {
+    if (this.watchScanning) {
+      this.watchRescan = true;
+      return;
+    }
+    this.watchScanning = true;
+    try {
+      do {
+        this.watchRescan = false;
+        await this.scanLogsOnce();
+      } while (this.watchRescan && !this.closed);
+      this.watchError = null;
+    } catch (e) {
+      this.watchError = e instanceof LedgerError ? e : new LedgerError('UNREACHABLE', String(e), { cause: e });
+    } finally {
+      this.watchScanning = false;
+    }
+  }
+
+  private async scanLogsOnce(): Promise<void> {
+    for (;;) {
+      const from = this.watchFrom;
+      const head = this.client.latestHead;
+      if (from === null || from >= head || this.waiters.size === 0) return;
+      const to = Math.min(head, from + LOG_RANGE);
+      const keys = [...this.waiters.keys()];
+      const topics = keys.length <= KEY_FILTER_MAX ? [WRITTEN_TOPIC, keys] : [WRITTEN_TOPIC];
+      const logs = await this.client.call(
+        'eth_getLogs',
+        [{ address: this.address, topics, fromBlock: toQuantity(from + 1), toBlock: toQuantity(to) }],
+        { what: 'searching new blocks for anchors' },
+      );
+      if (this.watchFrom !== from) return; // stopped (and maybe restarted) meanwhile
+      this.watchFrom = to;
+      const seen = new Set<string>();
+      if (Array.isArray(logs)) {
+        for (const l of logs) {
+          if (isRecord(l) && Array.isArray(l.topics) && typeof l.topics[1] === 'string') seen.add(l.topics[1].toLowerCase());
+        }
+      }
+      await Promise.all(
+        [...seen]
+          .filter((k) => this.waiters.has(k))
+          .map(async (k) => {
+            const rec = await this.read(k);
+            if (rec) for (const w of [...(this.waiters.get(k) ?? [])]) this.settle(w, rec);
+          }),
+      );
+    }
+  }
+
+  // ---- lifecycle ------------------------------------------------------------------------------
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const set of [...this.waiters.values()]) {
+      for (const w of [...set]) this.settle(w, new LedgerError('TIMEOUT', `the ledger was closed while waiting for key ${w.key}`, { key: w.key }));
+    }
+    this.stopWatch();
+    this.stateListeners.clear();
+    if (this.sender) releaseSender(this.sender);
+    this.client.release();
+  }
+}
