@@ -141,9 +141,11 @@ export = function register(RED: NodeAPI): void {
     };
 
     let sub: Subscription | undefined;
+    let closing = false;
     try {
       sub = busHandle.get().subscribe(opts as SubscribeOptions, handle);
       sub.ready().catch((err: unknown) => {
+        if (closing) return; // cancelled by our own close before the broker was reached
         node.status({ fill: 'red', shape: 'ring', text: `! ${messageOf(err)}`.slice(0, 48) });
         node.error(`subscription failed: ${messageOf(err)}`);
       });
@@ -153,6 +155,7 @@ export = function register(RED: NodeAPI): void {
     }
 
     node.on('close', (_removed: boolean, done: () => void) => {
+      closing = true;
       offChange();
       badge.stop();
       const left = deliveries.release(node.id);

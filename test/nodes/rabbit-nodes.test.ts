@@ -51,7 +51,7 @@ describe(`RabbitMQ nodes on Node-RED ${nodeRedVersion}`, function () {
     await r.ctl(['add_user', user, password]);
     await r.ctl(['set_permissions', '-p', vhost, user, '.*', '.*', '.*']);
     brokerPort = Number(new URL(r.url).port);
-    admin = new AmqpBus({ url: r.url.replace(/\/\/[^@]*@/, '//'), username: user, password, vhost });
+    admin = new AmqpBus({ url: r.url.replace(/\/\/[^@]*@/, '//'), username: user, password, vhost, exchange: `sets-${tag}` });
     await admin.whenConnected();
     await helper.startServer();
   });
@@ -70,7 +70,7 @@ describe(`RabbitMQ nodes on Node-RED ${nodeRedVersion}`, function () {
     await helper.unload();
   });
 
-  /** A durable queue bound to `<coll>.#`, declared up front (as an operator would). */
+  /** A durable queue bound to `<coll>.#` on the nodes' exchange, declared up front (as an operator would). */
   async function declareQueue(queue: string, coll: string, extra: { deadLetterQueue?: string } = {}): Promise<void> {
     const sub = admin.subscribe(
       {
