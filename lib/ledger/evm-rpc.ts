@@ -165,6 +165,8 @@ function fetchRequest(url: string, timeoutMs: number): FetchRequest {
 class HeadsSocket extends WebSocketProvider {
   subId: string | null = null;
   onHead: (n: number) => void = () => undefined;
+  /** rejecters of requests waiting on this socket (ethers would leave them pending forever) */
+  readonly waiting = new Set<(e: Error) => void>();
   override async _processMessage(message: string): Promise<void> {
     let m: unknown;
     try {
@@ -224,7 +226,10 @@ class WsLink {
     failure.catch(() => undefined);
     const ws = sock.websocket as unknown as Record<string, unknown>;
     const drop = (why: string) => {
-      failed?.(new Error(`WebSocket ${this.url}: ${why}`));
+      const err = new Error(`WebSocket ${this.url}: ${why}`);
+      failed?.(err);
+      for (const reject of [...sock.waiting]) reject(err);
+      sock.waiting.clear();
       if (this.sock === sock) this.lost(why);
       void sock.destroy().catch(() => undefined);
     };
@@ -270,7 +275,20 @@ class WsLink {
 
   async send(method: string, params: unknown[], timeoutMs: number): Promise<unknown> {
     const sock = await withTimeout(this.connect(), timeoutMs, `WebSocket ${this.url}: not connected within ${timeoutMs} ms`);
-    return sock.send(method, params);
+    // a request written just before the socket dropped is never answered: fail it with the drop
+    return new Promise<unknown>((resolve, reject) => {
+      sock.waiting.add(reject);
+      sock.send(method, params).then(
+        (v: unknown) => {
+          sock.waiting.delete(reject);
+          resolve(v);
+        },
+        (e: unknown) => {
+          sock.waiting.delete(reject);
+          reject(e);
+        },
+      );
+    });
   }
 
   close(): void {
@@ -446,9 +464,18 @@ export class ChainClient {
     return this.head;
   }
 
-  /** Be told of every new head while subscribed; returns the unsubscribe function. */
+  /**
+   * Be told of every new head while subscribed, and of the latest known head right after
+   * subscribing (a head seen just before, e.g. the block that mined the transaction being
+   * tracked, must not be missed). Returns the unsubscribe function.
+   */
   onHead(listener: HeadListener): () => void {
     this.headListeners.add(listener);
+    if (this.head >= 0) {
+      setImmediate(() => {
+        if (this.headListeners.has(listener)) listener(this.head);
+      });
+    }
     if (this.ws) {
       this.ws.wanted = true;
       if (!this.ws.up) this.ws.connect().catch(() => this.ws?.scheduleReconnect());

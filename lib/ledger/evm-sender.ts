@@ -124,6 +124,7 @@ export class AccountSender {
   private pumping = false;
   private scanning = false;
   private rescan = false;
+  private lastScanHead = -1;
   private unsubHeads: (() => void) | null = null;
   private timeoutTimer: NodeJS.Timeout | null = null;
   private feeCache = new Map<number, { at: number; fees: FeeSettings }>();
@@ -232,7 +233,14 @@ export class AccountSender {
           break;
         }
         this.queue.shift();
-        const { raw, hash } = this.sign(job.spec, fees, nonce);
+        let signed: { raw: string; hash: string };
+        try {
+          signed = this.sign(job.spec, fees, nonce);
+        } catch (e) {
+          job.reject(new LedgerError('TX_FAILED', `${job.spec.label}: cannot sign: ${(e as Error).message}`, { cause: e }));
+          continue;
+        }
+        const { raw, hash } = signed;
         try {
           await this.client.call('eth_sendRawTransaction', [raw], { send: true, retry: false, what: `sending ${job.spec.label}` });
           this.nextNonce = nonce + 1;
@@ -241,6 +249,10 @@ export class AccountSender {
           await this.recover(job, nonce, hash, err);
         }
       }
+    } catch (e) {
+      // a bug, not a network failure: fail what waits instead of leaving it hanging
+      this.resync = true;
+      this.failQueued(e);
     } finally {
       this.pumping = false;
     }
@@ -249,7 +261,11 @@ export class AccountSender {
 
   private track(job: Job, nonce: number, hash: string): void {
     this.sent.set(nonce, { job, nonce, hash, sentAt: Date.now(), misses: 0 });
+    // the block that mined it may already be known (automine, WebSocket heads): make sure a
+    // scan at the latest head sees it, instead of waiting for a next block that may never come
     if (!this.unsubHeads) this.unsubHeads = this.client.onHead(() => void this.scan());
+    else if (this.scanning) this.rescan = true;
+    else if (this.client.latestHead > this.lastScanHead) void this.scan();
     if (!this.timeoutTimer) {
       this.timeoutTimer = setInterval(() => this.expire(), Math.min(1000, this.opts.txTimeoutMs));
     }
@@ -353,13 +369,14 @@ export class AccountSender {
   private async scanOnce(): Promise<void> {
     const head = this.client.latestHead;
     if (head < 0 || this.sent.size === 0) return;
-    const unmined = [...this.sent.values()].filter((s) => !s.mined);
-    if (unmined.length > 0) {
+    this.lastScanHead = head;
+    if ([...this.sent.values()].some((s) => !s.mined)) {
       const minedCount = hexNum(
         await this.client.call('eth_getTransactionCount', [this.address, toQuantity(head)], { what: 'tracking transactions' }),
         'nonce',
       );
-      const due = unmined.filter((s) => s.nonce < minedCount);
+      // (taken after the await: transactions tracked meanwhile count too)
+      const due = [...this.sent.values()].filter((s) => !s.mined && s.nonce < minedCount);
       const receipts = await Promise.all(
         due.map((s) =>
           this.client.call('eth_getTransactionReceipt', [s.hash], { what: `reading the receipt of ${s.hash}` }).catch(() => undefined),

@@ -30,6 +30,39 @@ import type { StixObject } from '../../lib/stix';
 const r32 = () => '0x' + randomBytes(32).toString('hex');
 const ZERO32 = '0x' + '0'.repeat(64);
 
+/** A TCP proxy to the node whose connections the test can cut, and which can go away and come back. */
+class CuttableProxy {
+  private server: net.Server | null = null;
+  private sockets = new Set<net.Socket>();
+  port = 0;
+  constructor(private readonly target: number) {}
+  async start(port = 0): Promise<this> {
+    const server = net.createServer((client) => {
+      const upstream = net.connect(this.target, '127.0.0.1');
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+        s.on('error', () => undefined);
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
+    this.server = server;
+    this.port = (server.address() as net.AddressInfo).port;
+    return this;
+  }
+  cut(): void {
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+  }
+  async stop(): Promise<void> {
+    const srv = this.server;
+    this.server = null;
+    this.cut();
+    if (srv) await new Promise<void>((r) => srv.close(() => r()));
+  }
+}
+
 function isLedgerError(code: string) {
   return (e: unknown) => {
     assert.ok(e instanceof LedgerError, `expected a LedgerError, got ${String(e)}`);
@@ -294,6 +327,40 @@ describe('EVM ledger (hardhat)', function () {
       assert.equal((await w)?.hash, h);
     });
 
+    it('falls back to polling when the WebSocket cannot connect', async () => {
+      await c.setIntervalMining(1000);
+      const srv = net.createServer();
+      await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+      const port = (srv.address() as net.AddressInfo).port;
+      await new Promise<void>((r) => srv.close(() => r()));
+      const reader = ledger(undefined, { wsUrl: `ws://127.0.0.1:${port}`, requestTimeoutMs: 1000 });
+      const k = r32();
+      const h = r32();
+      const w = reader.waitForAnchor(k, 15_000);
+      await ledger(3).anchor(k, h);
+      assert.equal((await w)?.hash, h);
+    });
+
+    it('survives a dropped WebSocket (heads resume, waiters still resolve)', async () => {
+      await c.setIntervalMining(1000);
+      const proxy = await new CuttableProxy(Number(new URL(c.rpcUrl).port)).start();
+      try {
+        const reader = ledger(undefined, { wsUrl: `ws://127.0.0.1:${proxy.port}`, waitPollMs: 200 });
+        const first = r32();
+        const w1 = reader.waitForAnchor(first, 15_000);
+        await ledger(3).anchor(first, r32());
+        assert.ok(await w1);
+        proxy.cut();
+        const k = r32();
+        const h = r32();
+        const w2 = reader.waitForAnchor(k, 15_000);
+        await ledger(3).anchor(k, h);
+        assert.equal((await w2)?.hash, h);
+      } finally {
+        await proxy.stop();
+      }
+    });
+
     it('times out with null and leaves no listener behind', async () => {
       const l = ledger(undefined);
       const results = await Promise.all(Array.from({ length: 20 }, () => l.waitForAnchor(r32(), 300)));
@@ -405,6 +472,50 @@ describe('EVM ledger (hardhat)', function () {
       } finally {
         for (const s of sockets) s.destroy();
         await new Promise<void>((r) => srv.close(() => r()));
+      }
+    });
+
+    it('ws:// RPC URL: a dropped socket is reopened for the next call', async () => {
+      const proxy = await new CuttableProxy(Number(new URL(c.rpcUrl).port)).start();
+      try {
+        const l = ledger(1, { rpcUrl: `ws://127.0.0.1:${proxy.port}`, requestTimeoutMs: 3000 });
+        await l.anchor(r32(), r32());
+        proxy.cut();
+        const k = r32();
+        await l.anchor(k, r32());
+        assert.ok(await l.lookup(k));
+        assert.equal(l.state, 'connected');
+      } finally {
+        await proxy.stop();
+      }
+    });
+
+    it('node goes away and comes back: UNREACHABLE meanwhile, then connected again and anchoring', async function () {
+      this.timeout(20_000);
+      const proxy = await new CuttableProxy(Number(new URL(c.rpcUrl).port)).start();
+      const port = proxy.port;
+      try {
+        const l = ledger(1, { rpcUrl: `http://127.0.0.1:${port}`, requestTimeoutMs: 1000, healthCheckMs: 200 });
+        await l.anchor(r32(), r32());
+        await proxy.stop();
+        await assert.rejects(l.anchor(r32(), r32()), isLedgerError('UNREACHABLE'));
+        assert.equal(l.state, 'disconnected');
+        const back = new Promise<void>((resolve) => {
+          const off = l.onState((s) => {
+            if (s === 'connected') {
+              off();
+              resolve();
+            }
+          });
+        });
+        await proxy.start(port);
+        await back;
+        const k = r32();
+        await l.anchor(k, r32());
+        assert.ok(await l.lookup(k));
+        assert.equal(await nonce(1, 'pending'), await nonce(1, 'latest'));
+      } finally {
+        await proxy.stop();
       }
     });
 
