@@ -53,7 +53,7 @@ export interface EvmLedgerConfig {
   gasLimit?: number;
   /** gas limit of a writeCTIHashes transaction = batchGasBase + n × gasPerBatchItem */
   batchGasBase?: number;
-  /** (defaults 60000 and 60000; ~26000 + n × ~50000 used) */
+  /** (defaults 60000 and 60000; ~24000 + n × ~48000 used) */
   gasPerBatchItem?: number;
   /** entries per writeCTIHashes transaction; anchorMany splits larger arrays (default 200) */
   maxBatchSize?: number;
