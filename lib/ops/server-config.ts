@@ -1,0 +1,285 @@
+/**
+ * The TAXII server's configuration (lib/taxii/server) from plain settings and secrets — what the
+ * Node-RED `taxii-server` node (fields + credentials) or an n8n node holds — so both front ends
+ * build the same server: one API root, its collections with read/write roles, HTTP Basic users
+ * (given as text, hashed with scrypt here: no password is kept in memory after start), OAuth2
+ * bearer tokens checked against a JWKS, anonymous read.
+ *
+ * URL scheme (under the front end's mount path `<base>`): discovery at `<base>/taxii2/`, the API
+ * root at `<base>/<apiRoot>/`.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Store } from '../store/store';
+import { hashPassword, type BasicUser, type CollectionConfig, type ServerLogger, type TaxiiServerConfig } from '../taxii/server';
+import type { ServerAuthConfig } from '../auth/server-auth';
+import type { JwtVerifierConfig } from '../auth/server-jwt';
+import { OpsError } from './errors';
+
+export type IntegrityPolicy = 'verify' | 'trust';
+
+export interface ServerCollectionSettings {
+  /** collection id (UUIDv4 by default); also the collection part of the ledger key */
+  id: string;
+  title: string;
+  description?: string;
+  alias?: string;
+  /** roles that may read (`*` any authenticated caller, `anonymous` callers without credentials) */
+  canRead: string[];
+  /** roles that may add (and, with read, delete) objects */
+  canWrite: string[];
+  /** `verify` (default): records start pending until the flow settles them; `trust`: finalized at once */
+  integrity?: IntegrityPolicy;
+}
+
+export interface ServerOAuth2Settings {
+  issuer: string;
+  jwksUrl: string;
+  /** expected `aud` (recommended) */
+  audience?: string;
+  /** client whose `resource_access.<client>.roles` count (default: the audience) */
+  clientId?: string;
+  /** allowed clock skew, seconds (default 30) */
+  clockToleranceSec?: number;
+}
+
+export interface ServerSettings {
+  /** discovery title */
+  title: string;
+  description?: string;
+  contact?: string;
+  /** API root name = its URL path segment (default `api1`) */
+  apiRoot: string;
+  apiRootTitle?: string;
+  apiRootDescription?: string;
+  /** max_content_length in octets (default 10 MiB) */
+  maxContentLength?: number;
+  collections: ServerCollectionSettings[];
+  /** let callers without credentials read collections whose read roles list `anonymous` */
+  anonymousRead?: boolean;
+  /** no authentication at all (local demos only) */
+  open?: boolean;
+  oauth2?: ServerOAuth2Settings;
+  /** most records in one page (default 1,000) */
+  maxPageSize?: number;
+}
+
+export interface ServerSecrets {
+  /**
+   * HTTP Basic users: a JSON list `[{"username", "password", "roles": [...]}]` or one user per line
+   * `user:password:role1,role2` (`#` starts a comment line). A password may be given as a
+   * `scrypt$…` hash made by hashPassword instead.
+   */
+  users?: string;
+  /** HMAC secret for `next` tokens (>= 16 bytes; shared by every instance behind a load balancer) */
+  nextTokenSecret?: string;
+}
+
+/** One Basic user as written by the operator (password in clear or as a scrypt hash). */
+export interface UserEntry {
+  username: string;
+  password: string;
+  roles: string[];
+}
+
+const API_ROOT_RE = /^[A-Za-z0-9._~-]+$/;
+const SEGMENT_RE = /^[A-Za-z0-9._~!$&'()*+,;=:@-]+$/;
+
+function bad(message: string): OpsError {
+  return new OpsError('BAD_CONFIG', message);
+}
+
+function roleList(v: unknown, what: string): string[] {
+  if (v === undefined || v === null || v === '') return [];
+  const parts = Array.isArray(v) ? v : typeof v === 'string' ? v.split(/[,\s]+/) : null;
+  if (!parts) throw bad(`${what} must be a list of roles`);
+  const out: string[] = [];
+  for (const p of parts) {
+    if (typeof p !== 'string') throw bad(`${what} must be a list of role names`);
+    const r = p.trim();
+    if (r !== '' && !out.includes(r)) out.push(r);
+  }
+  return out;
+}
+
+function optText(v: unknown): string | undefined {
+  if (typeof v !== 'string') return undefined;
+  const s = v.trim();
+  return s === '' ? undefined : s;
+}
+
+/** A fresh collection id (UUIDv4, as TAXII 2.1 recommends). */
+export function newCollectionId(): string {
+  return randomUUID();
+}
+
+/**
+ * Collections as an editor list holds them (roles as comma/space separated text or lists).
+ * Throws OpsError BAD_CONFIG naming the collection and the field.
+ */
+export function parseCollections(value: unknown): ServerCollectionSettings[] {
+  if (value === undefined || value === null || value === '') return [];
+  let list: unknown = value;
+  if (typeof value === 'string') {
+    try {
+      list = JSON.parse(value);
+    } catch {
+      throw bad('collections must be a JSON list');
+    }
+  }
+  if (!Array.isArray(list)) throw bad('collections must be a list');
+  const out: ServerCollectionSettings[] = [];
+  const ids = new Set<string>();
+  list.forEach((raw: unknown, i) => {
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad(`collection #${i + 1} is not an object`);
+    const c = raw as Record<string, unknown>;
+    const id = optText(c['id']);
+    const where = `collection #${i + 1}${id ? ` (${id})` : ''}`;
+    if (!id) throw bad(`${where}: the id is empty`);
+    if (!SEGMENT_RE.test(id)) throw bad(`${where}: the id cannot be used in a URL (letters, digits and -._~ only)`);
+    if (ids.has(id)) throw bad(`${where}: the id is used twice`);
+    ids.add(id);
+    const title = optText(c['title']) ?? id;
+    const policy = optText(c['integrity']) ?? 'required';
+    // `required` (the editor's name) = verify against the ledger; `none` = trust
+    const integrity = policy === 'required' ? 'verify' : policy === 'none' ? 'trust' : policy;
+    if (integrity !== 'verify' && integrity !== 'trust') throw bad(`${where}: integrity must be required (verify) or none (trust), got "${policy}"`);
+    const col: ServerCollectionSettings = {
+      id,
+      title,
+      canRead: roleList(c['canRead'], `${where}: read roles`),
+      canWrite: roleList(c['canWrite'], `${where}: write roles`),
+      integrity,
+    };
+    const description = optText(c['description']);
+    const alias = optText(c['alias']);
+    if (description) col.description = description;
+    if (alias) {
+      if (!SEGMENT_RE.test(alias)) throw bad(`${where}: the alias cannot be used in a URL`);
+      col.alias = alias;
+    }
+    out.push(col);
+  });
+  return out;
+}
+
+/**
+ * Basic users from text: a JSON list of `{username, password, roles}` or lines
+ * `user:password:role1,role2` (the password may contain `:`; the roles are after the last one).
+ * Errors name the entry (line number / index) but never echo a password.
+ */
+export function parseUsers(text: string | undefined): UserEntry[] {
+  const src = (text ?? '').trim();
+  if (src === '') return [];
+  const out: UserEntry[] = [];
+  const seen = new Set<string>();
+  const add = (u: UserEntry, where: string): void => {
+    if (u.username === '' || u.username.includes(':')) throw bad(`${where}: the user name is empty or contains ':'`);
+    if (u.password === '') throw bad(`${where}: user ${u.username} has no password`);
+    if (seen.has(u.username)) throw bad(`${where}: user ${u.username} is listed twice`);
+    seen.add(u.username);
+    out.push(u);
+  };
+  if (src.startsWith('[')) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(src);
+    } catch {
+      throw bad('the user list starts with "[" but is not valid JSON');
+    }
+    if (!Array.isArray(parsed)) throw bad('the user list must be a JSON list');
+    parsed.forEach((raw: unknown, i) => {
+      const where = `user #${i + 1}`;
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad(`${where} is not an object`);
+      const r = raw as Record<string, unknown>;
+      if (typeof r['username'] !== 'string' || typeof r['password'] !== 'string') throw bad(`${where} needs "username" and "password" strings`);
+      add({ username: r['username'].trim(), password: r['password'], roles: roleList(r['roles'], `${where}: roles`) }, where);
+    });
+    return out;
+  }
+  src.split(/\r?\n/).forEach((line, i) => {
+    const l = line.trim();
+    if (l === '' || l.startsWith('#')) return;
+    const where = `user list line ${i + 1}`;
+    const first = l.indexOf(':');
+    const last = l.lastIndexOf(':');
+    if (first < 0 || last === first) throw bad(`${where}: expected user:password:role1,role2`);
+    add({ username: l.slice(0, first).trim(), password: l.slice(first + 1, last), roles: roleList(l.slice(last + 1), `${where}: roles`) }, where);
+  });
+  return out;
+}
+
+/** Hash the passwords of parsed users (a `scrypt$…` value is taken as an existing hash). */
+export async function hashUsers(users: UserEntry[], opts: { N?: number } = {}): Promise<BasicUser[]> {
+  const out: BasicUser[] = [];
+  for (const u of users) {
+    const passwordHash = u.password.startsWith('scrypt$') ? u.password : await hashPassword(u.password, opts);
+    out.push({ username: u.username, passwordHash, roles: [...u.roles] });
+  }
+  return out;
+}
+
+/** Check settings that cannot work, with messages naming the field (no I/O). */
+export function checkServerSettings(s: ServerSettings): void {
+  if (!optText(s.title)) throw bad('the server title is empty');
+  if (!API_ROOT_RE.test(s.apiRoot) || s.apiRoot === '.' || s.apiRoot === '..') {
+    throw bad(`API root name "${s.apiRoot}" must be one URL path segment (letters, digits, -._~)`);
+  }
+  if (s.apiRoot === 'taxii2') throw bad('the API root cannot be named taxii2 (the discovery path)');
+  if (s.oauth2) {
+    if (!optText(s.oauth2.issuer)) throw bad('OAuth2 needs the issuer');
+    if (!/^https?:\/\/\S+$/.test(s.oauth2.jwksUrl ?? '')) throw bad('OAuth2 needs the JWKS URL (http or https)');
+  }
+}
+
+/**
+ * Build the TAXII server configuration. Hashes the Basic users (scrypt: tens of ms each).
+ * Throws OpsError BAD_CONFIG for settings that cannot work (also when no way to authenticate is
+ * configured and the server is not explicitly open).
+ */
+export async function buildServerConfig(
+  s: ServerSettings,
+  secrets: ServerSecrets,
+  store: Store,
+  opts: { log?: ServerLogger; scryptN?: number; nextTokenSecret?: string | Uint8Array } = {},
+): Promise<TaxiiServerConfig> {
+  checkServerSettings(s);
+  const users = parseUsers(secrets.users);
+  const auth: ServerAuthConfig = {};
+  if (s.open) auth.open = true;
+  if (s.anonymousRead) auth.anonymousRead = true;
+  if (users.length > 0) auth.basic = { users: await hashUsers(users, opts.scryptN !== undefined ? { N: opts.scryptN } : {}) };
+  if (s.oauth2) {
+    const o: JwtVerifierConfig = { issuer: s.oauth2.issuer, jwksUrl: s.oauth2.jwksUrl };
+    if (s.oauth2.audience) o.audience = s.oauth2.audience;
+    const clients = [s.oauth2.clientId, s.oauth2.audience].filter((c): c is string => !!c);
+    if (clients.length > 0) o.clients = [...new Set(clients)];
+    if (s.oauth2.clockToleranceSec !== undefined) o.clockToleranceSec = s.oauth2.clockToleranceSec;
+    auth.oauth2 = o;
+  }
+  if (!auth.open && !auth.anonymousRead && !auth.basic && !auth.oauth2) {
+    throw bad('no way to authenticate: add Basic users, configure OAuth2, allow anonymous read, or make the server open (demos only)');
+  }
+  const collections: CollectionConfig[] = s.collections.map((c) => {
+    const cc: CollectionConfig = { id: c.id, title: c.title, canRead: [...c.canRead], canWrite: [...c.canWrite], integrity: { mode: c.integrity ?? 'verify' } };
+    if (c.description) cc.description = c.description;
+    if (c.alias) cc.alias = c.alias;
+    return cc;
+  });
+  const root: TaxiiServerConfig['apiRoots'][string] = { title: s.apiRootTitle || s.apiRoot, collections };
+  if (s.apiRootDescription) root.description = s.apiRootDescription;
+  if (s.maxContentLength !== undefined) root.maxContentLength = s.maxContentLength;
+  const config: TaxiiServerConfig = {
+    title: s.title,
+    apiRoots: { [s.apiRoot]: root },
+    defaultApiRoot: s.apiRoot,
+    store,
+    auth,
+  };
+  if (s.description) config.description = s.description;
+  if (s.contact) config.contact = s.contact;
+  if (s.maxPageSize !== undefined) config.maxPageSize = s.maxPageSize;
+  const secret = optText(secrets.nextTokenSecret) ?? opts.nextTokenSecret;
+  if (secret !== undefined) config.nextTokenSecret = secret;
+  if (opts.log) config.log = opts.log;
+  return config;
+}

@@ -1,0 +1,298 @@
+/**
+ * The server side of SETS integrity (paper §3 steps 2.a/2.b and 5.a/5.b, §4.2): what the TAXII
+ * server hands to the flow for each admitted or served record, how a verification result becomes
+ * the record's status (`finalized` / `invalid`), and status queries and counts. Shared by the
+ * Node-RED `taxii-server` / `integrity-status` nodes and n8n.
+ *
+ * Two paths reach `decideIntegrity`:
+ * - admission (a POSTed object, step 2): the verifier waited for the producer's anchor, so its
+ *   verdict is final — verified -> finalized, mismatch / not-anchored -> invalid;
+ * - inquiry (an object just served, step 5): the verifier looks once. A mismatch means the stored
+ *   record was altered -> invalid. A record still `pending` that is not anchored *yet* is left to
+ *   its admission check (the producer's anchor may not be mined); a `finalized` record that is no
+ *   longer anchored -> invalid.
+ */
+import type { IntegrityStatus, StatusCounts, Store, StoredRecord } from '../store/store';
+import { OpsError } from './errors';
+
+/** Where a record reached the flow from. */
+export type IntegrityOrigin = 'admission' | 'inquiry';
+
+/** `msg.sets` (Node-RED) / item JSON (n8n) of a record the TAXII server admitted or served. */
+export interface ServerRecordInfo {
+  apiRoot: string;
+  collection: string;
+  id: string;
+  /** the stored version (normalised timestamp; date_added for unversioned objects) */
+  version: string;
+  /** ledger key k */
+  key: string;
+  /** h_t computed at admission */
+  hash: string;
+  /** integrity status when the record left the server */
+  status: IntegrityStatus;
+  dateAdded: string;
+  origin: IntegrityOrigin;
+  /** the TAXII status resource listing it among its pendings (admission only) */
+  statusId?: string;
+}
+
+export function recordInfo(rec: StoredRecord, apiRoot: string, origin: IntegrityOrigin, statusId?: string): ServerRecordInfo {
+  const out: ServerRecordInfo = {
+    apiRoot,
+    collection: rec.collection,
+    id: rec.id,
+    version: rec.version,
+    key: rec.key,
+    hash: rec.hash,
+    status: rec.status,
+    dateAdded: rec.dateAdded,
+    origin,
+  };
+  if (statusId !== undefined) out.statusId = statusId;
+  return out;
+}
+
+/** Which record a verification result is about. */
+export interface IntegrityTarget {
+  collection: string;
+  id: string;
+  version: string;
+  statusId?: string;
+  origin?: IntegrityOrigin;
+  /** status when the record was emitted, if known */
+  status?: IntegrityStatus;
+}
+
+export interface VerificationLike {
+  status: 'verified' | 'mismatch' | 'not-anchored';
+  reason?: string;
+  id?: string;
+  collection?: string;
+  version?: string | null;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+
+/** The verification result in msg.sets (from verify-hash), or null when there is none. */
+export function verificationOf(sets: unknown): VerificationLike | null {
+  if (!isRecord(sets) || !isRecord(sets['verification'])) return null;
+  const v = sets['verification'];
+  const status = v['status'];
+  if (status !== 'verified' && status !== 'mismatch' && status !== 'not-anchored') {
+    throw new OpsError('BAD_PAYLOAD', `msg.sets.verification.status must be verified, mismatch or not-anchored, got ${JSON.stringify(status)}`);
+  }
+  const out: VerificationLike = { status };
+  const reason = str(v['reason']);
+  if (reason) out.reason = reason;
+  const id = str(v['id']);
+  if (id) out.id = id;
+  const collection = str(v['collection']);
+  if (collection) out.collection = collection;
+  if (typeof v['version'] === 'string' || v['version'] === null) out.version = v['version'] as string | null;
+  return out;
+}
+
+/**
+ * The record to settle: msg.sets's collection/id/version (set by the TAXII server), else the
+ * verification's own. Throws OpsError BAD_PAYLOAD when it cannot be told.
+ */
+export function integrityTarget(sets: unknown, v: VerificationLike): IntegrityTarget {
+  const s = isRecord(sets) ? sets : {};
+  const collection = str(s['collection']) ?? v.collection;
+  const id = str(s['id']) ?? v.id;
+  const version = str(s['version']) ?? (typeof v.version === 'string' ? v.version : undefined);
+  if (!collection || !id || !version) {
+    throw new OpsError(
+      'BAD_PAYLOAD',
+      'cannot tell which stored record this verification is about: msg.sets needs collection, id and version (as the taxii-server node sets them)',
+    );
+  }
+  const t: IntegrityTarget = { collection, id, version };
+  const statusId = str(s['statusId']);
+  if (statusId) t.statusId = statusId;
+  if (s['origin'] === 'admission' || s['origin'] === 'inquiry') t.origin = s['origin'];
+  if (s['status'] === 'pending' || s['status'] === 'finalized' || s['status'] === 'invalid') t.status = s['status'];
+  return t;
+}
+
+export interface IntegrityDecision {
+  /** what to write; `none` leaves the record as it is */
+  action: 'finalized' | 'invalid' | 'none';
+  /** the reason recorded (status resource message / statusReason) */
+  reason: string;
+}
+
+export const VERIFIED_REASON = 'integrity verified: the hash matches the ledger';
+
+/** What a verification means for the stored record (see the file comment for the two paths). */
+export function decideIntegrity(v: VerificationLike, t: Pick<IntegrityTarget, 'origin' | 'status'>): IntegrityDecision {
+  if (v.status === 'verified') {
+    if (t.origin === 'inquiry' && t.status === 'finalized') return { action: 'none', reason: 'already finalized' };
+    return { action: 'finalized', reason: VERIFIED_REASON };
+  }
+  if (v.status === 'mismatch') {
+    return { action: 'invalid', reason: v.reason ?? 'hash mismatch: the object differs from the one anchored on the ledger' };
+  }
+  // not-anchored
+  if (t.origin === 'inquiry' && t.status !== 'finalized') {
+    return { action: 'none', reason: 'not anchored yet; left to the admission check' };
+  }
+  return { action: 'invalid', reason: `not anchored: ${v.reason ?? 'no hash anchored on the ledger for this object version'}` };
+}
+
+/** What settles a record: the TAXII server's markIntegrity (moves its status resource too). */
+export type IntegrityMarker = (
+  collection: string,
+  id: string,
+  version: string,
+  status: 'finalized' | 'invalid',
+  reason?: string,
+  statusId?: string,
+) => Promise<boolean>;
+
+export interface IntegrityResult {
+  collection: string;
+  id: string;
+  version: string;
+  /** the record's status after this step (`absent`: no such record is stored, e.g. deleted) */
+  status: IntegrityStatus | 'absent' | 'unchanged';
+  /** whether anything was written */
+  changed: boolean;
+  reason: string;
+  origin?: IntegrityOrigin;
+}
+
+/** Decide and apply. */
+export async function settleIntegrity(mark: IntegrityMarker, target: IntegrityTarget, v: VerificationLike): Promise<IntegrityResult> {
+  const d = decideIntegrity(v, target);
+  const base = { collection: target.collection, id: target.id, version: target.version, reason: d.reason, ...(target.origin ? { origin: target.origin } : {}) };
+  if (d.action === 'none') return { ...base, status: target.status ?? 'unchanged', changed: false };
+  const ok = await mark(target.collection, target.id, target.version, d.action, d.reason, target.statusId);
+  if (!ok) return { ...base, status: 'absent', changed: false, reason: `no such record is stored (deleted?); ${d.reason}` };
+  return { ...base, status: d.action, changed: true };
+}
+
+// ---------------------------------------------------------------------------------------------
+// queries and counts
+
+export interface StatusQuery {
+  collection?: string;
+  id?: string;
+  statuses?: IntegrityStatus[];
+}
+
+export interface RecordStatus {
+  collection: string;
+  id: string;
+  type: string;
+  version: string;
+  status: IntegrityStatus;
+  reason?: string;
+  statusAt: string;
+  dateAdded: string;
+  key: string;
+  hash: string;
+}
+
+const STATUSES: readonly IntegrityStatus[] = ['pending', 'finalized', 'invalid'];
+
+/**
+ * A status query from msg.payload: an object id (string), or a filter
+ * `{collection?, id?, status?}` (status: one value or a list). Empty / undefined = everything.
+ */
+export function parseStatusQuery(payload: unknown): StatusQuery {
+  if (payload === undefined || payload === null || payload === '') return {};
+  if (typeof payload === 'string') return { id: payload.trim() };
+  if (!isRecord(payload)) throw new OpsError('BAD_FILTER', 'a status query is an object id (string) or a filter {collection?, id?, status?}');
+  const q: StatusQuery = {};
+  for (const k of Object.keys(payload)) {
+    if (k !== 'collection' && k !== 'id' && k !== 'status') throw new OpsError('BAD_FILTER', `unknown status query field "${k}" (collection, id, status)`);
+  }
+  for (const k of ['collection', 'id'] as const) {
+    const v = payload[k];
+    if (v === undefined || v === null || v === '') continue;
+    if (typeof v !== 'string') throw new OpsError('BAD_FILTER', `status query: ${k} must be a string`);
+    q[k] = v;
+  }
+  const st = payload['status'];
+  if (st !== undefined && st !== null && st !== '') {
+    const list = Array.isArray(st) ? st : [st];
+    if (list.length === 0 || !list.every((s): s is IntegrityStatus => typeof s === 'string' && (STATUSES as readonly string[]).includes(s))) {
+      throw new OpsError('BAD_FILTER', `status query: status must be among ${STATUSES.join(', ')}`);
+    }
+    q.statuses = [...new Set(list)];
+  }
+  return q;
+}
+
+function toStatus(r: StoredRecord): RecordStatus {
+  const out: RecordStatus = {
+    collection: r.collection,
+    id: r.id,
+    type: r.type,
+    version: r.version,
+    status: r.status,
+    statusAt: r.statusAt,
+    dateAdded: r.dateAdded,
+    key: r.key,
+    hash: r.hash,
+  };
+  if (r.statusReason) out.reason = r.statusReason;
+  return out;
+}
+
+/**
+ * Statuses of the records matching `q` in the given collections (every version, every spec
+ * version, invalid ones included), in date_added order per collection, at most `maxItems`.
+ * A collection outside `collections` is refused (BAD_FILTER): a query sees only its server's.
+ */
+export async function queryStatuses(
+  store: Store,
+  collections: readonly string[],
+  q: StatusQuery,
+  maxItems = 1000,
+): Promise<{ items: RecordStatus[]; more: boolean }> {
+  if (q.collection !== undefined && !collections.includes(q.collection)) {
+    throw new OpsError('BAD_FILTER', `status query: collection ${q.collection} is not one of ${collections.join(', ') || '(none)'}`);
+  }
+  const cols = q.collection !== undefined ? [q.collection] : collections;
+  const items: RecordStatus[] = [];
+  for (const collection of cols) {
+    let cursor: string | undefined;
+    for (;;) {
+      const left = maxItems - items.length;
+      if (left <= 0) return { items, more: true };
+      const page = await store.query({
+        collection,
+        ...(q.id !== undefined ? { ids: [q.id] } : {}),
+        versions: ['all'],
+        specVersions: ['2.0', '2.1'],
+        includeInvalid: true,
+        ...(q.statuses ? { statuses: q.statuses } : {}),
+        limit: Math.min(left, 500),
+        ...(cursor !== undefined ? { cursor } : {}),
+      });
+      for (const r of page.items) items.push(toStatus(r));
+      if (!page.more || page.cursor === undefined) break;
+      cursor = page.cursor;
+    }
+  }
+  return { items, more: false };
+}
+
+/** Counts per status over several collections. */
+export async function countStatuses(store: Store, collections: readonly string[]): Promise<StatusCounts> {
+  const total: StatusCounts = { pending: 0, finalized: 0, invalid: 0 };
+  for (const c of collections) {
+    const n = await store.counts(c);
+    total.pending += n.pending;
+    total.finalized += n.finalized;
+    total.invalid += n.invalid;
+  }
+  return total;
+}

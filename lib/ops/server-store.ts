@@ -1,0 +1,162 @@
+/**
+ * A record store (lib/store) as a stateful connection, for a front end that shares one store among
+ * several users and draws its state: the store is opened at once, its state is reported
+ * (`connecting` -> `connected`, or `error` with the reason: a locked directory, an unreachable
+ * MongoDB), and a failed open is retried every `retryMs` until it works or the store is closed.
+ *
+ * The embedded store's default directory under a Node-RED user dir is `<userDir>/sets-store/<name>`
+ * (`defaultStoreDir`).
+ */
+import * as path from 'node:path';
+import { createStore, type StoreConfig } from '../store/index';
+import type { Store } from '../store/store';
+import { OpsError, messageOf } from './errors';
+
+export type StoreState = 'connecting' | 'connected' | 'disconnected' | 'error' | 'closed';
+
+export interface StoreSettings {
+  kind: 'embedded' | 'mongodb';
+  /** embedded: directory of the database */
+  dir?: string;
+  /** mongodb: database name */
+  db?: string;
+  /** mongodb: prefix of the collection names */
+  collectionPrefix?: string;
+  /** how long TAXII status resources are kept (default 24 h) */
+  statusRetentionMs?: number;
+}
+
+export interface StoreSecrets {
+  /** mongodb:// or mongodb+srv:// URI (may carry a password) */
+  uri?: string;
+}
+
+/** `<userDir>/sets-store/<name>`, the name made safe as one directory name. */
+export function defaultStoreDir(userDir: string, name: string): string {
+  const safe = name.trim().replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^\.+/, '_') || 'default';
+  return path.join(userDir, 'sets-store', safe);
+}
+
+/** Store configuration from settings + secrets; throws OpsError BAD_CONFIG for what cannot work. */
+export function storeConfig(s: StoreSettings, secrets: StoreSecrets): StoreConfig {
+  const extra = s.statusRetentionMs !== undefined ? { statusRetentionMs: s.statusRetentionMs } : {};
+  if (s.kind === 'embedded') {
+    if (!s.dir) throw new OpsError('BAD_CONFIG', 'the embedded store needs a directory');
+    return { kind: 'embedded', dir: s.dir, ...extra };
+  }
+  if (s.kind === 'mongodb') {
+    const uri = (secrets.uri ?? '').trim();
+    if (!/^mongodb(\+srv)?:\/\/\S+$/.test(uri)) throw new OpsError('BAD_CONFIG', 'the MongoDB store needs a mongodb:// or mongodb+srv:// URI');
+    if (!s.db) throw new OpsError('BAD_CONFIG', 'the MongoDB store needs a database name');
+    return { kind: 'mongodb', uri, db: s.db, ...(s.collectionPrefix ? { collectionPrefix: s.collectionPrefix } : {}), ...extra };
+  }
+  throw new OpsError('BAD_CONFIG', `unknown store kind ${JSON.stringify((s as { kind?: unknown }).kind)} (embedded or mongodb)`);
+}
+
+/** Remove credentials from a MongoDB URI, for messages. */
+export function redactUri(uri: string): string {
+  return uri.replace(/^(mongodb(?:\+srv)?:\/\/)[^@/]*@/, '$1***@');
+}
+
+export class StoreConnection {
+  readonly store: Store;
+  private _state: StoreState = 'connecting';
+  private detail: string | undefined;
+  private readonly listeners = new Set<(state: StoreState, detail?: string) => void>();
+  private retryTimer: NodeJS.Timeout | undefined;
+  private opening: Promise<void> | undefined;
+  private closed = false;
+
+  /**
+   * @param store a store not yet opened (createStore)
+   * @param opts.retryMs wait between attempts after a failed open (default 10 s; 0 = no retry)
+   * @param opts.describe how to name the store in messages (no secrets)
+   */
+  constructor(
+    store: Store,
+    private readonly opts: { retryMs?: number; describe?: string } = {},
+  ) {
+    this.store = store;
+    this.attempt();
+  }
+
+  static fromSettings(s: StoreSettings, secrets: StoreSecrets, opts: { retryMs?: number } = {}): StoreConnection {
+    const describe = s.kind === 'embedded' ? `embedded store ${s.dir ?? ''}` : `MongoDB ${redactUri(secrets.uri ?? '')} db ${s.db ?? ''}`;
+    return new StoreConnection(createStore(storeConfig(s, secrets)), { ...opts, describe });
+  }
+
+  get state(): StoreState {
+    return this._state;
+  }
+
+  /** The reason of the last failure, if the state is `error`. */
+  get error(): string | undefined {
+    return this._state === 'error' ? this.detail : undefined;
+  }
+
+  onState(listener: (state: StoreState, detail?: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Resolves once the store is open; rejects with the open error (a retry may still follow). */
+  async ready(): Promise<Store> {
+    if (this.closed) throw new OpsError('BAD_CONFIG', `${this.opts.describe ?? 'store'} is closed`);
+    if (this._state === 'connected') return this.store;
+    if (!this.opening) this.attempt();
+    await this.opening;
+    return this.store;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    await this.opening?.catch(() => undefined);
+    try {
+      await this.store.close();
+    } finally {
+      this.set('closed');
+      this.listeners.clear();
+    }
+  }
+
+  private attempt(): void {
+    if (this.closed || this.opening) return;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.set('connecting');
+    const p = this.store.open().then(
+      () => {
+        this.opening = undefined;
+        if (!this.closed) this.set('connected');
+      },
+      (err: unknown) => {
+        this.opening = undefined;
+        if (this.closed) return;
+        this.set('error', messageOf(err));
+        const retry = this.opts.retryMs ?? 10_000;
+        if (retry > 0) {
+          this.retryTimer = setTimeout(() => this.attempt(), retry);
+          this.retryTimer.unref();
+        }
+        throw err;
+      },
+    );
+    this.opening = p;
+    p.catch(() => undefined);
+  }
+
+  private set(state: StoreState, detail?: string): void {
+    this._state = state;
+    this.detail = detail;
+    for (const l of [...this.listeners]) {
+      try {
+        l(state, detail);
+      } catch {
+        // a listener's failure is its own business
+      }
+    }
+  }
+}

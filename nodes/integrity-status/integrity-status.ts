@@ -1,0 +1,251 @@
+/**
+ * integrity-status (paper §4.2 "integrity check" outcome, steps 2.a/2.b and 5.a/5.b): settles the
+ * SETS status of stored records and answers status queries.
+ *
+ * - A message with msg.sets.verification (from verify-hash, either output) settles the record named
+ *   by msg.sets (as the taxii-server node emitted it): verified -> `finalized`, mismatch /
+ *   not-anchored -> `invalid` with the reason; the TAXII status resource (msg.sets.statusId) moves
+ *   the object from `pendings` to `successes` / `failures`. An `invalid` record is never served again.
+ *   The result is in msg.sets.integrity.
+ * - Any other message is a query: msg.payload = an object id, or a filter {collection?, id?,
+ *   status?} (empty = everything) -> msg.payload = the records' statuses.
+ *
+ * Works on a taxii-server node (recommended; found by its id, or — when none is selected — by the
+ * collection a message is about), or directly on a sets-store (records only: no TAXII status
+ * resource is updated). The badge counts pending / finalized / invalid records.
+ */
+import type { NodeAPI, NodeDef, Node, SetsMessage } from '../shared/types';
+import { int, list, str } from '../shared/config';
+import { onInput } from '../shared/input';
+import { ThrottledStatus, shorten, errorLabel, type ConnectionState } from '../shared/status';
+import { useConnection } from '../shared/use-connection';
+import { mergeSets } from '../../lib/ops/result';
+import { OpsError, messageOf } from '../../lib/ops/errors';
+import {
+  countStatuses,
+  integrityTarget,
+  parseStatusQuery,
+  queryStatuses,
+  settleIntegrity,
+  verificationOf,
+  type IntegrityMarker,
+} from '../../lib/ops/server-integrity';
+import type { StoreConnection } from '../../lib/ops/server-store';
+import type { Store, StatusCounts } from '../../lib/store/store';
+import type { StoreOwner } from '../sets-store/owner';
+import { all, byCollection, find, watch, type ServerHandle } from '../taxii-server/registry';
+
+interface StatusDef extends NodeDef {
+  server?: string;
+  store?: string;
+  collections?: string;
+  maxItems?: string | number;
+}
+
+/** How long a message waits for its taxii-server to finish starting. */
+const SERVER_WAIT_MS = 10_000;
+
+/** What the node works on for one message. */
+interface Target {
+  store: Store;
+  collections: string[];
+  mark: IntegrityMarker;
+}
+
+export = function register(RED: NodeAPI): void {
+  function IntegrityStatusNode(this: Node, def: StatusDef): void {
+    RED.nodes.createNode(this, def);
+    setup(this, def);
+  }
+
+  function setup(node: Node, def: StatusDef): void {
+    let setupError: Error | undefined;
+    let maxItems = 1000;
+    try {
+      maxItems = int(def.maxItems, 'most statuses per query', 1000, 1, 100_000);
+    } catch (err) {
+      setupError = err as Error;
+    }
+    const serverId = str(def.server);
+    const storeCollections = list(def.collections);
+
+    // -- badge ----------------------------------------------------------------------------------
+    let counts: StatusCounts | undefined;
+    let lastError: string | undefined;
+    const badge = new ThrottledStatus((s) => node.status(s), 250);
+    const idle = () => {
+      if (lastError) return { fill: 'red' as const, shape: 'ring' as const, text: shorten(`! ${lastError}`) };
+      if (!counts) return { fill: 'grey' as const, shape: 'ring' as const, text: 'integrity-status.status.waiting' };
+      return {
+        fill: counts.invalid > 0 ? ('yellow' as const) : ('green' as const),
+        shape: 'dot' as const,
+        text: `${counts.pending} pending · ${counts.finalized} finalized · ${counts.invalid} invalid`,
+      };
+    };
+    const show = (): void => badge.set(idle());
+
+    // -- what it works on -----------------------------------------------------------------------
+    let storeConn: { get(): StoreConnection } | undefined;
+    let storeState: ConnectionState = 'disconnected';
+    if (!serverId && def.store) {
+      const owner = RED.nodes.getNode(def.store) as StoreOwner | null;
+      storeConn = useConnection<StoreConnection>(node, owner, {
+        what: 'store',
+        missingKey: 'integrity-status.status.no-store',
+        listener: (state, detail) => {
+          storeState = state;
+          lastError = state === 'error' ? `store: ${detail ?? 'error'}` : undefined;
+          if (state === 'connected') refresh();
+          show();
+        },
+      });
+    }
+
+    /** Servers whose counts the badge shows. */
+    const watched = (): ServerHandle[] => {
+      if (serverId) {
+        const h = find(serverId);
+        return h ? [h] : [];
+      }
+      return storeConn ? [] : all();
+    };
+
+    let counting = false;
+    let again = false;
+    function refresh(): void {
+      if (counting) {
+        again = true;
+        return;
+      }
+      counting = true;
+      (async (): Promise<StatusCounts | undefined> => {
+        if (storeConn) {
+          if (storeState !== 'connected') return undefined;
+          const store = storeConn.get().store;
+          return storeCollections.length > 0 ? countStatuses(store, storeCollections) : store.counts();
+        }
+        const hs = watched();
+        if (hs.length === 0) return undefined;
+        const total: StatusCounts = { pending: 0, finalized: 0, invalid: 0 };
+        for (const h of hs) {
+          const c = await countStatuses(h.store, h.collections);
+          total.pending += c.pending;
+          total.finalized += c.finalized;
+          total.invalid += c.invalid;
+        }
+        return total;
+      })()
+        .then(
+          (c) => {
+            if (c) counts = c;
+            show();
+          },
+          () => undefined,
+        )
+        .finally(() => {
+          counting = false;
+          if (again) {
+            again = false;
+            refresh();
+          }
+        });
+    }
+
+    // follow the servers' changes (and their redeploys)
+    const offChanges = new Map<string, () => void>();
+    const bind = (h: ServerHandle): void => {
+      offChanges.get(h.nodeId)?.();
+      offChanges.set(h.nodeId, h.onChange(refresh));
+    };
+    let offWatch: (() => void) | undefined;
+    if (!storeConn) {
+      for (const h of watched()) bind(h);
+      offWatch = watch((id, h) => {
+        if (serverId && id !== serverId) return;
+        if (h) bind(h);
+        else {
+          offChanges.get(id)?.();
+          offChanges.delete(id);
+        }
+        refresh();
+      });
+      refresh();
+    }
+    show();
+
+    const waitForServer = (pick: () => ServerHandle | undefined, what: string): Promise<ServerHandle> => {
+      const now = pick();
+      if (now) return Promise.resolve(now);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          off();
+          reject(new OpsError('BAD_CONFIG', `${what} is not running (not deployed, or it failed to start)`));
+        }, SERVER_WAIT_MS);
+        const off = watch(() => {
+          const h = pick();
+          if (!h) return;
+          clearTimeout(timer);
+          off();
+          resolve(h);
+        });
+      });
+    };
+
+    const viaServer = (h: ServerHandle): Target => ({ store: h.store, collections: h.collections, mark: h.markIntegrity });
+
+    async function targetFor(collection: string | undefined): Promise<Target> {
+      if (serverId) return viaServer(await waitForServer(() => find(serverId), `the taxii-server node ${serverId}`));
+      if (storeConn) {
+        const conn = storeConn.get();
+        const store = await conn.ready();
+        return { store, collections: storeCollections, mark: (c, id, v, status, reason) => store.setStatus(c, id, v, status, reason) };
+      }
+      if (collection) return viaServer(await waitForServer(() => byCollection(collection), `no taxii-server serving collection ${collection}`));
+      const hs = all();
+      if (hs.length === 1) return viaServer(hs[0]);
+      throw new OpsError(
+        'BAD_CONFIG',
+        hs.length === 0 ? 'no taxii-server node is running' : 'several taxii-server nodes are running: select one in the node, or query a collection',
+      );
+    }
+
+    onInput<SetsMessage>(node, { busyText: 'integrity-status.status.working', idle }, async (msg, send) => {
+      if (setupError) throw setupError;
+      const verification = verificationOf(msg.sets);
+      if (verification) {
+        const t = integrityTarget(msg.sets, verification);
+        const target = await targetFor(t.collection);
+        const result = await settleIntegrity(target.mark, t, verification);
+        if (result.changed && storeConn) refresh();
+        msg.sets = mergeSets(msg.sets, ['integrity'], { integrity: result });
+        send(msg);
+        return;
+      }
+      const q = parseStatusQuery(msg.payload);
+      const target = await targetFor(q.collection);
+      if (target.collections.length === 0 && q.collection === undefined) {
+        throw new OpsError('BAD_FILTER', 'the query needs a collection (this store node has no collections listed)');
+      }
+      const cols = target.collections.length > 0 ? target.collections : [q.collection as string];
+      const result = await queryStatuses(target.store, cols, q, maxItems);
+      msg.payload = result.items;
+      msg.sets = mergeSets(msg.sets, ['statuses'], { statuses: { count: result.items.length, more: result.more, query: q } });
+      send(msg);
+    });
+
+    node.on('close', () => {
+      offWatch?.();
+      for (const off of offChanges.values()) off();
+      offChanges.clear();
+      badge.stop();
+    });
+
+    if (setupError) {
+      lastError = errorLabel(setupError);
+      show();
+      node.error(`integrity-status: ${messageOf(setupError)}`);
+    }
+  }
+
+  RED.nodes.registerType('integrity-status', IntegrityStatusNode);
+};

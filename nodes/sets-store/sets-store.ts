@@ -1,0 +1,84 @@
+/**
+ * sets-store: where the TAXII server keeps its CTI records, their SETS integrity statuses and its
+ * TAXII status resources (paper §4.2 "backend plugins"). Embedded (default: LevelDB under
+ * `<userDir>/sets-store/<name or id>`, survives restarts) or MongoDB (URI in credentials).
+ * Owns ONE open store shared by the nodes that use it (reference-counted: opened for the first
+ * user, closed after the last one or with this node on redeploy/stop).
+ */
+import type { NodeAPI, NodeDef } from '../shared/types';
+import { int, oneOf, optStr, str } from '../shared/config';
+import { SharedConnection } from '../shared/shared-connection';
+import { ConfigError } from '../shared/config';
+import { StoreConnection, defaultStoreDir, redactUri, type StoreSettings } from '../../lib/ops/server-store';
+import type { StoreOwner } from './owner';
+
+interface StoreDef extends NodeDef {
+  kind?: string;
+  dir?: string;
+  db?: string;
+  collectionPrefix?: string;
+  retentionHours?: string | number;
+}
+
+interface StoreCredentials {
+  uri?: string;
+}
+
+type StoreConfigNode = StoreOwner & { credentials: StoreCredentials };
+
+export = function register(RED: NodeAPI): void {
+  function SetsStoreNode(this: StoreConfigNode, def: StoreDef): void {
+    RED.nodes.createNode(this, def);
+    setup(this, def);
+  }
+
+  function setup(node: StoreConfigNode, def: StoreDef): void {
+    let settings: StoreSettings | undefined;
+    const uri = (node.credentials?.uri ?? '').trim();
+    node.kind = str(def.kind) || 'embedded';
+    try {
+      const kind = oneOf(def.kind, 'store kind', ['embedded', 'mongodb'] as const, 'embedded');
+      const hours = int(def.retentionHours, 'status retention', 24, 1, 24 * 365);
+      settings = { kind, statusRetentionMs: hours * 3_600_000 };
+      if (kind === 'embedded') {
+        let dir = optStr(def.dir);
+        if (!dir) {
+          const userDir = (RED.settings as { userDir?: unknown }).userDir;
+          if (typeof userDir !== 'string' || userDir === '') {
+            throw new ConfigError('Node-RED has no user directory (settings.userDir): give the store a directory');
+          }
+          dir = defaultStoreDir(userDir, str(def.name) || def.id);
+        }
+        settings.dir = dir;
+        node.dir = dir;
+      } else {
+        const db = optStr(def.db);
+        if (!db) throw new ConfigError('the MongoDB store needs a database name');
+        if (!uri) throw new ConfigError('the MongoDB store needs a URI (credentials)');
+        settings.db = db;
+        const prefix = optStr(def.collectionPrefix);
+        if (prefix) settings.collectionPrefix = prefix;
+      }
+    } catch (err) {
+      node.configError = err instanceof Error ? err : new Error(String(err));
+    }
+    const label = node.kind === 'mongodb' ? `MongoDB ${redactUri(uri) || '(no URI)'} db ${str(def.db) || '(none)'}` : `embedded store ${node.dir ?? '(no directory)'}`;
+    node.describe = () => label;
+    node.shared = new SharedConnection<StoreConnection>(node, () => {
+      if (node.configError) throw node.configError;
+      const conn = StoreConnection.fromSettings(settings as StoreSettings, { uri });
+      node.log(`opening ${label}`);
+      return conn;
+    });
+    node.on('close', (_removed: boolean, done: () => void) => {
+      node.shared.close().then(
+        () => done(),
+        () => done(),
+      );
+    });
+  }
+
+  RED.nodes.registerType<StoreConfigNode, StoreDef, unknown, StoreCredentials>('sets-store', SetsStoreNode, {
+    credentials: { uri: { type: 'password' } },
+  });
+};

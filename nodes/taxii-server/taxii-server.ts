@@ -1,0 +1,361 @@
+/**
+ * taxii-server (paper §4.2, steps 2-3 and 5 on the server side): the whole TAXII 2.1 API of
+ * lib/taxii/server mounted on Node-RED's own HTTP server (RED.httpNode), with one API root and
+ * its collections, records in a sets-store.
+ *
+ * URL scheme (under Node-RED's httpNodeRoot): discovery at `<base>/taxii2/`, the API root at
+ * `<base>/<api root>/` (default base `/taxii`, API root `api1`). Requests under `<base>` for
+ * other paths pass on to the rest of Node-RED's HTTP routes.
+ *
+ * Output 1: each object a POST admitted (stored `pending`), at once, before any check: the flow
+ * distributes it (rabbit-publish) and verifies it (verify-hash -> integrity-status) in parallel.
+ * Output 2: each object a GET served, for re-verification in parallel (step 5).
+ * Both carry msg.payload = the STIX object, msg.collection, msg.sets = {apiRoot, collection, id,
+ * version, key, hash, status, dateAdded, origin, statusId?}.
+ *
+ * On close (redeploy, stop) its Express layer is removed from the router stack, so redeploys never
+ * stack handlers; requests in progress are finished before the store is released.
+ */
+import { randomBytes } from 'node:crypto';
+import type { NextFunction, Request, Response } from 'express';
+import type { NodeAPI, NodeDef, Node, NodeMessage } from '../shared/types';
+import { bool, int, optInt, optStr, str, ConfigError } from '../shared/config';
+import { ThrottledStatus, errorLabel, shorten } from '../shared/status';
+import type { StoreOwner } from '../sets-store/owner';
+import type { StoreConnection, StoreState } from '../../lib/ops/server-store';
+import { buildServerConfig, parseCollections, checkServerSettings, type ServerSettings } from '../../lib/ops/server-config';
+import { countStatuses, recordInfo } from '../../lib/ops/server-integrity';
+import { messageOf } from '../../lib/ops/errors';
+import { createTaxiiServer, type TaxiiServer } from '../../lib/taxii/server';
+import { LAYER_MARK, publish, withdraw, type ServerHandle } from './registry';
+
+interface ServerDef extends NodeDef {
+  store?: string;
+  basePath?: string;
+  title?: string;
+  description?: string;
+  contact?: string;
+  apiRoot?: string;
+  apiRootTitle?: string;
+  maxContentLength?: string | number;
+  maxPageSize?: string | number;
+  collections?: unknown;
+  anonymousRead?: boolean | string;
+  openAccess?: boolean | string;
+  oauth2?: boolean | string;
+  issuer?: string;
+  jwksUrl?: string;
+  audience?: string;
+  clientId?: string;
+  clockTolerance?: string | number;
+}
+
+interface ServerCredentials {
+  users?: string;
+  tokenSecret?: string;
+}
+
+type ServerNode = Node<ServerCredentials>;
+
+type Middleware = ((req: Request, res: Response, next: NextFunction) => void) & { [LAYER_MARK]?: string };
+
+interface Layer {
+  handle?: unknown;
+}
+
+/** Express 4 keeps the router in `_router`, Express 5 in `router` (4's `router` getter throws). */
+function routerStack(app: unknown): Layer[] | undefined {
+  const a = app as { _router?: { stack?: unknown }; router?: { stack?: unknown } };
+  let stack: unknown = a._router?.stack;
+  if (stack === undefined) {
+    try {
+      stack = a.router?.stack;
+    } catch {
+      stack = undefined;
+    }
+  }
+  return Array.isArray(stack) ? (stack as Layer[]) : undefined;
+}
+
+/** `/taxii` from what the editor holds ('' and '/' = the root). */
+function normaliseBase(value: unknown): string {
+  let s = str(value, '/taxii');
+  if (s === '' || s === '/') return '';
+  if (!s.startsWith('/')) s = '/' + s;
+  s = s.replace(/\/+$/, '');
+  if (!/^(\/[A-Za-z0-9._~-]+)+$/.test(s)) throw new ConfigError(`base path "${s}" must be URL path segments of letters, digits and -._~`);
+  return s;
+}
+
+/** The next-token secret generated for a node without one keeps across redeploys in this process. */
+const generatedSecrets = new Map<string, string>();
+
+/** Longest wait for requests in progress when the node closes. */
+const DRAIN_MS = 10_000;
+
+export = function register(RED: NodeAPI): void {
+  function TaxiiServerNode(this: ServerNode, def: ServerDef): void {
+    RED.nodes.createNode(this, def);
+    setup(this, def);
+  }
+
+  function setup(node: ServerNode, def: ServerDef): void {
+    let settings: ServerSettings | undefined;
+    let base = '';
+    let setupError: Error | undefined;
+    try {
+      base = normaliseBase(def.basePath);
+      settings = {
+        title: str(def.title) || 'SETS TAXII server',
+        apiRoot: str(def.apiRoot) || 'api1',
+        collections: parseCollections(def.collections),
+        anonymousRead: bool(def.anonymousRead, false),
+        open: bool(def.openAccess, false),
+        maxContentLength: int(def.maxContentLength, 'max content length', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+        maxPageSize: int(def.maxPageSize, 'max page size', 1000, 1, 100_000),
+      };
+      const apiRootTitle = optStr(def.apiRootTitle);
+      const description = optStr(def.description);
+      const contact = optStr(def.contact);
+      if (apiRootTitle) settings.apiRootTitle = apiRootTitle;
+      if (description) settings.description = description;
+      if (contact) settings.contact = contact;
+      if (bool(def.oauth2, false)) {
+        settings.oauth2 = { issuer: str(def.issuer), jwksUrl: str(def.jwksUrl) };
+        const audience = optStr(def.audience);
+        const clientId = optStr(def.clientId);
+        const tolerance = optInt(def.clockTolerance, 'clock tolerance', 0, 600);
+        if (audience) settings.oauth2.audience = audience;
+        if (clientId) settings.oauth2.clientId = clientId;
+        if (tolerance !== undefined) settings.oauth2.clockToleranceSec = tolerance;
+      }
+      checkServerSettings(settings);
+    } catch (err) {
+      setupError = err instanceof Error ? err : new Error(String(err));
+    }
+
+    // -- badge ----------------------------------------------------------------------------------
+    let served = 0;
+    let pending: number | undefined;
+    let running = false;
+    let storeState: { state: StoreState; detail?: string } = { state: 'connecting' };
+    let failure: string | undefined;
+    const badge = new ThrottledStatus((s) => node.status(s), 250);
+    const show = (): void => {
+      if (failure) return badge.set({ fill: 'red', shape: 'dot', text: shorten(`! ${failure}`) });
+      if (storeState.state === 'error') return badge.set({ fill: 'red', shape: 'ring', text: shorten(`! store: ${storeState.detail ?? 'error'}`) });
+      if (!running) return badge.set({ fill: 'yellow', shape: 'ring', text: 'taxii-server.status.starting' });
+      badge.set({ fill: 'green', shape: 'dot', text: `${served} req · ${pending ?? '?'} pending` });
+    };
+    const fail = (message: string): void => {
+      failure = message;
+      badge.flush();
+      node.status({ fill: 'red', shape: 'dot', text: shorten(`! ${message}`) });
+    };
+
+    if (setupError) {
+      fail(setupError.message);
+      node.error(`taxii-server cannot start: ${setupError.message}`);
+      return;
+    }
+    const app = RED.httpNode as unknown as { use(path: string, fn: Middleware): void } | undefined;
+    if (!app || typeof app.use !== 'function') {
+      fail('no HTTP server');
+      node.error("taxii-server cannot start: Node-RED's HTTP node routes are disabled (settings.httpNodeRoot is false)");
+      return;
+    }
+    const owner = (def.store ? RED.nodes.getNode(def.store) : null) as StoreOwner | null;
+    if (!owner || !owner.shared) {
+      node.status({ fill: 'red', shape: 'dot', text: 'taxii-server.status.no-store' });
+      node.error('taxii-server cannot start: no store configured: select a sets-store in the node settings');
+      return;
+    }
+    if (owner.configError) {
+      fail(errorLabel(owner.configError));
+      node.error(`taxii-server cannot start: store ${owner.describe()} cannot be used: ${owner.configError.message}`);
+      return;
+    }
+    let conn: StoreConnection;
+    try {
+      conn = owner.shared.register(node, (state, detail) => {
+        storeState = { state: state as StoreState, detail };
+        show();
+        if (state === 'connected') refreshCounts();
+      });
+    } catch (err) {
+      fail(errorLabel(err));
+      node.error(`taxii-server cannot start: store ${owner.describe()} cannot be used: ${messageOf(err)}`);
+      return;
+    }
+    const cfg = settings as ServerSettings;
+    const collections = cfg.collections.map((c) => c.id);
+
+    // -- counts ---------------------------------------------------------------------------------
+    const changeListeners = new Set<() => void>();
+    let counting = false;
+    let countAgain = false;
+    function refreshCounts(): void {
+      if (counting) {
+        countAgain = true;
+        return;
+      }
+      if (conn.state !== 'connected') return;
+      counting = true;
+      countStatuses(conn.store, collections)
+        .then(
+          (c) => {
+            pending = c.pending;
+            show();
+          },
+          () => undefined, // the store's own state shows trouble
+        )
+        .finally(() => {
+          counting = false;
+          if (countAgain) {
+            countAgain = false;
+            refreshCounts();
+          }
+        });
+    }
+    const changed = (): void => {
+      refreshCounts();
+      for (const l of [...changeListeners]) {
+        try {
+          l();
+        } catch (err) {
+          node.warn(`status listener failed: ${messageOf(err)}`);
+        }
+      }
+    };
+
+    // -- server ---------------------------------------------------------------------------------
+    let closed = false;
+    let active = false;
+    let handle: ServerHandle | undefined;
+    const inflight = new Set<Promise<void>>();
+    const apiRoot = cfg.apiRoot;
+    const rootPath = `/${apiRoot}`;
+    const owns = (p: string): boolean => p === '/taxii2' || p.startsWith('/taxii2/') || p === rootPath || p.startsWith(rootPath + '/');
+
+    const mw: Middleware = (req, res, next) => {
+      const server = handle?.server;
+      const url = req.url ?? '/';
+      const q = url.indexOf('?');
+      const p = q < 0 ? url : url.slice(0, q);
+      if (!active || !server || !owns(p)) {
+        next();
+        return;
+      }
+      const job = server.handle(req, res).finally(() => {
+        inflight.delete(job);
+        served += 1;
+        show();
+      });
+      inflight.add(job);
+    };
+    mw[LAYER_MARK] = node.id;
+
+    const unmount = (): void => {
+      active = false;
+      const stack = routerStack(RED.httpNode);
+      if (!stack) return;
+      for (let i = stack.length - 1; i >= 0; i--) {
+        if (stack[i].handle === mw) stack.splice(i, 1);
+      }
+    };
+
+    const logServer = (level: 'debug' | 'info' | 'warn' | 'error', message: string, detail?: Record<string, unknown>): void => {
+      if (level === 'error') {
+        node.error(message);
+        if (detail) node.debug(JSON.stringify(detail));
+      } else if (level === 'warn') node.warn(message);
+      else node.debug(message);
+    };
+
+    const secret = (() => {
+      const given = (node.credentials?.tokenSecret ?? '').trim();
+      if (given) return given;
+      let s = generatedSecrets.get(node.id);
+      if (!s) {
+        s = randomBytes(32).toString('base64url');
+        generatedSecrets.set(node.id, s);
+      }
+      return s;
+    })();
+
+    const starting = (async () => {
+      const config = await buildServerConfig(cfg, { users: node.credentials?.users }, conn.store, { log: logServer, nextTokenSecret: secret });
+      if (closed) return;
+      const server: TaxiiServer = createTaxiiServer(config);
+      server.on('object', (e) => {
+        const msg: NodeMessage = { payload: e.record.object, collection: e.collection, sets: recordInfo(e.record, e.apiRoot, 'admission', e.statusId) };
+        node.send([msg, null]);
+        changed();
+      });
+      server.on('inquiry', (e) => {
+        const msgs: NodeMessage[] = e.records.map((r) => ({ payload: r.object, collection: e.collection, sets: recordInfo(r, e.apiRoot, 'inquiry') }));
+        if (msgs.length > 0) node.send([null, msgs]);
+      });
+      server.on('delete', () => changed());
+      handle = {
+        nodeId: node.id,
+        server,
+        store: conn.store,
+        apiRoot,
+        collections,
+        markIntegrity: async (collection, id, version, status, reason, statusId) => {
+          const ok = await server.markIntegrity(collection, id, version, status, reason, statusId);
+          if (ok) changed();
+          return ok;
+        },
+        onChange(listener: () => void): () => void {
+          changeListeners.add(listener);
+          return () => changeListeners.delete(listener);
+        },
+      };
+      app.use(base || '/', mw);
+      active = true;
+      running = true;
+      publish(handle);
+      const root = (typeof RED.settings.httpNodeRoot === 'string' ? RED.settings.httpNodeRoot : '/').replace(/\/+$/, '');
+      node.log(`TAXII 2.1 discovery at ${root}${base}/taxii2/, API root ${root}${base}/${apiRoot}/ (${collections.length} collection(s))`);
+      show();
+      refreshCounts();
+    })();
+    starting.catch((err: unknown) => {
+      if (closed) return;
+      fail(errorLabel(err));
+      node.error(`taxii-server cannot start: ${messageOf(err)}`);
+    });
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      closed = true;
+      unmount();
+      badge.stop();
+      void (async () => {
+        await starting.catch(() => undefined);
+        unmount(); // mounted while closing started
+        if (handle) withdraw(handle);
+        changeListeners.clear();
+        if (inflight.size > 0) {
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([
+            Promise.allSettled([...inflight]),
+            new Promise<void>((resolve) => {
+              timer = setTimeout(resolve, DRAIN_MS);
+            }),
+          ]);
+          if (timer) clearTimeout(timer);
+        }
+        await owner.shared.deregister(node);
+      })().then(
+        () => done(),
+        () => done(),
+      );
+    });
+  }
+
+  RED.nodes.registerType<ServerNode, ServerDef, unknown, ServerCredentials>('taxii-server', TaxiiServerNode, {
+    credentials: { users: { type: 'password' }, tokenSecret: { type: 'password' } },
+  });
+};
