@@ -6,7 +6,7 @@
  * them and says how many were confirmed (those are delivered; resending is safe — consumers
  * verify, and dedupe by message id if they care).
  */
-import type { AmqpBus, PublishResult } from '../bus/amqp';
+import type { Bus, PublishResult } from '../bus/bus';
 import { extractObjects, type StixObject } from '../stix';
 import { checkCollection } from './collection';
 import { OpsError, messageOf, type ObjectProblem } from './errors';
@@ -45,7 +45,7 @@ export function hashesFromSets(sets: unknown): Map<string, string> | undefined {
   return out.size ? out : undefined;
 }
 
-export async function publishPayload(bus: AmqpBus, input: PublishInput): Promise<PublishOutcome> {
+export async function publishPayload(bus: Bus, input: PublishInput): Promise<PublishOutcome> {
   const collection = checkCollection(input.collection);
   const objects: StixObject[] = extractObjects(input.payload);
   const settled = await Promise.allSettled(

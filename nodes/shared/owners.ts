@@ -2,7 +2,7 @@
  * What the SETS config nodes expose to the flow nodes that use them (looked up with
  * RED.nodes.getNode(id) and narrowed to these shapes).
  */
-import type { AmqpBus } from '../../lib/bus/amqp';
+import type { Bus } from '../../lib/bus/bus';
 import type { Ledger } from '../../lib/ledger/ledger';
 import type { TaxiiConnection } from '../../lib/ops/taxii-connection';
 import type { Node } from './types';
@@ -22,5 +22,11 @@ export interface TaxiiOwner extends Node {
   describe(): string;
 }
 
+/** sets-broker: RabbitMQ, or the in-process broker (lib/bus/memory.ts) */
+export type BrokerKind = 'amqp' | 'in-process';
+
 /** sets-broker */
-export type BrokerOwner = ConnectionOwner<AmqpBus>;
+export interface BrokerOwner extends ConnectionOwner<Bus> {
+  /** absent in flows saved before the in-process broker existed: RabbitMQ */
+  kind?: BrokerKind;
+}

@@ -7,7 +7,7 @@
 import type { Node } from './types';
 import { connectionStatus, type ConnectionState } from './status';
 
-/** What a shared connection must offer: lib's Ledger and AmqpBus both fit. */
+/** What a shared connection must offer: lib's Ledger and Bus (AmqpBus, MemoryBus) all fit. */
 export interface StatefulConnection {
   readonly state: ConnectionState;
   onState(listener: (state: ConnectionState, detail?: string) => void): () => void;
