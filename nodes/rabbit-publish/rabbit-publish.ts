@@ -10,7 +10,7 @@ import { str } from '../shared/config';
 import { onInput } from '../shared/input';
 import { connectionStatus, type ConnectionState } from '../shared/status';
 import { useConnection } from '../shared/use-connection';
-import type { AmqpBus } from '../../lib/bus/amqp';
+import type { Bus } from '../../lib/bus/bus';
 import { resolveCollection } from '../../lib/ops/collection';
 import { hashesFromSets, publishPayload } from '../../lib/ops/publish';
 import { mergeSets } from '../../lib/ops/result';
@@ -29,12 +29,15 @@ export = function register(RED: NodeAPI): void {
   function setup(node: Node, def: PublishDef): void {
     let published = 0;
     let conn: { state: ConnectionState; detail?: string } = { state: 'disconnected' };
-    const idle = (): NodeStatus =>
-      conn.state === 'connected' && published > 0
-        ? { fill: 'green', shape: 'dot', text: `${published} published` }
-        : connectionStatus(conn.state, conn.detail);
     const owner = (def.broker ? RED.nodes.getNode(def.broker) : null) as BrokerOwner | null;
-    const bus = useConnection<AmqpBus>(node, owner, {
+    // the in-process broker is not durable: say so in the badge (yellow) whenever it is in use
+    const inProcess = owner?.kind === 'in-process';
+    const idle = (): NodeStatus => {
+      if (conn.state !== 'connected') return connectionStatus(conn.state, conn.detail);
+      if (inProcess) return { fill: 'yellow', shape: 'dot', text: published > 0 ? `${published} published · in-process` : '⚠ in-process broker' };
+      return published > 0 ? { fill: 'green', shape: 'dot', text: `${published} published` } : connectionStatus(conn.state, conn.detail);
+    };
+    const bus = useConnection<Bus>(node, owner, {
       what: 'broker',
       missingKey: 'rabbit-publish.status.no-broker',
       listener: (state, detail) => {

@@ -13,7 +13,7 @@ import { ConfigError, list, oneOf, optInt, optStr } from '../shared/config';
 import { deliveries } from '../shared/deliveries';
 import { ThrottledStatus, connectionStatus, type ConnectionState } from '../shared/status';
 import { useConnection } from '../shared/use-connection';
-import type { AmqpBus, BusDelivery, Subscription, SubscribeOptions } from '../../lib/bus/amqp';
+import type { Bus, BusDelivery, Subscription, SubscribeOptions } from '../../lib/bus/bus';
 import { bindingKeys } from '../../lib/bus/routing';
 import { messageOf } from '../../lib/ops/errors';
 
@@ -64,6 +64,9 @@ export = function register(RED: NodeAPI): void {
     let received = 0;
     let conn: { state: ConnectionState; detail?: string } = { state: 'disconnected' };
     const badge = new ThrottledStatus((s) => node.status(s));
+    const owner = (def.broker ? RED.nodes.getNode(def.broker) : null) as BrokerOwner | null;
+    // the in-process broker is not durable: say so in the badge (yellow) whenever it is in use
+    const inProcess = owner?.kind === 'in-process';
     const showStatus = (): void => {
       if (conn.state !== 'connected') {
         badge.set(connectionStatus(conn.state, conn.detail));
@@ -71,9 +74,9 @@ export = function register(RED: NodeAPI): void {
       }
       const unacked = deliveries.unsettled(node.id);
       badge.set({
-        fill: 'green',
+        fill: inProcess ? 'yellow' : 'green',
         shape: 'dot',
-        text: `${received} received${ackMode === 'manual' ? ` · ${unacked} unacked` : ''}`,
+        text: `${received} received${ackMode === 'manual' ? ` · ${unacked} unacked` : ''}${inProcess ? ' · in-process' : ''}`,
       });
     };
 
@@ -82,8 +85,7 @@ export = function register(RED: NodeAPI): void {
       node.error(`rabbit-subscribe cannot start: ${setupError.message}`);
       return;
     }
-    const owner = (def.broker ? RED.nodes.getNode(def.broker) : null) as BrokerOwner | null;
-    const busHandle = useConnection<AmqpBus>(node, owner, {
+    const busHandle = useConnection<Bus>(node, owner, {
       what: 'broker',
       missingKey: 'rabbit-subscribe.status.no-broker',
       listener: (state, detail) => {

@@ -1,17 +1,30 @@
 /**
- * sets-broker: a RabbitMQ broker for SETS distribution. Owns ONE AmqpBus shared by the
- * rabbit-subscribe / rabbit-publish nodes that use it (reference-counted, reconnecting by
- * itself), and hands its state to them for their badges. Username and password live only in
- * credentials; the URL built from the settings carries none.
+ * sets-broker: the broker for SETS distribution. Owns ONE bus shared by the rabbit-subscribe /
+ * rabbit-publish nodes that use it (reference-counted), and hands its state to them for their
+ * badges.
+ *
+ * `kind`:
+ * - `amqp` (default, and for flows saved before `kind` existed): RabbitMQ through AmqpBus,
+ *   reconnecting by itself. Username and password live only in credentials; the URL built from
+ *   the settings carries none.
+ * - `in-process`: lib/bus/memory.ts — a broker inside this Node-RED with the same topic / queue /
+ *   ack semantics, for demos and tests. Config nodes with the same broker name share it. NOT
+ *   durable; said loudly in the log and in the users' badges.
  */
 import type { NodeAPI, NodeDef } from '../shared/types';
-import type { BrokerOwner } from '../shared/owners';
-import { bool, int, optStr, str } from '../shared/config';
+import type { BrokerKind, BrokerOwner } from '../shared/owners';
+import { bool, int, oneOf, optStr, str } from '../shared/config';
 import { SharedConnection } from '../shared/shared-connection';
 import { AmqpBus } from '../../lib/bus/amqp';
+import type { Bus } from '../../lib/bus/bus';
+import { MemoryBus, type MemoryBusConfig } from '../../lib/bus/memory';
 import { brokerConfig, type BrokerSettings } from '../../lib/ops/connections';
 
 interface BrokerDef extends NodeDef {
+  /** 'amqp' | 'in-process'; absent in older flows = 'amqp' */
+  kind?: string;
+  /** in-process: the broker's name (config nodes with one name share one broker) */
+  brokerName?: string;
   host?: string;
   port?: string | number;
   vhost?: string;
@@ -31,6 +44,9 @@ interface BrokerCredentials {
 
 type BrokerConfigNode = BrokerOwner & { credentials: BrokerCredentials };
 
+/** broker name when the setting is empty */
+const IN_PROCESS_DEFAULT_NAME = 'default';
+
 export = function register(RED: NodeAPI): void {
   function SetsBrokerNode(this: BrokerConfigNode, def: BrokerDef): void {
     RED.nodes.createNode(this, def);
@@ -38,6 +54,49 @@ export = function register(RED: NodeAPI): void {
   }
 
   function setup(node: BrokerConfigNode, def: BrokerDef): void {
+    let kind: BrokerKind = 'amqp';
+    try {
+      kind = oneOf(def.kind, 'broker kind', ['amqp', 'in-process'] as const, 'amqp');
+    } catch (err) {
+      node.configError = err instanceof Error ? err : new Error(String(err));
+    }
+    node.kind = kind;
+    if (kind === 'in-process') setupInProcess(node, def);
+    else setupAmqp(node, def);
+    node.on('close', (_removed: boolean, done: () => void) => {
+      node.shared.close().then(
+        () => done(),
+        () => done(),
+      );
+    });
+  }
+
+  function setupInProcess(node: BrokerConfigNode, def: BrokerDef): void {
+    const name = str(def.brokerName) || IN_PROCESS_DEFAULT_NAME;
+    let cfg: MemoryBusConfig | undefined;
+    try {
+      cfg = {
+        name,
+        exchange: str(def.exchange, 'sets') || 'sets',
+        prefetch: int(def.prefetch, 'prefetch', 100, 1, 65_535),
+        clientName: `Node-RED SETS ${def.name || def.id}`,
+      };
+    } catch (err) {
+      node.configError ??= err instanceof Error ? err : new Error(String(err));
+    }
+    node.describe = () => `in-process broker '${name}' exchange ${cfg?.exchange ?? 'sets'}`;
+    if (!node.configError) {
+      node.warn(`SETS: using the IN-PROCESS broker '${name}' — messages are not durable and stay inside this Node-RED; configure RabbitMQ for real use`);
+    }
+    node.shared = new SharedConnection<Bus>(node, () => {
+      if (node.configError) throw node.configError;
+      const bus = new MemoryBus(cfg);
+      bus.start();
+      return bus;
+    });
+  }
+
+  function setupAmqp(node: BrokerConfigNode, def: BrokerDef): void {
     let settings: BrokerSettings | undefined;
     try {
       const tls = bool(def.tls, false);
@@ -56,22 +115,16 @@ export = function register(RED: NodeAPI): void {
       const ca = optStr(def.ca);
       if (ca) settings.ca = ca;
     } catch (err) {
-      node.configError = err instanceof Error ? err : new Error(String(err));
+      node.configError ??= err instanceof Error ? err : new Error(String(err));
     }
     const label = `${bool(def.tls, false) ? 'amqps' : 'amqp'}://${str(def.host) || 'localhost'}:${str(def.port) || '5672'}${str(def.vhost) || '/'} exchange ${str(def.exchange) || 'sets'}`;
     node.describe = () => label;
-    node.shared = new SharedConnection<AmqpBus>(node, () => {
+    node.shared = new SharedConnection<Bus>(node, () => {
       if (node.configError) throw node.configError;
       const creds = node.credentials ?? {};
       const bus = new AmqpBus(brokerConfig(settings as BrokerSettings, { username: creds.username, password: creds.password }));
       bus.start();
       return bus;
-    });
-    node.on('close', (_removed: boolean, done: () => void) => {
-      node.shared.close().then(
-        () => done(),
-        () => done(),
-      );
     });
   }
 
