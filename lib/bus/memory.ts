@@ -777,7 +777,9 @@ export class MemoryBus implements Bus {
   readonly defaultPrefetch: number;
 
   private readonly cfg: MemoryBusConfig;
-  private readonly broker: MemoryBroker;
+  private readonly maxBrokerBytes: number;
+  /** the named broker, looked up when the bus starts (so a dropped broker is not kept alive) */
+  private _broker?: MemoryBroker;
   private readonly closeTimeoutMs: number;
   private _state: BusState = 'disconnected';
   private _detail = 'not started';
@@ -813,9 +815,13 @@ export class MemoryBus implements Bus {
     }
     this.defaultPrefetch = positive('prefetch', config.prefetch, DEFAULTS.prefetch);
     this.closeTimeoutMs = positive('closeTimeoutMs', config.closeTimeoutMs, DEFAULTS.closeTimeoutMs);
-    const maxBytes = positive('maxBrokerBytes', config.maxBrokerBytes, DEFAULTS.maxBrokerBytes);
+    this.maxBrokerBytes = positive('maxBrokerBytes', config.maxBrokerBytes, DEFAULTS.maxBrokerBytes);
     this.target = `memory://${encodeURIComponent(name)}`;
-    this.broker = brokerNamed(name, maxBytes);
+  }
+
+  private get broker(): MemoryBroker {
+    this._broker ??= brokerNamed(this.name, this.maxBrokerBytes);
+    return this._broker;
   }
 
   // ---------------------------------------------------------------- state, listeners, stats
@@ -889,6 +895,7 @@ export class MemoryBus implements Bus {
   start(): void {
     if (this.closing || this.started) return;
     this.started = true;
+    this._broker = brokerNamed(this.name, this.maxBrokerBytes);
     this.broker.connections.add(this);
     this.broker.declareExchange(this.exchange);
     this.setState('connected', `in-process broker '${this.name}' (not durable: messages stay in this process)`);
@@ -1096,7 +1103,7 @@ export class MemoryBus implements Bus {
     const left = (): number => Math.max(0, deadline - Date.now());
     this.closing = true;
     await Promise.all([...this.subs].map((s) => s.cancel(Math.min(left(), s.settleTimeoutMs)).catch(() => undefined)));
-    this.broker.disconnect(this);
+    this._broker?.disconnect(this);
     this.setState('closed', 'closed');
   }
 }
