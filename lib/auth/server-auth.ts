@@ -6,12 +6,13 @@
 import type { IncomingMessage } from 'node:http';
 import { BasicVerifier, parseBasicHeader, type BasicUser, type BasicVerifierOptions } from './server-basic';
 import { BearerError, JwtVerifier, parseBearerHeader, type JwtVerifierConfig } from './server-jwt';
+import { ApiKeyVerifier, parseTokenHeader, type ApiKeyEntry } from './server-apikey';
 
 export interface Principal {
-  /** user name (Basic), token subject name (Bearer) or `anonymous` */
+  /** user name (Basic), token subject name (Bearer), API key name, or `anonymous` */
   name: string;
   roles: string[];
-  scheme: 'basic' | 'bearer' | 'anonymous' | 'open';
+  scheme: 'basic' | 'bearer' | 'apikey' | 'anonymous' | 'open';
 }
 
 /** Role every anonymous caller has; list it in a collection's canRead to let anonymous callers read it. */
@@ -26,6 +27,11 @@ export interface ServerAuthConfig {
   basic?: { users: BasicUser[] } & BasicVerifierOptions;
   /** OAuth2 bearer JWTs */
   oauth2?: JwtVerifierConfig;
+  /**
+   * API keys (lib/auth/server-apikey.ts), accepted as the password of HTTP Basic with any user
+   * name, as `Token <key>`, or as `Bearer <key>`; stored as `hashApiKey` digests.
+   */
+  apiKeys?: ApiKeyEntry[];
   /**
    * Let requests without credentials read (GET) as the `anonymous` role: discovery, API roots and
    * every collection whose canRead lists `anonymous`. Default false.
@@ -61,6 +67,7 @@ function quote(s: string): string {
 export class ServerAuthenticator {
   private readonly basic?: BasicVerifier;
   private readonly jwt?: JwtVerifier;
+  private readonly keys?: ApiKeyVerifier;
   readonly realm: string;
   readonly anonymousRead: boolean;
   readonly open: boolean;
@@ -71,15 +78,17 @@ export class ServerAuthenticator {
     this.open = config.open === true;
     if (config.basic) this.basic = new BasicVerifier(config.basic.users, config.basic);
     if (config.oauth2) this.jwt = new JwtVerifier(config.oauth2);
-    if (!this.basic && !this.jwt && !this.open && !this.anonymousRead) {
-      throw new ServerAuthError('TAXII server auth: configure basic users and/or oauth2, or set anonymousRead / open explicitly');
+    if (config.apiKeys && config.apiKeys.length > 0) this.keys = new ApiKeyVerifier(config.apiKeys);
+    if (!this.basic && !this.jwt && !this.keys && !this.open && !this.anonymousRead) {
+      throw new ServerAuthError('TAXII server auth: configure basic users, apiKeys and/or oauth2, or set anonymousRead / open explicitly');
     }
   }
 
   get schemes(): string[] {
     const s: string[] = [];
-    if (this.basic) s.push('Basic');
-    if (this.jwt) s.push('Bearer');
+    if (this.basic || this.keys) s.push('Basic');
+    if (this.jwt || this.keys) s.push('Bearer');
+    if (this.keys) s.push('Token');
     return s;
   }
 
@@ -89,7 +98,7 @@ export class ServerAuthenticator {
    */
   challenges(bearerError?: { error: string; description: string }): string[] {
     const out: string[] = [];
-    if (this.basic || !this.jwt) out.push(`Basic realm=${quote(this.realm)}, charset="UTF-8"`);
+    if (this.basic || this.keys || !this.jwt) out.push(`Basic realm=${quote(this.realm)}, charset="UTF-8"`);
     if (this.jwt) {
       out.push(
         bearerError
@@ -108,16 +117,34 @@ export class ServerAuthenticator {
       if (this.anonymousRead) return { ok: true, principal: { name: 'anonymous', roles: [ANONYMOUS_ROLE], scheme: 'anonymous' } };
       return { ok: false, status: 401, description: `authentication required (${this.schemes.join(' or ')})` };
     }
+    // the scheme name is case-insensitive (RFC 9110 §11.1): MISP sends `basic`
     const scheme = /^\s*(\S+)/.exec(header)?.[1]?.toLowerCase() ?? '';
     if (scheme === 'basic') {
-      if (!this.basic) return { ok: false, status: 401, description: 'this server does not accept Basic credentials' };
+      if (!this.basic && !this.keys) return { ok: false, status: 401, description: 'this server does not accept Basic credentials' };
       const creds = parseBasicHeader(header);
       if (!creds) return { ok: false, status: 401, description: 'malformed Basic credentials (expected base64 of user:password)' };
+      // an API key as the password, whatever the user name (XSOAR, MISP, scripts)
+      const key = this.keys?.verify(creds.password);
+      if (key) return { ok: true, principal: { name: key.name, roles: key.roles, scheme: 'apikey' } };
+      if (!this.basic) return { ok: false, status: 401, description: 'invalid API key (send it as the Basic password)' };
       const user = await this.basic.verify(creds);
       if (!user) return { ok: false, status: 401, description: 'invalid user name or password' };
       return { ok: true, principal: { name: user.username, roles: user.roles, scheme: 'basic' } };
     }
+    if (scheme === 'token') {
+      if (!this.keys) return { ok: false, status: 401, description: 'this server does not accept API keys' };
+      const presented = parseTokenHeader(header);
+      const key = presented === null ? null : this.keys.verify(presented);
+      if (!key) return { ok: false, status: 401, description: presented === null ? 'malformed Token credentials (expected "Token <key>")' : 'invalid API key' };
+      return { ok: true, principal: { name: key.name, roles: key.roles, scheme: 'apikey' } };
+    }
     if (scheme === 'bearer') {
+      if (this.keys) {
+        const raw = /^\s*\S+\s+(\S+)\s*$/.exec(header)?.[1];
+        const key = raw === undefined ? null : this.keys.verify(raw);
+        if (key) return { ok: true, principal: { name: key.name, roles: key.roles, scheme: 'apikey' } };
+        if (!this.jwt) return { ok: false, status: 401, description: 'invalid API key', bearerError: 'invalid_token' };
+      }
       if (!this.jwt) return { ok: false, status: 401, description: 'this server does not accept bearer tokens' };
       const token = parseBearerHeader(header);
       if (!token) return { ok: false, status: 401, description: 'malformed bearer token', bearerError: 'invalid_request' };

@@ -21,15 +21,46 @@ export interface CollectionConfig {
   /** media types of the objects (default [`application/stix+json;version=2.1`]) */
   mediaTypes?: string[];
   /**
-   * SETS integrity policy. `verify` (default): added records start `pending`, an `object` event asks
-   * the flow to check them against the ledger, and `markIntegrity` settles them (paper steps 2-3).
-   * `trust`: records are stored `finalized` at once and the status is complete (no ledger).
+   * SETS integrity policy of the collection (docs/interop.md):
+   * - `required` (default, the SETS behaviour): a record starts `pending`, an `object` event asks
+   *   the flow to check it against the ledger, and a record whose hash is not anchored by its
+   *   deadline, or does not match the anchored hash, ends `invalid` and is never served again;
+   * - `optional`: records are stored and served at once (the TAXII status is `complete`); the
+   *   verification result is recorded when an anchor appears. A mismatch against an existing
+   *   anchor still makes the record `invalid` (refused); `not-anchored` does not;
+   * - `off`: a plain TAXII 2.1 collection; records are never verified (reported `unverified`).
+   * `mode` is the older spelling and stays accepted: `verify` = required, `trust` = off.
    */
   integrity?: {
-    mode?: 'verify' | 'trust';
+    policy?: IntegrityPolicy;
+    /** @deprecated use `policy`; `verify` = required, `trust` = off (the policy names work here too) */
+    mode?: 'verify' | 'trust' | IntegrityPolicy;
     /** community key for the keyed-hash privacy option (must match the producers'); lib/digest hashObject */
     hmacKey?: string;
   };
+}
+
+/** SETS integrity policy of a collection (see CollectionConfig.integrity). */
+export type IntegrityPolicy = 'required' | 'optional' | 'off';
+export const INTEGRITY_POLICIES: readonly IntegrityPolicy[] = ['required', 'optional', 'off'];
+
+/** The policy named by a config value: a policy name, or the legacy `verify` / `trust`; null otherwise. */
+export function integrityPolicyOf(value: unknown): IntegrityPolicy | null {
+  if (value === 'verify') return 'required';
+  if (value === 'trust') return 'off';
+  return typeof value === 'string' && (INTEGRITY_POLICIES as readonly string[]).includes(value) ? (value as IntegrityPolicy) : null;
+}
+
+/** The sentence appended to a collection's `description` to report its policy to TAXII clients. */
+export function integrityPolicySentence(policy: IntegrityPolicy): string {
+  switch (policy) {
+    case 'required':
+      return 'Integrity policy: required — every object is verified against the SETS ledger; an object whose hash is not anchored by its deadline, or differs from the anchored hash, is marked invalid and never served.';
+    case 'optional':
+      return 'Integrity policy: optional — objects are served at once and verified against the SETS ledger when their hash is anchored; an object that differs from its anchored hash is marked invalid and no longer served.';
+    case 'off':
+      return 'Integrity policy: off — a plain TAXII 2.1 collection; objects are not verified against the SETS ledger.';
+  }
 }
 
 export interface ApiRootConfig {
@@ -88,6 +119,8 @@ export class TaxiiServerConfigError extends Error {
 
 export interface ResolvedCollection extends CollectionConfig {
   mediaTypes: string[];
+  integrityPolicy: IntegrityPolicy;
+  /** @deprecated legacy view of integrityPolicy: `trust` for off, `verify` otherwise */
   integrityMode: 'verify' | 'trust';
 }
 
@@ -172,15 +205,26 @@ export function resolveConfig(config: TaxiiServerConfig): ResolvedConfig {
       if (seenIds.has(c.id)) throw new TaxiiServerConfigError(`collection id ${c.id} is used twice (ids must be unique across API roots: they name the collection on the ledger)`);
       seenIds.add(c.id);
       if (!Array.isArray(c.canRead) || !Array.isArray(c.canWrite)) throw new TaxiiServerConfigError(`collection ${c.id}: canRead and canWrite must be lists of roles`);
-      const mode = c.integrity?.mode ?? 'verify';
-      if (mode !== 'verify' && mode !== 'trust') throw new TaxiiServerConfigError(`collection ${c.id}: integrity.mode must be verify or trust`);
+      const fromPolicy = c.integrity?.policy === undefined ? undefined : integrityPolicyOf(c.integrity.policy);
+      const fromMode = c.integrity?.mode === undefined ? undefined : integrityPolicyOf(c.integrity.mode);
+      if (fromPolicy === null) {
+        throw new TaxiiServerConfigError(`collection ${c.id}: integrity.policy must be one of ${INTEGRITY_POLICIES.join(', ')}, got ${JSON.stringify(c.integrity?.policy)}`);
+      }
+      if (fromMode === null) {
+        throw new TaxiiServerConfigError(`collection ${c.id}: integrity.mode must be verify, trust or one of ${INTEGRITY_POLICIES.join(', ')}, got ${JSON.stringify(c.integrity?.mode)}`);
+      }
+      if (fromPolicy !== undefined && fromMode !== undefined && fromPolicy !== fromMode) {
+        throw new TaxiiServerConfigError(`collection ${c.id}: integrity.policy (${fromPolicy}) and integrity.mode (${String(c.integrity?.mode)}) disagree; give policy only`);
+      }
+      const policy: IntegrityPolicy = fromPolicy ?? fromMode ?? 'required';
       if (c.integrity?.hmacKey !== undefined && c.integrity.hmacKey === '') throw new TaxiiServerConfigError(`collection ${c.id}: integrity.hmacKey is empty`);
       const rc: ResolvedCollection = {
         ...c,
         canRead: [...c.canRead],
         canWrite: [...c.canWrite],
         mediaTypes: c.mediaTypes && c.mediaTypes.length > 0 ? [...c.mediaTypes] : [STIX_MEDIA_TYPE],
-        integrityMode: mode,
+        integrityPolicy: policy,
+        integrityMode: policy === 'off' ? 'trust' : 'verify',
       };
       cols.push(rc);
       byKey.set(c.id, rc);

@@ -61,12 +61,32 @@ export function prepareRecord(obj: unknown, index: number, col: ResolvedCollecti
       object: o,
       hash,
       key,
-      status: col.integrityMode === 'trust' ? 'finalized' : 'pending',
-      ...(col.integrityMode === 'trust' ? { statusReason: 'collection integrity mode is trust (no ledger check)' } : {}),
+      ...initialIntegrity(col),
     };
     return { ok: true, record, unversioned };
   } catch (err) {
     return fail(`cannot be hashed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+/**
+ * Reason recorded on records of an `off` collection. The store knows three states only, so such a
+ * record is kept `finalized` with this reason; the server reports it as `unverified` and keeps it
+ * out of integrity counts (see TaxiiServer.integrityOf / integrityCounts).
+ */
+export const OFF_REASON = 'integrity policy off: not verified against the ledger';
+/** Reason of an `optional` record that has no verification result yet. */
+export const OPTIONAL_PENDING_REASON = 'integrity policy optional: served at once, verified when its hash is anchored';
+
+/** Status a new record starts with under its collection's policy. */
+function initialIntegrity(col: ResolvedCollection): Pick<NewRecord, 'status' | 'statusReason'> {
+  switch (col.integrityPolicy) {
+    case 'off':
+      return { status: 'finalized', statusReason: OFF_REASON };
+    case 'optional':
+      return { status: 'pending', statusReason: OPTIONAL_PENDING_REASON };
+    default:
+      return { status: 'pending' };
   }
 }
 

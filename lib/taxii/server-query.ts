@@ -122,11 +122,10 @@ export function parseFilters(rawQuery: string, endpoint: FilterEndpoint, maxLimi
     f.limit = Math.min(n, maxLimit);
   }
 
+  // an empty `next=` means "no token": MISP's collection browser and taxii2-client's as_pages
+  // (after a page with more=true but no next) send it
   const next = single(params, 'next');
-  if (next !== undefined) {
-    if (next.trim() === '') throw new QueryError('next is empty', 'next');
-    f.next = next.trim();
-  }
+  if (next !== undefined && next.trim() !== '') f.next = next.trim();
 
   if (params.has('match[id]')) {
     const ids = listValues('match[id]', params.getAll('match[id]'));

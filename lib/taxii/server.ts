@@ -20,14 +20,16 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddOutcome, IntegrityStatus, Page, RecordQuery, StatusDetail, StatusResource, Store, StoredRecord } from '../store/store';
 import { StoreError } from '../store/errors';
 import { ServerAuthenticator, hasRole, type Principal } from '../auth/server-auth';
-import { acceptsTaxii21, isTaxii21MediaType, taxiiTimestamp, TAXII_MEDIA_TYPE } from './media';
+import { acceptsTaxii21, isStix21MediaType, isTaxii21MediaType, taxiiTimestamp, TAXII_MEDIA_TYPE } from './media';
 import { HttpProblem, resolveUrl, sendProblem, sendTaxii } from './server-http';
 import { parseFilters, QueryError, type FilterEndpoint, type Filters } from './server-query';
 import { NextTokens, TokenError } from './server-paging';
 import { readBody } from './server-body';
-import { prepareRecord, sameVersion, normaliseVersion, type NewRecord } from './server-objects';
+import { prepareRecord, sameVersion, normaliseVersion, OFF_REASON, type NewRecord } from './server-objects';
 import {
+  integrityPolicySentence,
   resolveConfig,
+  type IntegrityPolicy,
   type ResolvedApiRoot,
   type ResolvedCollection,
   type ResolvedConfig,
@@ -37,7 +39,10 @@ import {
 
 export * from './server-config';
 export { hashPassword, type BasicUser } from '../auth/server-basic';
+export { hashApiKey, type ApiKeyEntry } from '../auth/server-apikey';
 export type { ServerAuthConfig, Principal } from '../auth/server-auth';
+export { OFF_REASON, OPTIONAL_PENDING_REASON } from './server-objects';
+export { createTaxiiHttpsServer, listenTaxiiHttps, type TaxiiHttpsOptions } from './server-https';
 export type { JwtVerifierConfig } from '../auth/server-jwt';
 
 /** `object` event: a record was added (pending) — distribute it and verify it (paper steps 2-3). */
@@ -45,8 +50,14 @@ export interface ObjectEvent {
   apiRoot: string;
   collection: string;
   record: StoredRecord;
-  /** the status resource that lists it among its pendings */
+  /** the status resource of the request that added it (lists it among its pendings under `required`) */
   statusId: string;
+  /**
+   * the collection's integrity policy: `required` — verify and settle it (markIntegrity /
+   * recordVerification); `optional` — verify it, but `not-anchored` leaves it served; `off` — skip
+   * verification (the event still comes, for distribution)
+   */
+  policy: IntegrityPolicy;
 }
 
 /** `inquiry` event: records were just served — re-verify them in parallel (paper step 5). */
@@ -54,6 +65,8 @@ export interface InquiryEvent {
   apiRoot: string;
   collection: string;
   records: StoredRecord[];
+  /** the collection's integrity policy (`required` or `optional`: `off` collections emit no inquiry events) */
+  policy: IntegrityPolicy;
 }
 
 /** `delete` event: versions of an object were erased (right to be forgotten). */
@@ -70,6 +83,46 @@ export interface TaxiiServerEvents {
   delete: [DeleteEvent];
 }
 
+/** Outcome of a ledger check (lib/verify): what `recordVerification` is told. */
+export type IntegrityVerdict = 'verified' | 'mismatch' | 'not-anchored';
+
+/** Integrity of a stored record as the server reports it (`unverified`: its collection's policy is off). */
+export type ReportedIntegrity = IntegrityStatus | 'unverified';
+
+export interface VerificationOutcome {
+  /** false when that version is not stored (nothing was written) */
+  stored: boolean;
+  policy: IntegrityPolicy;
+  /** the record's integrity after this call (`absent` when not stored) */
+  status: ReportedIntegrity | 'absent';
+  /** whether the record's status changed */
+  changed: boolean;
+  /** what was recorded, or why nothing was */
+  reason: string;
+}
+
+export interface IntegrityView {
+  collection: string;
+  id: string;
+  version: string;
+  policy: IntegrityPolicy;
+  status: ReportedIntegrity;
+  reason?: string;
+  /** when the status last changed */
+  statusAt: string;
+  dateAdded: string;
+  hash: string;
+  key: string;
+}
+
+export interface IntegrityCounts {
+  pending: number;
+  finalized: number;
+  invalid: number;
+  /** records of `off` collections (never verified) */
+  unverified: number;
+}
+
 export interface TaxiiServer {
   /** node:http request handler / Express middleware. Never rejects. */
   handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
@@ -77,16 +130,41 @@ export interface TaxiiServer {
    * Settle the integrity of one stored version (paper steps 2.a/2.b, 5.a/5.b): updates the record
    * and moves it from `pendings` to `successes` / `failures` (with the reason) in the status
    * resource(s) listing it; a status becomes `complete` when no pendings remain.
+   * `status` is the decision (`finalized` / `invalid`, applied as given) or a ledger verdict
+   * (`verified` / `mismatch` / `not-anchored`, applied under the collection's policy — see
+   * recordVerification). In an `off` collection nothing is written.
    * Resolves false when that version is not stored.
    */
   markIntegrity(
     collection: string,
     id: string,
     version: string,
-    status: Exclude<IntegrityStatus, 'pending'>,
+    status: Exclude<IntegrityStatus, 'pending'> | IntegrityVerdict,
     reason?: string,
     statusId?: string,
   ): Promise<boolean>;
+  /**
+   * Record the final verdict of a ledger check under the collection's policy:
+   * - `verified` -> finalized (an `invalid` record stays invalid: it is never served again);
+   * - `mismatch` -> invalid (required and optional);
+   * - `not-anchored` -> invalid under `required` (call it once the anchoring deadline has passed);
+   *   under `optional` the record stays served (`pending`, the reason says it is not anchored);
+   * - `off` collections: nothing is recorded.
+   */
+  recordVerification(
+    collection: string,
+    id: string,
+    version: string,
+    verdict: IntegrityVerdict,
+    reason?: string,
+    statusId?: string,
+  ): Promise<VerificationOutcome>;
+  /** The integrity of one version (the latest without `version`); null when not stored. */
+  integrityOf(collection: string, id: string, version?: string): Promise<IntegrityView | null>;
+  /** Counts per integrity status over the configured collections (or the given ones); `off` collections count as unverified. */
+  integrityCounts(collections?: readonly string[]): Promise<IntegrityCounts>;
+  /** The integrity policy of a configured collection (by id or alias); undefined when unknown. */
+  policyOf(collection: string): IntegrityPolicy | undefined;
   on<E extends keyof TaxiiServerEvents>(event: E, listener: (...args: TaxiiServerEvents[E]) => void): this;
   off<E extends keyof TaxiiServerEvents>(event: E, listener: (...args: TaxiiServerEvents[E]) => void): this;
   once<E extends keyof TaxiiServerEvents>(event: E, listener: (...args: TaxiiServerEvents[E]) => void): this;
@@ -126,6 +204,8 @@ const METHODS: Record<Route['kind'], string[]> = {
 /** most pending records remembered in-process for markIntegrity without a statusId */
 const MAX_PENDING_INDEX = 100_000;
 
+const BUNDLE_ID_RE = /^bundle--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
 const notFound = (what: string): HttpProblem => new HttpProblem(404, 'Not Found', what);
 
 function decodeSegment(s: string): string {
@@ -151,6 +231,8 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
   private readonly pendingIndex = new Map<string, Set<string>>();
   /** serialises read-modify-write of one status resource */
   private readonly statusLocks = new Map<string, Promise<void>>();
+  /** configured collections by id and alias (ids are unique across API roots) */
+  private readonly collectionsByKey = new Map<string, ResolvedCollection>();
 
   constructor(config: TaxiiServerConfig) {
     super();
@@ -165,6 +247,12 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
         else if (level === 'warn') console.warn(`[taxii-server] ${message}`, detail ?? '');
       });
     this.routingRoots = [...this.cfg.roots].sort((a, b) => b.name.length - a.name.length);
+    for (const root of this.cfg.roots) {
+      for (const c of root.collections) {
+        this.collectionsByKey.set(c.id, c);
+        if (c.alias !== undefined && !this.collectionsByKey.has(c.alias)) this.collectionsByKey.set(c.alias, c);
+      }
+    }
     if (this.cfg.generatedSecret) {
       this.log('warn', 'no nextTokenSecret configured: using a random per-process secret (next tokens will not work across instances or restarts)');
     }
@@ -365,7 +453,9 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
 
   private collectionResource(col: ResolvedCollection, p: Principal): Record<string, unknown> {
     const body: Record<string, unknown> = { id: col.id, title: col.title };
-    if (col.description) body['description'] = col.description;
+    // the policy is reported in the description (TAXII has no property for it; STIX objects are never touched)
+    const sentence = integrityPolicySentence(col.integrityPolicy);
+    body['description'] = col.description ? `${col.description.replace(/\s+$/, '')}${/[.!?]$/.test(col.description.trim()) ? '' : '.'} ${sentence}` : sentence;
     if (col.alias) body['alias'] = col.alias;
     body['can_read'] = hasRole(p, col.canRead);
     body['can_write'] = hasRole(p, col.canWrite);
@@ -457,8 +547,11 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
       }
     }
     sendTaxii(res, 200, body, headers);
-    // a HEAD request is answered without the records: nothing was served, nothing to re-verify
-    if (items.length > 0 && method !== 'HEAD') this.emitSafely('inquiry', { apiRoot: root.name, collection: col.id, records: items });
+    // a HEAD request is answered without the records: nothing was served, nothing to re-verify;
+    // an `off` collection has nothing to re-verify either
+    if (items.length > 0 && method !== 'HEAD' && col.integrityPolicy !== 'off') {
+      this.emitSafely('inquiry', { apiRoot: root.name, collection: col.id, records: items, policy: col.integrityPolicy });
+    }
   }
 
   /** An object GET / versions GET found nothing: 404 (integrity failure or absent) or an empty 200. */
@@ -485,7 +578,9 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
 
   private async addObjects(req: IncomingMessage, res: ServerResponse, root: ResolvedApiRoot, col: ResolvedCollection): Promise<void> {
     const ct = req.headers['content-type'];
-    if (!isTaxii21MediaType(ct)) {
+    // TAXII 2.1 (version optional); STIX 2.1 is accepted too, for a bundle only (checked below)
+    const stixBody = !isTaxii21MediaType(ct) && isStix21MediaType(ct);
+    if (!isTaxii21MediaType(ct) && !stixBody) {
       throw new HttpProblem(
         415,
         'Unsupported Media Type',
@@ -520,7 +615,19 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
       throw new HttpProblem(400, 'Bad Request', `the request body is not valid JSON (${(err as Error).message})`);
     }
     if (!isRecord(envelope)) throw new HttpProblem(422, 'Unprocessable Content', 'the request body must be a TAXII envelope: a JSON object with an "objects" list');
-    if (!('objects' in envelope)) throw new HttpProblem(422, 'Unprocessable Content', 'the envelope has no "objects" property');
+    // A STIX bundle instead of an envelope (what many tools export): its `objects` are read, the
+    // bundle itself is not stored. It must be a well-formed bundle, not any object with `objects`.
+    const isBundle = envelope['type'] === 'bundle';
+    if (isBundle && (typeof envelope['id'] !== 'string' || !BUNDLE_ID_RE.test(envelope['id']))) {
+      throw new HttpProblem(422, 'Unprocessable Content', `the body is a STIX bundle with an invalid id ${JSON.stringify(envelope['id'])} (expected bundle--<UUID>)`);
+    }
+    if (stixBody && !isBundle) {
+      throw new HttpProblem(415, 'Unsupported Media Type', `Content-Type ${JSON.stringify(ct)} is not supported for a TAXII envelope (it is accepted for a STIX bundle only); send ${TAXII_MEDIA_TYPE}`);
+    }
+    if (!isBundle && typeof envelope['type'] === 'string' && typeof envelope['id'] === 'string' && !('objects' in envelope)) {
+      throw new HttpProblem(422, 'Unprocessable Content', `the body is a single STIX object (${envelope['type']}); wrap it in an envelope: {"objects": [...]}`);
+    }
+    if (!('objects' in envelope)) throw new HttpProblem(422, 'Unprocessable Content', `the ${isBundle ? 'bundle' : 'envelope'} has no "objects" property`);
     const objects = envelope['objects'];
     if (!Array.isArray(objects)) throw new HttpProblem(422, 'Unprocessable Content', 'the envelope\'s "objects" must be a list of STIX objects');
     if (objects.length === 0) throw new HttpProblem(422, 'Unprocessable Content', 'the envelope\'s "objects" list is empty (TAXII forbids empty lists)');
@@ -554,9 +661,11 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
         const rec = outcome.record;
         const d = { id: rec.id, version: rec.version };
         if (outcome.outcome === 'added') {
-          if (rec.status === 'pending') {
+          if (rec.status === 'pending' && col.integrityPolicy === 'required') {
             pendings.push(d);
             this.indexPending(rec, statusId);
+          } else if (col.integrityPolicy === 'optional') {
+            successes.push({ ...d, message: 'added; integrity optional: verified when its hash is anchored' });
           } else {
             successes.push(d);
           }
@@ -565,7 +674,8 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
           if (rec.status === 'invalid') {
             failures.push({ ...d, message: `already present and marked invalid${rec.statusReason ? `: ${rec.statusReason}` : ''}` });
           } else {
-            successes.push({ ...d, message: rec.status === 'pending' ? 'already present (integrity check pending)' : 'already present' });
+            const checking = rec.status === 'pending' && col.integrityPolicy === 'required';
+            successes.push({ ...d, message: checking ? 'already present (integrity check pending)' : 'already present' });
           }
         } else {
           failures.push({ id: prep.record.id, version: prep.record.version || rec.version, message: 'a different object already uses this id and version' });
@@ -578,13 +688,13 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
       } catch (err) {
         for (const rec of added) this.unindexPending(rec, statusId);
         // the records are stored: still announce them, then report the failure
-        for (const rec of added) this.emitSafely('object', { apiRoot: root.name, collection: col.id, record: rec, statusId });
+        for (const rec of added) this.emitSafely('object', { apiRoot: root.name, collection: col.id, record: rec, statusId, policy: col.integrityPolicy });
         throw err;
       }
       return built;
     });
     sendTaxii(res, 202, cleanStatus(status));
-    for (const rec of added) this.emitSafely('object', { apiRoot: root.name, collection: col.id, record: rec, statusId });
+    for (const rec of added) this.emitSafely('object', { apiRoot: root.name, collection: col.id, record: rec, statusId, policy: col.integrityPolicy });
   }
 
   /**
@@ -630,7 +740,115 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
   // -------------------------------------------------------------------------------------------
   // SETS integrity (paper §4.2)
 
+  policyOf(collection: string): IntegrityPolicy | undefined {
+    return this.collectionsByKey.get(collection)?.integrityPolicy;
+  }
+
+  /** Policy of a collection id as stored; a collection not configured here is treated as `required`. */
+  private policyFor(collection: string): { id: string; policy: IntegrityPolicy } {
+    const col = this.collectionsByKey.get(collection);
+    return col ? { id: col.id, policy: col.integrityPolicy } : { id: collection, policy: 'required' };
+  }
+
   async markIntegrity(
+    collection: string,
+    id: string,
+    version: string,
+    status: Exclude<IntegrityStatus, 'pending'> | IntegrityVerdict,
+    reason?: string,
+    statusId?: string,
+  ): Promise<boolean> {
+    if (status === 'verified' || status === 'mismatch' || status === 'not-anchored') {
+      return (await this.recordVerification(collection, id, version, status, reason, statusId)).stored;
+    }
+    if (status !== 'finalized' && status !== 'invalid') {
+      throw new RangeError(`markIntegrity: status must be finalized or invalid (or a verdict: verified, mismatch, not-anchored), got ${String(status)}`);
+    }
+    const { id: colId, policy } = this.policyFor(collection);
+    if (policy === 'off') return (await this.store.get(colId, id, normaliseVersion(version))) !== null;
+    return this.settle(colId, id, version, status, reason, statusId);
+  }
+
+  async recordVerification(
+    collection: string,
+    id: string,
+    version: string,
+    verdict: IntegrityVerdict,
+    reason?: string,
+    statusId?: string,
+  ): Promise<VerificationOutcome> {
+    if (verdict !== 'verified' && verdict !== 'mismatch' && verdict !== 'not-anchored') {
+      throw new RangeError(`recordVerification: verdict must be verified, mismatch or not-anchored, got ${String(verdict)}`);
+    }
+    const { id: colId, policy } = this.policyFor(collection);
+    const v = normaliseVersion(version);
+    const rec = await this.store.get(colId, id, v);
+    if (!rec) return { stored: false, policy, status: 'absent', changed: false, reason: `no version ${version} of ${id} is stored in collection ${colId}` };
+    if (policy === 'off') {
+      return { stored: true, policy, status: 'unverified', changed: false, reason: 'integrity policy off: verification results are not recorded' };
+    }
+    const keep = (why: string): VerificationOutcome => ({ stored: true, policy, status: reportedStatus(rec, policy), changed: false, reason: why });
+    if (verdict === 'verified') {
+      if (rec.status === 'invalid') return keep(`already invalid${rec.statusReason ? ` (${rec.statusReason})` : ''}; an invalid record is never served again`);
+      if (rec.status === 'finalized' && rec.statusReason !== OFF_REASON) return keep('already finalized');
+      const why = reason ?? 'integrity verified: the hash matches the ledger';
+      const ok = await this.settle(colId, id, v, 'finalized', why, statusId);
+      return ok ? { stored: true, policy, status: 'finalized', changed: true, reason: why } : { stored: false, policy, status: 'absent', changed: false, reason: 'deleted meanwhile' };
+    }
+    if (verdict === 'not-anchored' && policy === 'optional') {
+      // served unverified: the reason says so; an anchor that appears later still settles it
+      if (rec.status !== 'pending') return keep(`not anchored, left ${rec.status} (integrity policy optional)`);
+      const why = `not anchored on the ledger (integrity policy optional: served unverified)${reason ? `: ${reason}` : ''}`;
+      await this.store.setStatus(colId, id, v, 'pending', why);
+      return { stored: true, policy, status: 'pending', changed: false, reason: why };
+    }
+    if (rec.status === 'invalid') return keep('already invalid');
+    const why =
+      verdict === 'mismatch'
+        ? reason ?? 'hash mismatch: the object differs from the one anchored on the ledger'
+        : `not anchored: ${reason ?? 'no hash anchored on the ledger for this object version'}`;
+    const ok = await this.settle(colId, id, v, 'invalid', why, statusId);
+    return ok ? { stored: true, policy, status: 'invalid', changed: true, reason: why } : { stored: false, policy, status: 'absent', changed: false, reason: 'deleted meanwhile' };
+  }
+
+  async integrityOf(collection: string, id: string, version?: string): Promise<IntegrityView | null> {
+    const { id: colId, policy } = this.policyFor(collection);
+    const rec = await this.store.get(colId, id, version === undefined ? undefined : normaliseVersion(version));
+    if (!rec) return null;
+    const view: IntegrityView = {
+      collection: rec.collection,
+      id: rec.id,
+      version: rec.version,
+      policy,
+      status: reportedStatus(rec, policy),
+      statusAt: rec.statusAt,
+      dateAdded: rec.dateAdded,
+      hash: rec.hash,
+      key: rec.key,
+    };
+    if (rec.statusReason) view.reason = rec.statusReason;
+    return view;
+  }
+
+  async integrityCounts(collections?: readonly string[]): Promise<IntegrityCounts> {
+    const ids = collections ?? [...new Set([...this.collectionsByKey.values()].map((c) => c.id))];
+    const total: IntegrityCounts = { pending: 0, finalized: 0, invalid: 0, unverified: 0 };
+    for (const c of ids) {
+      const { id, policy } = this.policyFor(c);
+      const n = await this.store.counts(id);
+      if (policy === 'off') {
+        total.unverified += n.pending + n.finalized + n.invalid;
+      } else {
+        total.pending += n.pending;
+        total.finalized += n.finalized;
+        total.invalid += n.invalid;
+      }
+    }
+    return total;
+  }
+
+  /** Write a decision and move the record in the status resource(s) listing it as pending. */
+  private async settle(
     collection: string,
     id: string,
     version: string,
@@ -638,7 +856,6 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     reason?: string,
     statusId?: string,
   ): Promise<boolean> {
-    if (status !== 'finalized' && status !== 'invalid') throw new RangeError(`markIntegrity: status must be finalized or invalid, got ${String(status)}`);
     const v = normaliseVersion(version);
     const ok = await this.store.setStatus(collection, id, v, status, reason);
     if (!ok) return false;
@@ -764,6 +981,12 @@ function storeProblem(err: unknown): HttpProblem | null {
     default:
       return null;
   }
+}
+
+/** A record's integrity as reported: records of an `off` collection (or stored under `off`) are `unverified`. */
+function reportedStatus(rec: StoredRecord, policy: IntegrityPolicy): ReportedIntegrity {
+  if (policy === 'off' || (rec.status === 'finalized' && rec.statusReason === OFF_REASON)) return 'unverified';
+  return rec.status;
 }
 
 function pendingKey(collection: string, id: string, version: string): string {
