@@ -194,7 +194,8 @@ describe(`in-process broker nodes on Node-RED ${nodeRedVersion}`, function () {
     await ok.wait(1, 30_000); // the genuine copy verifies
     // an attacker on the same broker publishes an altered copy
     const evil = admin(name);
-    await evil.publishStix(coll, { ...o, pattern: "[ipv4-addr:value = '192.0.2.66']" });
+    const altered: StixObject = { ...o, pattern: "[ipv4-addr:value = '192.0.2.66']" };
+    await evil.publishStix(coll, altered);
     const [bad] = await rejected.wait(1, 30_000);
     assert.equal(asMsg(bad).sets?.verification?.status, 'mismatch');
     assert.match(String(asMsg(bad).sets?.verification?.reason), /mismatch/);
