@@ -237,21 +237,33 @@ export = function register(RED: NodeAPI): void {
     const rootPath = `/${apiRoot}`;
     const owns = (p: string): boolean => p === '/taxii2' || p.startsWith('/taxii2/') || p === rootPath || p.startsWith(rootPath + '/');
 
-    const mw: Middleware = (req, res, next) => {
-      const server = handle?.server;
-      const url = req.url ?? '/';
-      const q = url.indexOf('?');
-      const p = q < 0 ? url : url.slice(0, q);
-      if (!active || !server || !owns(p)) {
-        next();
-        return;
-      }
+    const serve = (server: TaxiiServer, req: Request, res: Response): void => {
       const job = server.handle(req, res).finally(() => {
         inflight.delete(job);
         served += 1;
         show();
       });
       inflight.add(job);
+    };
+    // mounted at once: a request arriving while the server starts (users being hashed) waits for it
+    // instead of falling through to a 404
+    let starting: Promise<void> = Promise.resolve();
+    const mw: Middleware = (req, res, next) => {
+      const url = req.url ?? '/';
+      const q = url.indexOf('?');
+      const p = q < 0 ? url : url.slice(0, q);
+      if (!active || !owns(p)) {
+        next();
+        return;
+      }
+      if (handle) {
+        serve(handle.server, req, res);
+        return;
+      }
+      starting.then(
+        () => (active && handle ? serve(handle.server, req, res) : next()),
+        () => next(),
+      );
     };
     mw[LAYER_MARK] = node.id;
 
@@ -283,7 +295,9 @@ export = function register(RED: NodeAPI): void {
       return s;
     })();
 
-    const starting = (async () => {
+    app.use(base || '/', mw);
+    active = true;
+    starting = (async () => {
       const config = await buildServerConfig(cfg, { users: node.credentials?.users }, conn.store, { log: logServer, nextTokenSecret: secret });
       if (closed) return;
       const server: TaxiiServer = createTaxiiServer(config);
@@ -313,8 +327,6 @@ export = function register(RED: NodeAPI): void {
           return () => changeListeners.delete(listener);
         },
       };
-      app.use(base || '/', mw);
-      active = true;
       running = true;
       publish(handle);
       const root = (typeof RED.settings.httpNodeRoot === 'string' ? RED.settings.httpNodeRoot : '/').replace(/\/+$/, '');
@@ -323,6 +335,7 @@ export = function register(RED: NodeAPI): void {
       refreshCounts();
     })();
     starting.catch((err: unknown) => {
+      unmount();
       if (closed) return;
       fail(errorLabel(err));
       node.error(`taxii-server cannot start: ${messageOf(err)}`);
@@ -334,7 +347,6 @@ export = function register(RED: NodeAPI): void {
       badge.stop();
       void (async () => {
         await starting.catch(() => undefined);
-        unmount(); // mounted while closing started
         if (handle) withdraw(handle);
         changeListeners.clear();
         if (inflight.size > 0) {
