@@ -3,7 +3,8 @@
  *
  * Starts a local EVM node (hardhat, 1 s blocks like an IBFT network) and deploys the registry,
  * finds RabbitMQ (SETS_AMQP_URL, else a broker on localhost:5672, else a private rabbitmq-server
- * node when the Debian package is installed), then starts Node-RED with our nodes and the example
+ * node when the Debian package is installed, else — said loudly — the in-process broker, which
+ * SETS_DEMO_BROKER=in-process also forces), then starts Node-RED with our nodes and the example
  * flow `examples/sets-pipeline-rabbitmq.json` deployed. The flow publishes sample CTI at once and
  * tampers with one object in transit; the console shows each object VERIFIED or REJECTED at the
  * consumer, and so does the editor (debug sidebar, status badges).
@@ -35,30 +36,34 @@ interface FlowNode {
   [k: string]: unknown;
 }
 
-async function findBroker(stops: Array<() => Promise<void>>): Promise<URL> {
-  if (process.env.SETS_AMQP_URL) return new URL(process.env.SETS_AMQP_URL);
+type BrokerChoice = { kind: 'amqp'; url: URL } | { kind: 'in-process' };
+
+async function findBroker(stops: Array<() => Promise<void>>): Promise<BrokerChoice> {
+  if (process.env.SETS_DEMO_BROKER === 'in-process') return { kind: 'in-process' };
+  if (process.env.SETS_AMQP_URL) return { kind: 'amqp', url: new URL(process.env.SETS_AMQP_URL) };
   const local = new URL('amqp://guest:guest@127.0.0.1:5672/');
   try {
     const { server } = await probeAmqp({ url: local.toString(), connectTimeoutMs: 2000 });
     say(`using the RabbitMQ broker on localhost:5672 (${server})`);
-    return local;
+    return { kind: 'amqp', url: local };
   } catch {
     say('no RabbitMQ on localhost:5672 — starting a private rabbitmq-server node (Debian package)');
   }
-  let r: RabbitHandle;
   try {
-    r = await startRabbit();
+    const r: RabbitHandle = await startRabbit();
+    stops.push(() => r.stop());
+    return { kind: 'amqp', url: new URL(r.url) };
   } catch (err) {
-    throw new Error(
-      `no RabbitMQ broker available: ${(err as Error).message}\n` +
-        'Install it (sudo apt-get install -y rabbitmq-server) or point SETS_AMQP_URL at a broker.',
-    );
+    say('!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!');
+    say(`!! no RabbitMQ could be found or started (${(err as Error).message.split('\n')[0]})`);
+    say('!! the demo uses the IN-PROCESS broker instead: same topic semantics, NOT durable, inside this');
+    say('!! Node-RED only. Install rabbitmq-server or set SETS_AMQP_URL for the real thing.');
+    say('!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!');
+    return { kind: 'in-process' };
   }
-  stops.push(() => r.stop());
-  return new URL(r.url);
 }
 
-function writeUserDir(chain: ChainHandle, registry: string, broker: URL): void {
+function writeUserDir(chain: ChainHandle, registry: string, broker: BrokerChoice): void {
   fs.mkdirSync(path.join(userDir, 'node_modules'), { recursive: true });
   // Node-RED loads our package from its user dir, as it would after `npm install` there.
   const link = path.join(userDir, 'node_modules', 'node-red-contrib-sets');
@@ -67,8 +72,10 @@ function writeUserDir(chain: ChainHandle, registry: string, broker: URL): void {
   const flow = JSON.parse(fs.readFileSync(path.join(root, 'examples', 'sets-pipeline-rabbitmq.json'), 'utf8')) as FlowNode[];
   for (const n of flow) {
     if (n.type === 'sets-ledger') Object.assign(n, { rpcUrl: chain.rpcUrl, wsUrl: '', chainId: String(chain.chainId), contract: registry });
-    if (n.type === 'sets-broker') {
-      Object.assign(n, { host: broker.hostname, port: Number(broker.port || 5672), vhost: decodeURIComponent(broker.pathname.slice(1)) || '/' });
+    if (n.type === 'sets-broker' && broker.kind === 'in-process') Object.assign(n, { kind: 'in-process', brokerName: 'sets-demo' });
+    if (n.type === 'sets-broker' && broker.kind === 'amqp') {
+      const u = broker.url;
+      Object.assign(n, { kind: 'amqp', host: u.hostname, port: Number(u.port || 5672), vhost: decodeURIComponent(u.pathname.slice(1)) || '/' });
     }
   }
   fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(flow, null, 2));
@@ -78,7 +85,9 @@ function writeUserDir(chain: ChainHandle, registry: string, broker: URL): void {
   const creds: Record<string, Record<string, string>> = {};
   for (const n of flow) {
     if (n.type === 'sets-ledger') creds[n.id] = { privateKey: chain.accounts[0].privateKey };
-    if (n.type === 'sets-broker') creds[n.id] = { username: decodeURIComponent(broker.username || 'guest'), password: decodeURIComponent(broker.password || 'guest') };
+    if (n.type === 'sets-broker' && broker.kind === 'amqp') {
+      creds[n.id] = { username: decodeURIComponent(broker.url.username || 'guest'), password: decodeURIComponent(broker.url.password || 'guest') };
+    }
   }
   fs.writeFileSync(path.join(userDir, 'flows_cred.json'), JSON.stringify(creds, null, 2));
 }

@@ -26,11 +26,10 @@ function freePort(): Promise<number> {
 describe('npm run demo (end to end)', function () {
   this.timeout(240_000);
 
-  it('verifies the published CTI at the consumer and rejects the object tampered in transit', async () => {
-    const { url } = await rabbit();
+  async function runDemo(extraEnv: NodeJS.ProcessEnv): Promise<string> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sets-demo-test-'));
     const port = await freePort();
-    const env: NodeJS.ProcessEnv = { ...process.env, SETS_AMQP_URL: url, SETS_DEMO_DIR: dir, SETS_DEMO_PORT: String(port), SETS_DEMO_EXIT_AFTER: '120' };
+    const env: NodeJS.ProcessEnv = { ...process.env, SETS_DEMO_DIR: dir, SETS_DEMO_PORT: String(port), SETS_DEMO_EXIT_AFTER: '120', ...extraEnv };
     // The demo must start its own chain (1 s blocks), not reuse the suite's.
     delete env.SETS_TEST_RPC_URL;
     delete env.SETS_TEST_WS_URL;
@@ -50,5 +49,17 @@ describe('npm run demo (end to end)', function () {
     assert.equal(summary[3], '0');
     assert.match(out, /status: 'mismatch'/);
     assert.match(out, /indicator--0c7b5b88-8ff7-4a4d-aa9d-feb398cd0061/);
+    return out;
+  }
+
+  it('verifies the published CTI at the consumer and rejects the object tampered in transit (RabbitMQ)', async () => {
+    const { url } = await rabbit();
+    const out = await runDemo({ SETS_AMQP_URL: url });
+    assert.doesNotMatch(out, /IN-PROCESS/);
+  });
+
+  it('falls back to the in-process broker, loudly, and the pipeline still works', async () => {
+    const out = await runDemo({ SETS_DEMO_BROKER: 'in-process' });
+    assert.match(out, /using the IN-PROCESS broker 'sets-demo'/);
   });
 });
