@@ -29,6 +29,7 @@ import * as amqp from 'amqplib';
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import { BusError, amqpCodeOf, messageOf, type BusErrorCode } from './errors';
 import { parseRoutingKey, routingKey as makeRoutingKey } from './routing';
+import type { Bus } from './bus';
 
 export type BusState = 'connecting' | 'connected' | 'disconnected' | 'error' | 'closed';
 
@@ -418,7 +419,7 @@ interface ChanRef<C extends Channel = Channel> {
 type StateListener = (state: BusState, detail: string) => void;
 type WarningListener = (err: BusError) => void;
 
-export class AmqpBus {
+export class AmqpBus implements Bus {
   readonly exchange: string;
   /** broker address without credentials, for messages and status text */
   readonly target: string;
