@@ -13,10 +13,12 @@
  *   POSTs never are.
  * - `addObjects` splits a batch whose envelope exceeds the API root's `max_content_length`,
  *   checks the status counts and polls `{api-root}/status/{id}/` until `complete`.
- * - `iter*` page with `next` when the server gives one, else with `added_after =
- *   X-TAXII-Date-Added-Last`; a server that repeats a page or does not advance is detected
- *   (no endless loop, no duplicates) and reported as `BAD_RESPONSE`. An expired `next` token
- *   falls back to `added_after` once.
+ * - `iter*` page with `next` when the server gives one, else with `added_after` just before
+ *   X-TAXII-Date-Added-Last (1 µs earlier, so records sharing that date_added are not skipped);
+ *   an expired `next` token restarts the same way (or from the query's own `added_after` when
+ *   the server sends no date headers). Records already delivered are dropped by (id, version),
+ *   so a restart neither loses nor duplicates. A server that repeats a page or does not advance
+ *   is detected (no endless loop) and reported as `BAD_RESPONSE`.
  */
 import type { AxiosInstance, AxiosResponse } from 'axios';
 import { classifyTransportError, closeHttpClient, createHttpClient, type HttpOptions, type TlsOptions } from '../http';
@@ -214,6 +216,11 @@ export interface TaxiiClientOptions {
   pollTimeoutMs?: number;
   /** `limit` sent by the iter* methods when the filters have none (default 100) */
   pageSize?: number;
+  /**
+   * how many recently delivered (id, version) keys the iter* methods remember to drop duplicates
+   * after a paging restart (default 100,000, about 10 MB); see `paginate`
+   */
+  dedupeWindow?: number;
   /** accept 2xx bodies labelled `application/json` (or `+json`) too (default false) */
   lenientContentType?: boolean;
 }
@@ -781,6 +788,24 @@ export class TaxiiClient {
 
   // ---- pagination ----------------------------------------------------------------------------
 
+  /**
+   * Page through a TAXII list endpoint, for servers as they are (docs/interop.md):
+   * - `next` tokens are followed with the same filters and limit;
+   * - `more: true` without `next` continues with `added_after` = X-TAXII-Date-Added-Last minus 1 µs
+   *   (the later of First/Last: some servers order a page newest-first). `added_after` is strictly
+   *   "later than", so resuming at Last itself would skip records that share its date_added (servers
+   *   with ms or s precision, or one timestamp per batch); the overlap re-serves the boundary
+   *   record(s), which are dropped as already delivered; a page made only of records sharing one
+   *   date_added is asked again with a doubled limit, and when the server caps its pages below
+   *   that, BAD_RESPONSE says so instead of skipping records;
+   * - an expired or forgotten `next` token (400/404/410) restarts from the latest date seen (minus
+   *   1 µs), or, when the server sends no date headers, from the added_after of the query being
+   *   paged — again without duplicates;
+   * - duplicates are recognised by (id, version, spec_version) for objects, (id, version) for
+   *   manifest records, the version for versions, within the last `dedupeWindow` deliveries;
+   * - a server that repeats pages, does not advance or keeps answering empty pages with more=true
+   *   is stopped with BAD_RESPONSE instead of looping.
+   */
   private async *paginate<P extends PageMeta, T>(
     fetchPage: (f: TaxiiFilters) => Promise<P>,
     itemsOf: (p: P) => T[],
@@ -790,62 +815,129 @@ export class TaxiiClient {
   ): AsyncGenerator<T> {
     let f: TaxiiFilters = { ...filters };
     if (f.limit === undefined) f.limit = this.opts.pageSize ?? 100;
-    let prevKeys = new Set<string>();
-    /** where to resume with added_after if a `next` token stops working */
-    let resumeAfter: string | undefined;
+    const seen = new RecentKeys(this.opts.dedupeWindow ?? 100_000);
+    /** added_after of the query currently paged with `next` (where a restart without dates goes back to) */
+    let segmentStart: string | Date | undefined = f.addedAfter;
+    /** the latest date_added seen in any page header */
+    let latestSeen: string | undefined;
     let emptyPages = 0;
+    let restartsWithoutNews = 0;
+    /** pages fetched since segmentStart was set */
+    let segmentPages = 0;
+    /** after a restart: how many pages of already delivered records are expected (not a loop) */
+    let replayBudget = 0;
     for (;;) {
       let page: P;
       try {
         page = await fetchPage(f);
       } catch (err) {
         const expired = err instanceof TaxiiError && f.next !== undefined && (err.httpStatus === 400 || err.httpStatus === 404 || err.httpStatus === 410);
-        if (!expired || resumeAfter === undefined) throw err;
-        // the paging token expired or was forgotten: continue from the last date_added seen
-        f = { ...f, addedAfter: resumeAfter };
-        delete f.next;
-        resumeAfter = undefined;
-        page = await fetchPage(f);
+        if (!expired) throw err;
+        if (++restartsWithoutNews > 2) {
+          throw new TaxiiError(`TAXII paging (${what}): the next token was refused again after restarting without new records (${err.message})`, { code: 'BAD_RESPONSE', cause: err });
+        }
+        // the paging token expired or was forgotten: restart just before the latest date seen
+        const restart: TaxiiFilters = { ...f };
+        delete restart.next;
+        const from = latestSeen !== undefined ? microBefore(latestSeen) : segmentStart;
+        if (from === undefined) delete restart.addedAfter;
+        else restart.addedAfter = from;
+        // replaying from the segment start re-serves every page of it; from a date, one page at most
+        replayBudget = latestSeen !== undefined ? 1 : segmentPages + 1;
+        f = restart;
+        segmentStart = from;
+        segmentPages = 0;
+        continue;
       }
+      segmentPages++;
       const items = itemsOf(page);
-      const keys = new Set<string>();
       let fresh = 0;
       for (const it of items) {
-        const k = keyOf(it);
-        if (prevKeys.has(k) || keys.has(k)) continue;
-        keys.add(k);
+        if (!seen.add(keyOf(it))) continue;
         fresh++;
         yield it;
       }
+      if (fresh > 0) {
+        restartsWithoutNews = 0;
+        replayBudget = 0;
+      }
       if (!page.more) return;
-      const where = `${f.next !== undefined ? `next=${f.next}` : f.addedAfter !== undefined ? `added_after=${String(f.addedAfter)}` : 'the first page'}`;
-      if (items.length > 0 && fresh === 0) {
-        throw new TaxiiError(`TAXII paging (${what}): the server repeated the previous page (after ${where}); stopped to avoid a loop`, { code: 'BAD_RESPONSE' });
+      const where = `${f.next !== undefined ? `next=${f.next}` : f.addedAfter !== undefined ? `added_after=${stamp(f.addedAfter)}` : 'the first page'}`;
+      if (items.length === 0) {
+        if (++emptyPages > 3) throw new TaxiiError(`TAXII paging (${what}): the server keeps answering more=true with empty pages (after ${where})`, { code: 'BAD_RESPONSE' });
+      } else {
+        emptyPages = 0;
       }
-      if (items.length === 0 && ++emptyPages > 3) {
-        throw new TaxiiError(`TAXII paging (${what}): the server keeps answering more=true with empty pages (after ${where})`, { code: 'BAD_RESPONSE' });
-      }
-      if (items.length > 0) emptyPages = 0;
       const latest = latestOf(page.dateAddedFirst, page.dateAddedLast);
+      if (latest !== undefined && (latestSeen === undefined || safeCompare(latest, latestSeen) > 0)) latestSeen = latest;
       if (page.next !== undefined) {
+        if (items.length > 0 && fresh === 0 && replayBudget-- <= 0) {
+          throw new TaxiiError(`TAXII paging (${what}): the server repeated the previous page (after ${where}); stopped to avoid a loop`, { code: 'BAD_RESPONSE' });
+        }
         if (page.next === f.next && fresh === 0) {
           throw new TaxiiError(`TAXII paging (${what}): the server returned the same next token ${page.next} without new records`, { code: 'BAD_RESPONSE' });
         }
-        if (latest !== undefined) resumeAfter = latest;
         f = { ...f, next: page.next };
       } else if (latest !== undefined) {
-        const cur = f.addedAfter instanceof Date ? taxiiTimestamp(f.addedAfter) : f.addedAfter;
+        const cur = f.addedAfter === undefined ? undefined : stamp(f.addedAfter);
         if (cur !== undefined && safeCompare(latest, cur) <= 0) {
           throw new TaxiiError(`TAXII paging (${what}): more=true without next, and X-TAXII-Date-Added-Last ${latest} does not advance past added_after ${cur}`, { code: 'BAD_RESPONSE' });
         }
-        f = { ...f, addedAfter: latest };
-        delete f.next;
+        const overlap = microBefore(latest);
+        if (cur === undefined || safeCompare(overlap, cur) > 0) {
+          const nf: TaxiiFilters = { ...f, addedAfter: overlap };
+          delete nf.next;
+          f = nf;
+          segmentStart = overlap;
+          segmentPages = 0;
+        } else {
+          // every record of this page shares one date_added (Last = added_after + 1 µs): only a
+          // larger page gets past them; resuming at Last would skip the rest of them silently
+          const lim = f.limit ?? items.length;
+          if (items.length < lim || lim >= MAX_TIE_PAGE) {
+            throw new TaxiiError(
+              `TAXII paging (${what}): more than ${items.length} records share date_added ${latest} and the server pages without next tokens ` +
+                `and at most ${items.length} records per page; cannot page past them without losing records`,
+              { code: 'BAD_RESPONSE' },
+            );
+          }
+          f = { ...f, limit: Math.min(lim * 2, MAX_TIE_PAGE) };
+        }
       } else {
         throw new TaxiiError(`TAXII paging (${what}): the server said more=true but sent neither next nor X-TAXII-Date-Added-Last (after ${where}); cannot continue`, { code: 'BAD_RESPONSE' });
       }
-      prevKeys = keys.size > 0 ? keys : prevKeys;
     }
   }
+}
+
+/** Largest `limit` the pager asks for to get past records sharing one date_added. */
+const MAX_TIE_PAGE = 10_000;
+
+/** Insertion-ordered set of the most recent keys (the oldest are forgotten beyond `max`). */
+class RecentKeys {
+  private readonly keys = new Set<string>();
+  constructor(private readonly max: number) {}
+  /** false when the key is already there */
+  add(k: string): boolean {
+    if (this.keys.has(k)) return false;
+    this.keys.add(k);
+    if (this.keys.size > Math.max(1, this.max)) {
+      const oldest = this.keys.values().next();
+      if (!oldest.done) this.keys.delete(oldest.value);
+    }
+    return true;
+  }
+}
+
+function stamp(v: string | Date): string {
+  return v instanceof Date ? taxiiTimestamp(v) : v;
+}
+
+/** The TAXII timestamp 1 µs before `ts` (any RFC 3339 spelling). */
+function microBefore(ts: string): string {
+  const p = parseTimestamp(ts);
+  if (!p) throw new TaxiiError(`TAXII paging: unparsable X-TAXII-Date-Added header value ${JSON.stringify(ts)}`, { code: 'BAD_RESPONSE' });
+  return p.micros > 0 ? taxiiTimestamp(new Date(p.epochMs), p.micros - 1) : taxiiTimestamp(new Date(p.epochMs - 1), 999);
 }
 
 function safeCompare(a: string, b: string): number {
