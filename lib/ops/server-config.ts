@@ -10,12 +10,23 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Store } from '../store/store';
-import { hashPassword, type BasicUser, type CollectionConfig, type ServerLogger, type TaxiiServerConfig } from '../taxii/server';
+import {
+  INTEGRITY_POLICIES,
+  hashApiKey,
+  hashPassword,
+  integrityPolicyOf,
+  type ApiKeyEntry,
+  type BasicUser,
+  type CollectionConfig,
+  type IntegrityPolicy,
+  type ServerLogger,
+  type TaxiiServerConfig,
+} from '../taxii/server';
 import type { ServerAuthConfig } from '../auth/server-auth';
 import type { JwtVerifierConfig } from '../auth/server-jwt';
 import { OpsError } from './errors';
 
-export type IntegrityPolicy = 'verify' | 'trust';
+export type { IntegrityPolicy };
 
 export interface ServerCollectionSettings {
   /** collection id (UUIDv4 by default); also the collection part of the ledger key */
@@ -27,7 +38,10 @@ export interface ServerCollectionSettings {
   canRead: string[];
   /** roles that may add (and, with read, delete) objects */
   canWrite: string[];
-  /** `verify` (default): records start pending until the flow settles them; `trust`: finalized at once */
+  /**
+   * `required` (default): records start pending until the flow settles them, and are refused once
+   * invalid; `optional`: served at once, a mismatch still makes them invalid; `off`: plain TAXII
+   */
   integrity?: IntegrityPolicy;
 }
 
@@ -70,6 +84,13 @@ export interface ServerSecrets {
    * `scrypt$…` hash made by hashPassword instead.
    */
   users?: string;
+  /**
+   * API keys (for tools that cannot do OAuth2: MISP, OpenCTI, XSOAR, scripts): a JSON list
+   * `[{"name", "key", "roles": [...]}]` or lines `name:key:role1,role2`. A key is accepted as the
+   * password of Basic (any user name), as `Token <key>` or as `Bearer <key>`; it may be given as a
+   * `sha256$…` hash made by hashApiKey instead.
+   */
+  apiKeys?: string;
   /** HMAC secret for `next` tokens (>= 16 bytes; shared by every instance behind a load balancer) */
   nextTokenSecret?: string;
 }
@@ -139,10 +160,10 @@ export function parseCollections(value: unknown): ServerCollectionSettings[] {
     if (ids.has(id)) throw bad(`${where}: the id is used twice`);
     ids.add(id);
     const title = optText(c['title']) ?? id;
-    const policy = optText(c['integrity']) ?? 'required';
-    // `required` (the editor's name) = verify against the ledger; `none` = trust
-    const integrity = policy === 'required' ? 'verify' : policy === 'none' ? 'trust' : policy;
-    if (integrity !== 'verify' && integrity !== 'trust') throw bad(`${where}: integrity must be required (verify) or none (trust), got "${policy}"`);
+    const given = optText(c['integrity']) ?? 'required';
+    // `none` is the editor's older word for off; verify/trust the library's legacy ones
+    const integrity = given === 'none' ? 'off' : integrityPolicyOf(given);
+    if (!integrity) throw bad(`${where}: integrity policy must be one of ${INTEGRITY_POLICIES.join(', ')}, got "${given}"`);
     const col: ServerCollectionSettings = {
       id,
       title,
@@ -208,6 +229,69 @@ export function parseUsers(text: string | undefined): UserEntry[] {
   return out;
 }
 
+/** One API key as written by the operator (in clear or as a `sha256$…` hash). */
+export interface ApiKeyLine {
+  name: string;
+  key: string;
+  roles: string[];
+}
+
+/**
+ * API keys from text: a JSON list of `{name, key, roles}` or lines `name:key:role1,role2`.
+ * Errors name the entry but never echo a key.
+ */
+export function parseApiKeys(text: string | undefined): ApiKeyLine[] {
+  const src = (text ?? '').trim();
+  if (src === '') return [];
+  const out: ApiKeyLine[] = [];
+  const add = (k: ApiKeyLine, where: string): void => {
+    if (k.name === '') throw bad(`${where}: the key has no name`);
+    if (k.key === '') throw bad(`${where}: ${k.name} has no key`);
+    if (out.some((o) => o.name === k.name)) throw bad(`${where}: the name ${k.name} is listed twice`);
+    out.push(k);
+  };
+  if (src.startsWith('[')) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(src);
+    } catch {
+      throw bad('the API key list starts with "[" but is not valid JSON');
+    }
+    if (!Array.isArray(parsed)) throw bad('the API key list must be a JSON list');
+    parsed.forEach((raw: unknown, i) => {
+      const where = `API key #${i + 1}`;
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad(`${where} is not an object`);
+      const r = raw as Record<string, unknown>;
+      if (typeof r['name'] !== 'string' || typeof r['key'] !== 'string') throw bad(`${where} needs "name" and "key" strings`);
+      add({ name: r['name'].trim(), key: r['key'].trim(), roles: roleList(r['roles'], `${where}: roles`) }, where);
+    });
+    return out;
+  }
+  src.split(/\r?\n/).forEach((line, i) => {
+    const l = line.trim();
+    if (l === '' || l.startsWith('#')) return;
+    const where = `API key list line ${i + 1}`;
+    const first = l.indexOf(':');
+    const last = l.lastIndexOf(':');
+    if (first < 0 || last === first) throw bad(`${where}: expected name:key:role1,role2`);
+    add({ name: l.slice(0, first).trim(), key: l.slice(first + 1, last).trim(), roles: roleList(l.slice(last + 1), `${where}: roles`) }, where);
+  });
+  return out;
+}
+
+/** Hash parsed API keys (a `sha256$…` value is taken as an existing hash); errors name the key's holder. */
+export function hashApiKeys(keys: ApiKeyLine[]): ApiKeyEntry[] {
+  return keys.map((k) => {
+    let keyHash: string;
+    try {
+      keyHash = k.key.startsWith('sha256$') ? k.key : hashApiKey(k.key);
+    } catch (err) {
+      throw bad(`API key of ${k.name}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    return { name: k.name, keyHash, roles: [...k.roles] };
+  });
+}
+
 /** Hash the passwords of parsed users (a `scrypt$…` value is taken as an existing hash). */
 export async function hashUsers(users: UserEntry[], opts: { N?: number } = {}): Promise<BasicUser[]> {
   const out: BasicUser[] = [];
@@ -248,6 +332,8 @@ export async function buildServerConfig(
   if (s.open) auth.open = true;
   if (s.anonymousRead) auth.anonymousRead = true;
   if (users.length > 0) auth.basic = { users: await hashUsers(users, opts.scryptN !== undefined ? { N: opts.scryptN } : {}) };
+  const keys = hashApiKeys(parseApiKeys(secrets.apiKeys));
+  if (keys.length > 0) auth.apiKeys = keys;
   if (s.oauth2) {
     const o: JwtVerifierConfig = { issuer: s.oauth2.issuer, jwksUrl: s.oauth2.jwksUrl };
     if (s.oauth2.audience) o.audience = s.oauth2.audience;
@@ -256,11 +342,11 @@ export async function buildServerConfig(
     if (s.oauth2.clockToleranceSec !== undefined) o.clockToleranceSec = s.oauth2.clockToleranceSec;
     auth.oauth2 = o;
   }
-  if (!auth.open && !auth.anonymousRead && !auth.basic && !auth.oauth2) {
-    throw bad('no way to authenticate: add Basic users, configure OAuth2, allow anonymous read, or make the server open (demos only)');
+  if (!auth.open && !auth.anonymousRead && !auth.basic && !auth.apiKeys && !auth.oauth2) {
+    throw bad('no way to authenticate: add Basic users or API keys, configure OAuth2, allow anonymous read, or make the server open (demos only)');
   }
   const collections: CollectionConfig[] = s.collections.map((c) => {
-    const cc: CollectionConfig = { id: c.id, title: c.title, canRead: [...c.canRead], canWrite: [...c.canWrite], integrity: { mode: c.integrity ?? 'verify' } };
+    const cc: CollectionConfig = { id: c.id, title: c.title, canRead: [...c.canRead], canWrite: [...c.canWrite], integrity: { policy: c.integrity ?? 'required' } };
     if (c.description) cc.description = c.description;
     if (c.alias) cc.alias = c.alias;
     return cc;

@@ -1,22 +1,26 @@
 /**
  * The server side of SETS integrity (paper §3 steps 2.a/2.b and 5.a/5.b, §4.2): what the TAXII
- * server hands to the flow for each admitted or served record, how a verification result becomes
- * the record's status (`finalized` / `invalid`), and status queries and counts. Shared by the
- * Node-RED `taxii-server` / `integrity-status` nodes and n8n.
+ * server hands to the flow for each admitted or served record, how a verification result settles
+ * the record (`finalized` / `invalid`), and status queries and counts. Shared by the Node-RED
+ * `taxii-server` / `integrity-status` nodes and n8n.
  *
- * Two paths reach `decideIntegrity`:
+ * The verdict is applied by the TAXII server's `recordVerification`, under the collection's
+ * integrity policy (required / optional / off; lib/taxii/server-config). Two paths reach it:
  * - admission (a POSTed object, step 2): the verifier waited for the producer's anchor, so its
- *   verdict is final — verified -> finalized, mismatch / not-anchored -> invalid;
+ *   verdict is final;
  * - inquiry (an object just served, step 5): the verifier looks once. A mismatch means the stored
- *   record was altered -> invalid. A record still `pending` that is not anchored *yet* is left to
- *   its admission check (the producer's anchor may not be mined); a `finalized` record that is no
- *   longer anchored -> invalid.
+ *   record was altered -> invalid. A record not `finalized` yet that is not anchored *yet* is left
+ *   to its admission check (the producer's anchor may not be mined): `inquiryDefers`.
  */
 import type { IntegrityStatus, StatusCounts, Store, StoredRecord } from '../store/store';
+import type { IntegrityPolicy } from '../taxii/server-config';
 import { OpsError } from './errors';
 
 /** Where a record reached the flow from. */
 export type IntegrityOrigin = 'admission' | 'inquiry';
+
+/** A ledger verdict (lib/verify VerificationStatus). */
+export type Verdict = 'verified' | 'mismatch' | 'not-anchored';
 
 /** `msg.sets` (Node-RED) / item JSON (n8n) of a record the TAXII server admitted or served. */
 export interface ServerRecordInfo {
@@ -33,11 +37,18 @@ export interface ServerRecordInfo {
   status: IntegrityStatus;
   dateAdded: string;
   origin: IntegrityOrigin;
+  /** the collection's integrity policy */
+  policy?: IntegrityPolicy;
   /** the TAXII status resource listing it among its pendings (admission only) */
   statusId?: string;
 }
 
-export function recordInfo(rec: StoredRecord, apiRoot: string, origin: IntegrityOrigin, statusId?: string): ServerRecordInfo {
+export function recordInfo(
+  rec: StoredRecord,
+  apiRoot: string,
+  origin: IntegrityOrigin,
+  opts: { statusId?: string; policy?: IntegrityPolicy } = {},
+): ServerRecordInfo {
   const out: ServerRecordInfo = {
     apiRoot,
     collection: rec.collection,
@@ -49,7 +60,8 @@ export function recordInfo(rec: StoredRecord, apiRoot: string, origin: Integrity
     dateAdded: rec.dateAdded,
     origin,
   };
-  if (statusId !== undefined) out.statusId = statusId;
+  if (opts.policy !== undefined) out.policy = opts.policy;
+  if (opts.statusId !== undefined) out.statusId = opts.statusId;
   return out;
 }
 
@@ -65,7 +77,7 @@ export interface IntegrityTarget {
 }
 
 export interface VerificationLike {
-  status: 'verified' | 'mismatch' | 'not-anchored';
+  status: Verdict;
   reason?: string;
   id?: string;
   collection?: string;
@@ -120,61 +132,66 @@ export function integrityTarget(sets: unknown, v: VerificationLike): IntegrityTa
   return t;
 }
 
-export interface IntegrityDecision {
-  /** what to write; `none` leaves the record as it is */
-  action: 'finalized' | 'invalid' | 'none';
-  /** the reason recorded (status resource message / statusReason) */
-  reason: string;
+/** An inquiry's quick look found no anchor for a record not settled yet: its admission check decides. */
+export function inquiryDefers(v: VerificationLike, t: Pick<IntegrityTarget, 'origin' | 'status'>): boolean {
+  return t.origin === 'inquiry' && v.status === 'not-anchored' && t.status !== 'finalized';
 }
 
-export const VERIFIED_REASON = 'integrity verified: the hash matches the ledger';
-
-/** What a verification means for the stored record (see the file comment for the two paths). */
-export function decideIntegrity(v: VerificationLike, t: Pick<IntegrityTarget, 'origin' | 'status'>): IntegrityDecision {
-  if (v.status === 'verified') {
-    if (t.origin === 'inquiry' && t.status === 'finalized') return { action: 'none', reason: 'already finalized' };
-    return { action: 'finalized', reason: VERIFIED_REASON };
-  }
-  if (v.status === 'mismatch') {
-    return { action: 'invalid', reason: v.reason ?? 'hash mismatch: the object differs from the one anchored on the ledger' };
-  }
-  // not-anchored
-  if (t.origin === 'inquiry' && t.status !== 'finalized') {
-    return { action: 'none', reason: 'not anchored yet; left to the admission check' };
-  }
-  return { action: 'invalid', reason: `not anchored: ${v.reason ?? 'no hash anchored on the ledger for this object version'}` };
-}
-
-/** What settles a record: the TAXII server's markIntegrity (moves its status resource too). */
-export type IntegrityMarker = (
+/** What records a verdict: the TAXII server's recordVerification (moves its status resource too). */
+export type VerdictRecorder = (
   collection: string,
   id: string,
   version: string,
-  status: 'finalized' | 'invalid',
+  verdict: Verdict,
   reason?: string,
   statusId?: string,
-) => Promise<boolean>;
+) => Promise<{ stored: boolean; status: string; changed: boolean; reason: string }>;
 
 export interface IntegrityResult {
   collection: string;
   id: string;
   version: string;
-  /** the record's status after this step (`absent`: no such record is stored, e.g. deleted) */
-  status: IntegrityStatus | 'absent' | 'unchanged';
-  /** whether anything was written */
+  /** the record's integrity after this step (`absent`: no such record is stored, e.g. deleted; `unverified`: policy off) */
+  status: string;
+  /** whether the record's status changed */
   changed: boolean;
   reason: string;
   origin?: IntegrityOrigin;
 }
 
-/** Decide and apply. */
-export async function settleIntegrity(mark: IntegrityMarker, target: IntegrityTarget, v: VerificationLike): Promise<IntegrityResult> {
-  const d = decideIntegrity(v, target);
-  const base = { collection: target.collection, id: target.id, version: target.version, reason: d.reason, ...(target.origin ? { origin: target.origin } : {}) };
-  if (d.action === 'none') return { ...base, status: target.status ?? 'unchanged', changed: false };
-  const ok = await mark(target.collection, target.id, target.version, d.action, d.reason, target.statusId);
-  if (!ok) return { ...base, status: 'absent', changed: false, reason: `no such record is stored (deleted?); ${d.reason}` };
-  return { ...base, status: d.action, changed: true };
+/** Apply a verification to the record it is about. */
+export async function settleIntegrity(record: VerdictRecorder, target: IntegrityTarget, v: VerificationLike): Promise<IntegrityResult> {
+  const base = { collection: target.collection, id: target.id, version: target.version, ...(target.origin ? { origin: target.origin } : {}) };
+  if (inquiryDefers(v, target)) {
+    return { ...base, status: target.status ?? 'pending', changed: false, reason: 'not anchored yet; left to the admission check' };
+  }
+  const out = await record(target.collection, target.id, target.version, v.status, v.reason, target.statusId);
+  return { ...base, status: out.stored ? out.status : 'absent', changed: out.changed, reason: out.reason };
+}
+
+/**
+ * The same rules on a bare store, for a front end without the TAXII server at hand (policy
+ * `required`; no TAXII status resource is updated): verified -> finalized, mismatch /
+ * not-anchored -> invalid; an invalid record stays invalid.
+ */
+export function storeRecorder(store: Store): VerdictRecorder {
+  return async (collection, id, version, verdict, reason) => {
+    const rec = await store.get(collection, id, version);
+    if (!rec) return { stored: false, status: 'absent', changed: false, reason: `no version ${version} of ${id} is stored in collection ${collection}` };
+    if (rec.status === 'invalid') return { stored: true, status: 'invalid', changed: false, reason: 'already invalid' };
+    if (verdict === 'verified') {
+      if (rec.status === 'finalized') return { stored: true, status: 'finalized', changed: false, reason: 'already finalized' };
+      const why = 'integrity verified: the hash matches the ledger';
+      const ok = await store.setStatus(collection, id, version, 'finalized', why);
+      return { stored: ok, status: ok ? 'finalized' : 'absent', changed: ok, reason: why };
+    }
+    const why =
+      verdict === 'mismatch'
+        ? reason ?? 'hash mismatch: the object differs from the one anchored on the ledger'
+        : `not anchored: ${reason ?? 'no hash anchored on the ledger for this object version'}`;
+    const ok = await store.setStatus(collection, id, version, 'invalid', why);
+    return { stored: ok, status: ok ? 'invalid' : 'absent', changed: ok, reason: why };
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -191,7 +208,8 @@ export interface RecordStatus {
   id: string;
   type: string;
   version: string;
-  status: IntegrityStatus;
+  /** `unverified`: the collection's integrity policy is off */
+  status: IntegrityStatus | 'unverified';
   reason?: string;
   statusAt: string;
   dateAdded: string;
@@ -230,13 +248,13 @@ export function parseStatusQuery(payload: unknown): StatusQuery {
   return q;
 }
 
-function toStatus(r: StoredRecord): RecordStatus {
+function toStatus(r: StoredRecord, policy: IntegrityPolicy | undefined): RecordStatus {
   const out: RecordStatus = {
     collection: r.collection,
     id: r.id,
     type: r.type,
     version: r.version,
-    status: r.status,
+    status: policy === 'off' ? 'unverified' : r.status,
     statusAt: r.statusAt,
     dateAdded: r.dateAdded,
     key: r.key,
@@ -250,12 +268,14 @@ function toStatus(r: StoredRecord): RecordStatus {
  * Statuses of the records matching `q` in the given collections (every version, every spec
  * version, invalid ones included), in date_added order per collection, at most `maxItems`.
  * A collection outside `collections` is refused (BAD_FILTER): a query sees only its server's.
+ * `policyOf` (the server's) reports records of `off` collections as `unverified`.
  */
 export async function queryStatuses(
   store: Store,
   collections: readonly string[],
   q: StatusQuery,
   maxItems = 1000,
+  policyOf?: (collection: string) => IntegrityPolicy | undefined,
 ): Promise<{ items: RecordStatus[]; more: boolean }> {
   if (q.collection !== undefined && !collections.includes(q.collection)) {
     throw new OpsError('BAD_FILTER', `status query: collection ${q.collection} is not one of ${collections.join(', ') || '(none)'}`);
@@ -263,6 +283,7 @@ export async function queryStatuses(
   const cols = q.collection !== undefined ? [q.collection] : collections;
   const items: RecordStatus[] = [];
   for (const collection of cols) {
+    const policy = policyOf?.(collection);
     let cursor: string | undefined;
     for (;;) {
       const left = maxItems - items.length;
@@ -277,7 +298,7 @@ export async function queryStatuses(
         limit: Math.min(left, 500),
         ...(cursor !== undefined ? { cursor } : {}),
       });
-      for (const r of page.items) items.push(toStatus(r));
+      for (const r of page.items) items.push(toStatus(r, policy));
       if (!page.more || page.cursor === undefined) break;
       cursor = page.cursor;
     }
@@ -285,7 +306,7 @@ export async function queryStatuses(
   return { items, more: false };
 }
 
-/** Counts per status over several collections. */
+/** Counts per status over several collections of a bare store (the server's integrityCounts knows policies). */
 export async function countStatuses(store: Store, collections: readonly string[]): Promise<StatusCounts> {
   const total: StatusCounts = { pending: 0, finalized: 0, invalid: 0 };
   for (const c of collections) {

@@ -4,8 +4,9 @@
  *
  * - A message with msg.sets.verification (from verify-hash, either output) settles the record named
  *   by msg.sets (as the taxii-server node emitted it): verified -> `finalized`, mismatch /
- *   not-anchored -> `invalid` with the reason; the TAXII status resource (msg.sets.statusId) moves
- *   the object from `pendings` to `successes` / `failures`. An `invalid` record is never served again.
+ *   not-anchored -> `invalid` with the reason, under the collection's integrity policy (the server's
+ *   recordVerification); the TAXII status resource (msg.sets.statusId) moves the object from
+ *   `pendings` to `successes` / `failures`. An `invalid` record is never served again.
  *   The result is in msg.sets.integrity.
  * - Any other message is a query: msg.payload = an object id, or a filter {collection?, id?,
  *   status?} (empty = everything) -> msg.payload = the records' statuses.
@@ -27,9 +28,11 @@ import {
   parseStatusQuery,
   queryStatuses,
   settleIntegrity,
+  storeRecorder,
   verificationOf,
-  type IntegrityMarker,
+  type VerdictRecorder,
 } from '../../lib/ops/server-integrity';
+import type { IntegrityPolicy } from '../../lib/taxii/server';
 import type { StoreConnection } from '../../lib/ops/server-store';
 import type { Store, StatusCounts } from '../../lib/store/store';
 import type { StoreOwner } from '../sets-store/owner';
@@ -49,7 +52,8 @@ const SERVER_WAIT_MS = 10_000;
 interface Target {
   store: Store;
   collections: string[];
-  mark: IntegrityMarker;
+  record: VerdictRecorder;
+  policyOf?: (collection: string) => IntegrityPolicy | undefined;
 }
 
 export = function register(RED: NodeAPI): void {
@@ -128,7 +132,7 @@ export = function register(RED: NodeAPI): void {
         if (hs.length === 0) return undefined;
         const total: StatusCounts = { pending: 0, finalized: 0, invalid: 0 };
         for (const h of hs) {
-          const c = await countStatuses(h.store, h.collections);
+          const c = await h.counts();
           total.pending += c.pending;
           total.finalized += c.finalized;
           total.invalid += c.invalid;
@@ -191,14 +195,14 @@ export = function register(RED: NodeAPI): void {
       });
     };
 
-    const viaServer = (h: ServerHandle): Target => ({ store: h.store, collections: h.collections, mark: h.markIntegrity });
+    const viaServer = (h: ServerHandle): Target => ({ store: h.store, collections: h.collections, record: h.recordVerification, policyOf: h.policyOf });
 
     async function targetFor(collection: string | undefined): Promise<Target> {
       if (serverId) return viaServer(await waitForServer(() => find(serverId), `the taxii-server node ${serverId}`));
       if (storeConn) {
         const conn = storeConn.get();
         const store = await conn.ready();
-        return { store, collections: storeCollections, mark: (c, id, v, status, reason) => store.setStatus(c, id, v, status, reason) };
+        return { store, collections: storeCollections, record: storeRecorder(store) };
       }
       if (collection) return viaServer(await waitForServer(() => byCollection(collection), `no taxii-server serving collection ${collection}`));
       const hs = all();
@@ -215,7 +219,7 @@ export = function register(RED: NodeAPI): void {
       if (verification) {
         const t = integrityTarget(msg.sets, verification);
         const target = await targetFor(t.collection);
-        const result = await settleIntegrity(target.mark, t, verification);
+        const result = await settleIntegrity(target.record, t, verification);
         if (result.changed && storeConn) refresh();
         msg.sets = mergeSets(msg.sets, ['integrity'], { integrity: result });
         send(msg);
@@ -227,7 +231,7 @@ export = function register(RED: NodeAPI): void {
         throw new OpsError('BAD_FILTER', 'the query needs a collection (this store node has no collections listed)');
       }
       const cols = target.collections.length > 0 ? target.collections : [q.collection as string];
-      const result = await queryStatuses(target.store, cols, q, maxItems);
+      const result = await queryStatuses(target.store, cols, q, maxItems, target.policyOf);
       msg.payload = result.items;
       msg.sets = mergeSets(msg.sets, ['statuses'], { statuses: { count: result.items.length, more: result.more, query: q } });
       send(msg);

@@ -4,9 +4,9 @@
  * withdraws it on close; integrity-status finds it by node id (its configured server) or by the
  * collection a message is about, and follows redeploys through `watch`.
  */
-import type { TaxiiServer } from '../../lib/taxii/server';
+import type { IntegrityCounts, IntegrityPolicy, TaxiiServer } from '../../lib/taxii/server';
 import type { Store } from '../../lib/store/store';
-import type { IntegrityMarker } from '../../lib/ops/server-integrity';
+import type { VerdictRecorder } from '../../lib/ops/server-integrity';
 
 export interface ServerHandle {
   /** id of the taxii-server node */
@@ -16,8 +16,11 @@ export interface ServerHandle {
   apiRoot: string;
   /** ids of the collections it serves */
   collections: string[];
-  /** markIntegrity of the server, also refreshing the node's badge and telling the watchers */
-  markIntegrity: IntegrityMarker;
+  /** recordVerification of the server, also refreshing the node's badge and telling the watchers */
+  recordVerification: VerdictRecorder;
+  /** counts per integrity status over its collections */
+  counts(): Promise<IntegrityCounts>;
+  policyOf(collection: string): IntegrityPolicy | undefined;
   /** called after anything that may change the status counts (admission, marking, delete) */
   onChange(listener: () => void): () => void;
 }

@@ -24,7 +24,7 @@ import { ThrottledStatus, errorLabel, shorten } from '../shared/status';
 import type { StoreOwner } from '../sets-store/owner';
 import type { StoreConnection, StoreState } from '../../lib/ops/server-store';
 import { buildServerConfig, parseCollections, checkServerSettings, type ServerSettings } from '../../lib/ops/server-config';
-import { countStatuses, recordInfo } from '../../lib/ops/server-integrity';
+import { recordInfo } from '../../lib/ops/server-integrity';
 import { messageOf } from '../../lib/ops/errors';
 import { createTaxiiServer, type TaxiiServer } from '../../lib/taxii/server';
 import { LAYER_MARK, publish, withdraw, type ServerHandle } from './registry';
@@ -52,6 +52,7 @@ interface ServerDef extends NodeDef {
 
 interface ServerCredentials {
   users?: string;
+  apiKeys?: string;
   tokenSecret?: string;
 }
 
@@ -201,10 +202,10 @@ export = function register(RED: NodeAPI): void {
       }
       if (conn.state !== 'connected') return;
       counting = true;
-      countStatuses(conn.store, collections)
+      (handle ? handle.server.integrityCounts() : Promise.resolve(undefined))
         .then(
           (c) => {
-            pending = c.pending;
+            if (c) pending = c.pending;
             show();
           },
           () => undefined, // the store's own state shows trouble
@@ -298,16 +299,19 @@ export = function register(RED: NodeAPI): void {
     app.use(base || '/', mw);
     active = true;
     starting = (async () => {
-      const config = await buildServerConfig(cfg, { users: node.credentials?.users }, conn.store, { log: logServer, nextTokenSecret: secret });
+      const config = await buildServerConfig(cfg, { users: node.credentials?.users, apiKeys: node.credentials?.apiKeys }, conn.store, {
+        log: logServer,
+        nextTokenSecret: secret,
+      });
       if (closed) return;
       const server: TaxiiServer = createTaxiiServer(config);
       server.on('object', (e) => {
-        const msg: NodeMessage = { payload: e.record.object, collection: e.collection, sets: recordInfo(e.record, e.apiRoot, 'admission', e.statusId) };
-        node.send([msg, null]);
+        const sets = recordInfo(e.record, e.apiRoot, 'admission', { statusId: e.statusId, policy: e.policy });
+        node.send([{ payload: e.record.object, collection: e.collection, sets }, null]);
         changed();
       });
       server.on('inquiry', (e) => {
-        const msgs: NodeMessage[] = e.records.map((r) => ({ payload: r.object, collection: e.collection, sets: recordInfo(r, e.apiRoot, 'inquiry') }));
+        const msgs: NodeMessage[] = e.records.map((r) => ({ payload: r.object, collection: e.collection, sets: recordInfo(r, e.apiRoot, 'inquiry', { policy: e.policy }) }));
         if (msgs.length > 0) node.send([null, msgs]);
       });
       server.on('delete', () => changed());
@@ -317,11 +321,13 @@ export = function register(RED: NodeAPI): void {
         store: conn.store,
         apiRoot,
         collections,
-        markIntegrity: async (collection, id, version, status, reason, statusId) => {
-          const ok = await server.markIntegrity(collection, id, version, status, reason, statusId);
-          if (ok) changed();
-          return ok;
+        recordVerification: async (collection, id, version, verdict, reason, statusId) => {
+          const out = await server.recordVerification(collection, id, version, verdict, reason, statusId);
+          if (out.changed) changed();
+          return out;
         },
+        counts: () => server.integrityCounts(),
+        policyOf: (collection) => server.policyOf(collection),
         onChange(listener: () => void): () => void {
           changeListeners.add(listener);
           return () => changeListeners.delete(listener);
@@ -368,6 +374,6 @@ export = function register(RED: NodeAPI): void {
   }
 
   RED.nodes.registerType<ServerNode, ServerDef, unknown, ServerCredentials>('taxii-server', TaxiiServerNode, {
-    credentials: { users: { type: 'password' }, tokenSecret: { type: 'password' } },
+    credentials: { users: { type: 'password' }, apiKeys: { type: 'password' }, tokenSecret: { type: 'password' } },
   });
 };
