@@ -89,6 +89,9 @@ export = function register(RED: NodeAPI): void {
     const show = (): void => badge.set(idle());
 
     // -- what it works on -----------------------------------------------------------------------
+    // (declared before registering with a store: its listener runs at once when the store is open)
+    let counting = false;
+    let again = false;
     let storeConn: { get(): StoreConnection } | undefined;
     let storeState: ConnectionState = 'disconnected';
     if (!serverId && def.store) {
@@ -114,8 +117,6 @@ export = function register(RED: NodeAPI): void {
       return storeConn ? [] : all();
     };
 
-    let counting = false;
-    let again = false;
     function refresh(): void {
       if (counting) {
         again = true;

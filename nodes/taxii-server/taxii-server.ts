@@ -176,21 +176,8 @@ export = function register(RED: NodeAPI): void {
       node.error(`taxii-server cannot start: store ${owner.describe()} cannot be used: ${owner.configError.message}`);
       return;
     }
-    let conn: StoreConnection;
-    try {
-      conn = owner.shared.register(node, (state, detail) => {
-        storeState = { state: state as StoreState, detail };
-        show();
-        if (state === 'connected') refreshCounts();
-      });
-    } catch (err) {
-      fail(errorLabel(err));
-      node.error(`taxii-server cannot start: store ${owner.describe()} cannot be used: ${messageOf(err)}`);
-      return;
-    }
-    const cfg = settings as ServerSettings;
-    const collections = cfg.collections.map((c) => c.id);
-
+    // declared before registering with the store: its listener runs at once when the store is already open
+    let handle: ServerHandle | undefined;
     // -- counts ---------------------------------------------------------------------------------
     const changeListeners = new Set<() => void>();
     let counting = false;
@@ -200,12 +187,13 @@ export = function register(RED: NodeAPI): void {
         countAgain = true;
         return;
       }
-      if (conn.state !== 'connected') return;
+      if (storeState.state !== 'connected' || !handle) return;
       counting = true;
-      (handle ? handle.server.integrityCounts() : Promise.resolve(undefined))
+      handle.server
+        .integrityCounts()
         .then(
           (c) => {
-            if (c) pending = c.pending;
+            pending = c.pending;
             show();
           },
           () => undefined, // the store's own state shows trouble
@@ -229,10 +217,24 @@ export = function register(RED: NodeAPI): void {
       }
     };
 
+    let conn: StoreConnection;
+    try {
+      conn = owner.shared.register(node, (state, detail) => {
+        storeState = { state: state as StoreState, detail };
+        show();
+        if (state === 'connected') refreshCounts();
+      });
+    } catch (err) {
+      fail(errorLabel(err));
+      node.error(`taxii-server cannot start: store ${owner.describe()} cannot be used: ${messageOf(err)}`);
+      return;
+    }
+    const cfg = settings as ServerSettings;
+    const collections = cfg.collections.map((c) => c.id);
+
     // -- server ---------------------------------------------------------------------------------
     let closed = false;
     let active = false;
-    let handle: ServerHandle | undefined;
     const inflight = new Set<Promise<void>>();
     const apiRoot = cfg.apiRoot;
     const rootPath = `/${apiRoot}`;

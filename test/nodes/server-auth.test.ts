@@ -11,11 +11,12 @@ import * as path from 'node:path';
 import { SignJWT, UnsecuredJWT, decodeProtectedHeader, generateKeyPair } from 'jose';
 import { startOidc, type OidcHandle } from '../support/oidc';
 import { OAuth2ClientCredentials } from '../../lib/auth/oauth2';
-import { Collector, deployedFlows, helper, logText, nodeRedVersion, placed, until, type FlowNode } from './helper';
+import { Collector, OpenHandles, deployedFlows, helper, logText, nodeRedVersion, placed, until, type FlowNode } from './helper';
 import { TAXII, baseUrl, basic, bridgeHttpNode, mountedServers, raw, runtimeSettings, serverNodes } from './server-harness';
 import { collectionId, indicator } from './stix';
 
 const PRODUCER = { clientId: 'org-a-producer', clientSecret: 'producer-secret-7731', roles: ['publisher'] };
+const API_KEY = 'k3y-for-the-misp-feed-0123456789';
 const CONSUMER = { clientId: 'org-b-consumer', clientSecret: 'consumer-secret-1187', roles: ['consumer'] };
 
 describe(`taxii-server authentication on Node-RED ${nodeRedVersion}`, function () {
@@ -79,7 +80,9 @@ describe(`taxii-server authentication on Node-RED ${nodeRedVersion}`, function (
     ].map(placed);
   }
   // a fresh object each time: the runtime keeps the object it is given and deletes removed nodes' entries from it
-  const creds = (): Record<string, Record<string, string>> => ({ srv: { users: 'analyst:analyst-pw-55:consumer\npublisher-bot:bot-pw-66:publisher' } });
+  const creds = (): Record<string, Record<string, string>> => ({
+    srv: { users: 'analyst:analyst-pw-55:consumer\npublisher-bot:bot-pw-66:publisher', apiKeys: `misp-feed:${API_KEY}:consumer` },
+  });
 
   async function token(issuer: OidcHandle, client: { clientId: string; clientSecret: string }): Promise<string> {
     const p = new OAuth2ClientCredentials({ tokenUrl: issuer.tokenUrl, clientId: client.clientId, clientSecret: client.clientSecret, timeoutMs: 10_000 });
@@ -190,7 +193,7 @@ describe(`taxii-server authentication on Node-RED ${nodeRedVersion}`, function (
     assert.match(String(d.headers.get('www-authenticate')), /Basic realm="TAXII".*|Bearer realm="TAXII"/);
   });
 
-  it('settings that cannot work: a red badge and a clear error, nothing mounted', async () => {
+  it('settings that cannot work: a clear error naming the problem, nothing mounted', async () => {
     await helper.load(serverNodes, flow({ oauth2: false, anonymousRead: false }), {});
     await until('error logged', () => logText().includes('no way to authenticate'));
     assert.deepEqual(mountedServers(), []);
@@ -202,5 +205,28 @@ describe(`taxii-server authentication on Node-RED ${nodeRedVersion}`, function (
     await helper.load(serverNodes, flow({}), { srv: { users: 'no-password-line' } });
     await until('error logged', () => logText().includes('user list line 1: expected user:password:role1,role2'));
     assert.deepEqual(mountedServers(), []);
+  });
+  it('API keys from the credential list: as a Basic password with any user name, as Token and as Bearer', async () => {
+    await helper.load(serverNodes, flow(), creds());
+    const target = url(`collections/${COLL}/objects/`);
+    assert.equal((await raw('GET', target, { headers: basic('whatever', API_KEY) })).status, 200);
+    assert.equal((await raw('GET', target, { headers: { Authorization: `Token ${API_KEY}`, Accept: TAXII } })).status, 200);
+    assert.equal((await raw('GET', target, { headers: bearer(API_KEY) })).status, 200);
+    assert.equal((await post(bearer(API_KEY))).status, 403, 'the key holds the consumer role only');
+    assert.equal((await raw('GET', target, { headers: { Authorization: `Token ${API_KEY}x`, Accept: TAXII } })).status, 401);
+    assert.ok(!JSON.stringify(deployedFlows()).includes(API_KEY));
+    assert.ok(!logText().includes(API_KEY));
+    assert.equal(helper.credentials.getDefinition('taxii-server')?.apiKeys?.type, 'password');
+  });
+
+  it('leaves no open handles after unload (server, store, badges, JWKS client)', async () => {
+    const handles = new OpenHandles().start();
+    await helper.load(serverNodes, flow(), creds());
+    const t = await token(oidc, PRODUCER);
+    assert.equal((await post(bearer(t))).status, 202);
+    assert.equal((await raw('GET', url(`collections/${COLL}/objects/`), { headers: basic('analyst', 'analyst-pw-55') })).status, 200);
+    providers.splice(0).forEach((p) => p.close());
+    await helper.unload();
+    await handles.expectNone();
   });
 });

@@ -34,6 +34,7 @@ interface SetsOut {
   hash?: string;
   status?: string;
   origin?: string;
+  policy?: string;
   statusId?: string;
   verification?: { status: string; reason?: string };
   integrity?: { status: string; changed: boolean; reason: string; origin?: string };
@@ -56,6 +57,8 @@ describe(`taxii-server flow on Node-RED ${nodeRedVersion}`, function () {
   let userDir: string;
   const deliveries = new Map<string, number>();
   const COLL = collectionId();
+  const OPT = collectionId();
+  const OFF = collectionId();
   const tag = randomBytes(4).toString('hex');
   const EXCHANGE = `sets-h8-${tag}`;
   let brokerPort: number;
@@ -69,7 +72,7 @@ describe(`taxii-server flow on Node-RED ${nodeRedVersion}`, function () {
     brokerPort = Number(new URL(r.url).port);
     // a consumer of the distribution (paper step 4), bound before anything is published
     bus = new AmqpBus({ url: r.url, exchange: EXCHANGE });
-    sub = bus.subscribe({ bindings: bindingKeys({ collection: COLL }) }, (d: BusDelivery) => {
+    sub = bus.subscribe({ bindings: [COLL, OPT, OFF].flatMap((collection) => bindingKeys({ collection })) }, (d: BusDelivery) => {
       const o = d.json() as StixObject;
       deliveries.set(o.id, (deliveries.get(o.id) ?? 0) + 1);
       d.ack();
@@ -108,7 +111,11 @@ describe(`taxii-server flow on Node-RED ${nodeRedVersion}`, function () {
         basePath: '/taxii',
         title: 'SETS test server',
         apiRoot: 'api1',
-        collections: [{ id: COLL, title: 'shared CTI', canRead: ['member', 'viewer'], canWrite: ['member'], integrity: 'required' }],
+        collections: [
+          { id: COLL, title: 'shared CTI', canRead: ['member', 'viewer'], canWrite: ['member'], integrity: 'required' },
+          { id: OPT, title: 'optional', canRead: ['member', 'viewer'], canWrite: ['member'], integrity: 'optional' },
+          { id: OFF, title: 'plain TAXII', canRead: ['member', 'viewer'], canWrite: ['member'], integrity: 'off' },
+        ],
         wires: [['dist', 'verA', 'admitted'], ['verI', 'served']],
         ...server,
       },
@@ -117,8 +124,11 @@ describe(`taxii-server flow on Node-RED ${nodeRedVersion}`, function () {
       { id: 'verA', type: 'verify-hash', z: 'tab', ledger: 'led', waitMs: WAIT_MS, wires: [['integ'], ['integ']] },
       // step 5: served at once, re-verified in parallel, looking once
       { id: 'verI', type: 'verify-hash', z: 'tab', ledger: 'led', waitMs: 0, wires: [['integ'], ['integ']] },
-      { id: 'integ', type: 'integrity-status', z: 'tab', server: 'srv', wires: [['settled']] },
+      // no server selected: it settles records on the server serving msg.sets.collection
+      { id: 'integ', type: 'integrity-status', z: 'tab', server: '', wires: [['settled']] },
       { id: 'query', type: 'integrity-status', z: 'tab', server: 'srv', wires: [['answers']] },
+      // on the store directly (no server): queries and settling of records only
+      { id: 'byStore', type: 'integrity-status', z: 'tab', store: 'store', collections: `${COLL}, ${OPT}`, wires: [['answers']] },
       ...['admitted', 'served', 'distributed', 'settled', 'answers', 'caught'].map((id) => ({ id, type: 'helper', z: 'tab' })),
       { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
     ].map(placed);
@@ -163,8 +173,9 @@ describe(`taxii-server flow on Node-RED ${nodeRedVersion}`, function () {
     const cols = await client('reader', 'reader-pw').collections();
     assert.deepEqual(
       cols.map((x) => [x.id, x.can_read, x.can_write]),
-      [[COLL, true, false]],
+      [COLL, OPT, OFF].map((id) => [id, true, false]),
     );
+    assert.match(String(cols[0].description), /Integrity policy: required/);
     const missing = await raw('GET', `${baseUrl()}/taxii/api1/collections/nope/`, { headers: basic('reader', 'reader-pw') });
     assert.equal(missing.status, 404);
     assert.equal(missing.headers.get('content-type'), TAXII);
@@ -244,10 +255,15 @@ describe(`taxii-server flow on Node-RED ${nodeRedVersion}`, function () {
   it('an object posted without an anchor -> after the wait: failure "not anchored", never served', async () => {
     await helper.load(serverNodes, flow(), creds());
     const settled = new Collector(helper.getNode('settled'));
+    const srvRec = new Recorder(helper.getNode('srv'));
+    const integRec = new Recorder(helper.getNode('integ'));
     const cl = client();
     const o = malware('never anchored');
     const st = await cl.addObjects(COLL, [o], { wait: false });
     assert.equal(st.status, 'pending');
+    // while verify-hash waits for the anchor, the badges show the pending record
+    await until('server badge: 1 pending', () => srvRec.statuses.some((b) => /^\d+ req · 1 pending$/.test(String(b.text))), WAIT_MS);
+    await until('integrity badge: 1 pending', () => integRec.statuses.some((b) => /^1 pending · \d+ finalized · \d+ invalid$/.test(String(b.text))), WAIT_MS);
     const [s] = await settled.wait(1, WAIT_MS + 15_000);
     assert.equal(asMsg(s).sets?.verification?.status, 'not-anchored');
     assert.equal(asMsg(s).sets?.integrity?.status, 'invalid');
@@ -262,6 +278,10 @@ describe(`taxii-server flow on Node-RED ${nodeRedVersion}`, function () {
     assert.deepEqual(list.objects, []);
     const q = await query({ status: 'invalid', id: o.id });
     assert.equal((q.payload as Array<{ reason?: string }>)[0]?.reason?.startsWith('not anchored'), true);
+    await until('integrity badge turns yellow with the invalid record', () =>
+      integRec.statuses.some((b) => b.fill === 'yellow' && /^0 pending · \d+ finalized · [1-9]\d* invalid$/.test(String(b.text))),
+    );
+    await until('server badge: 0 pending', () => srvRec.statuses.some((b) => /^\d+ req · 0 pending$/.test(String(b.text))));
   });
 
   it('tampered in transit (POSTed object differs from the anchored one) -> invalid with the mismatch reason', async () => {
@@ -425,5 +445,70 @@ describe(`taxii-server flow on Node-RED ${nodeRedVersion}`, function () {
     assert.match(texts, /status must be among pending, finalized, invalid/);
     assert.match(texts, /not-served-here is not one of/);
     assert.match(texts, /unknown status query field "colour"/);
+  });
+  it('integrity policies: optional serves a not-anchored object and still refuses a mismatch; off is distributed but never verified', async () => {
+    await helper.load(serverNodes, flow(), creds());
+    const settled = new Collector(helper.getNode('settled'));
+    const admitted = new Collector(helper.getNode('admitted'));
+    const cl = client();
+    const loose = indicator('optional, never anchored');
+    const altered = indicator('optional, altered');
+    await producer.anchor(keyForObject(OPT, altered).key, hashObject(altered));
+    await cl.addObjects(OPT, [loose, { ...altered, name: 'changed in transit' }], { wait: false });
+    const results = await settled.wait(2, WAIT_MS + 15_000);
+    const byId = new Map(results.map((m) => [String(asMsg(m).sets?.id), asMsg(m).sets]));
+    assert.equal(byId.get(loose.id)?.verification?.status, 'not-anchored');
+    assert.equal(byId.get(loose.id)?.integrity?.status, 'pending', 'optional: not anchored leaves it served');
+    assert.equal(byId.get(altered.id)?.integrity?.status, 'invalid', 'optional: a mismatch is still refused');
+    assert.equal(asMsg(admitted.messages[0]).sets?.policy, 'optional');
+    assert.deepEqual((await cl.getObject(OPT, loose.id)).objects, [loose]);
+    const refused = await raw('GET', `${baseUrl()}/taxii/api1/collections/${OPT}/objects/${altered.id}/`, { headers: basic('reader', 'reader-pw') });
+    assert.equal(refused.status, 404);
+
+    const plain = malware('plain TAXII');
+    await producer.anchor(keyForObject(OFF, plain).key, hashObject(plain)); // verified, but nothing is recorded
+    const st = await cl.addObjects(OFF, [plain], { wait: false });
+    assert.equal(st.status, 'complete', 'off: nothing to wait for');
+    await until('distributed', () => deliveries.get(plain.id) === 1);
+    const offSettled = await until('the off record settled', () => settled.messages.find((m) => asMsg(m).sets?.id === plain.id), 15_000);
+    assert.equal(asMsg(offSettled).sets?.policy, 'off');
+    assert.equal(asMsg(offSettled).sets?.integrity?.status, 'unverified');
+    assert.equal(asMsg(offSettled).sets?.integrity?.changed, false);
+    const q = await query({ collection: OFF });
+    assert.deepEqual(
+      (q.payload as Array<{ id: string; status: string }>).map((x) => [x.id, x.status]),
+      [[plain.id, 'unverified']],
+    );
+  });
+
+  it('integrity-status on the store alone: queries its collections and settles records (no status resource)', async () => {
+    await helper.load(serverNodes, flow(), creds());
+    const settled = new Collector(helper.getNode('settled'));
+    const cl = client();
+    const o = indicator('settled through the store');
+    await anchor(o);
+    await cl.addObjects(COLL, [o], { wait: false });
+    await settled.wait(1, 20_000);
+    const answers = new Collector(helper.getNode('answers'));
+    const byStore = helper.getNode('byStore');
+    byStore?.receive({ payload: o.id });
+    const [a] = await answers.wait(1);
+    assert.deepEqual(
+      (a.payload as Array<{ id: string; status: string }>).map((x) => [x.id, x.status]),
+      [[o.id, 'finalized']],
+    );
+    // a verification result handed to it directly (e.g. from another Node-RED's verify-hash)
+    const version = (a.payload as Array<{ version: string }>)[0].version;
+    byStore?.receive({ payload: o, sets: { collection: COLL, id: o.id, version, verification: { status: 'mismatch', reason: 'hash mismatch: test' } } });
+    const [, b] = await answers.wait(2);
+    assert.equal(asMsg(b).sets?.integrity?.status, 'invalid');
+    assert.equal(asMsg(b).sets?.integrity?.changed, true);
+    const get = await raw('GET', objectUrl(o.id), { headers: basic('reader', 'reader-pw') });
+    assert.equal(get.status, 404, 'refused by the server too: the store is shared');
+    // a collection the node does not list is refused
+    const caught = new Collector(helper.getNode('caught'));
+    byStore?.receive({ payload: { collection: OFF } });
+    const [e] = await caught.wait(1);
+    assert.match(String((e as { error?: { message?: string } }).error?.message), /is not one of/);
   });
 });
