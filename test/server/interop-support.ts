@@ -74,7 +74,8 @@ export async function startInteropServer(patch: (cfg: TaxiiServerConfig) => void
 export function raw(base: string, method: string, path: string, headers: Record<string, string>, body?: string | Buffer): Promise<Reply> {
   const u = new URL(base);
   const h: Record<string, string> = { ...headers };
-  if (body !== undefined && !Object.keys(h).some((k) => k.toLowerCase() === 'content-length')) h['Content-Length'] = String(Buffer.byteLength(body));
+  const has = (name: string): boolean => Object.keys(h).some((k) => k.toLowerCase() === name);
+  if (body !== undefined && !has('content-length') && !has('transfer-encoding')) h['Content-Length'] = String(Buffer.byteLength(body));
   return new Promise((resolve, reject) => {
     const r = http.request({ method, hostname: u.hostname, port: u.port, path, headers: h, agent: false, timeout: 20_000 }, (res) => {
       const chunks: Buffer[] = [];
