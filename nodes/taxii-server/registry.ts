@@ -14,6 +14,8 @@ export interface ServerHandle {
   server: TaxiiServer;
   store: Store;
   apiRoot: string;
+  /** where its API root is mounted on RED.httpNode: `<base>/<apiRoot>` */
+  mountPath: string;
   /** ids of the collections it serves */
   collections: string[];
   /** recordVerification of the server, also refreshing the node's badge and telling the watchers */

@@ -27,7 +27,7 @@ import { buildServerConfig, parseCollections, checkServerSettings, type ServerSe
 import { recordInfo } from '../../lib/ops/server-integrity';
 import { messageOf } from '../../lib/ops/errors';
 import { createTaxiiServer, type TaxiiServer } from '../../lib/taxii/server';
-import { LAYER_MARK, publish, withdraw, type ServerHandle } from './registry';
+import { LAYER_MARK, all, publish, withdraw, type ServerHandle } from './registry';
 
 interface ServerDef extends NodeDef {
   store?: string;
@@ -322,6 +322,7 @@ export = function register(RED: NodeAPI): void {
         server,
         store: conn.store,
         apiRoot,
+        mountPath: `${base}/${apiRoot}`,
         collections,
         recordVerification: async (collection, id, version, verdict, reason, statusId) => {
           const out = await server.recordVerification(collection, id, version, verdict, reason, statusId);
@@ -336,6 +337,12 @@ export = function register(RED: NodeAPI): void {
         },
       };
       running = true;
+      for (const other of all()) {
+        if (other.nodeId === node.id) continue;
+        if (other.mountPath === handle.mountPath) node.warn(`taxii-server ${other.nodeId} already serves ${handle.mountPath}/: the one deployed first answers`);
+        const shared = other.collections.filter((c) => collections.includes(c));
+        if (shared.length > 0) node.warn(`collection(s) ${shared.join(', ')} are also served by taxii-server ${other.nodeId}: integrity-status without a selected server settles them on one of the two`);
+      }
       publish(handle);
       const root = (typeof RED.settings.httpNodeRoot === 'string' ? RED.settings.httpNodeRoot : '/').replace(/\/+$/, '');
       node.log(`TAXII 2.1 discovery at ${root}${base}/taxii2/, API root ${root}${base}/${apiRoot}/ (${collections.length} collection(s))`);
