@@ -9,6 +9,13 @@
  * announce what they served with an `inquiry` event for re-verification in parallel (step 5);
  * `invalid` records are never served again.
  *
+ * Each collection has an integrity policy (server-config.ts; docs/interop.md): `required` (the
+ * above), `optional` (served and complete at once; a verdict is recorded when an anchor appears,
+ * a mismatch still invalidates) or `off` (plain TAXII 2.1). `recordVerification` applies a ledger
+ * verdict under the policy. Interoperability leniency (Accept variants, missing slashes, scheme
+ * case, API keys, bundles instead of envelopes) never extends to credentials, body size or STIX
+ * validity.
+ *
  * Nothing lives only in this process's memory that another instance would need: status resources
  * are in the store, `next` tokens are self-contained and signed. (The index from pending records
  * to their status resources is an in-process shortcut; callers of markIntegrity on another
