@@ -86,7 +86,10 @@ export = function register(RED: NodeAPI): void {
         text: `${counts.pending} pending · ${counts.finalized} finalized · ${counts.invalid} invalid`,
       };
     };
-    const show = (): void => badge.set(idle());
+    let closed = false;
+    const show = (): void => {
+      if (!closed) badge.set(idle()); // a count finishing after close must not draw (nor start a timer)
+    };
 
     // -- what it works on -----------------------------------------------------------------------
     // (declared before registering with a store: its listener runs at once when the store is open)
@@ -239,6 +242,7 @@ export = function register(RED: NodeAPI): void {
     });
 
     node.on('close', () => {
+      closed = true;
       offWatch?.();
       for (const off of offChanges.values()) off();
       offChanges.clear();

@@ -141,8 +141,10 @@ export = function register(RED: NodeAPI): void {
     let running = false;
     let storeState: { state: StoreState; detail?: string } = { state: 'connecting' };
     let failure: string | undefined;
+    let closed = false;
     const badge = new ThrottledStatus((s) => node.status(s), 250);
     const show = (): void => {
+      if (closed) return; // requests finishing after close must not draw (nor start a timer)
       if (failure) return badge.set({ fill: 'red', shape: 'dot', text: shorten(`! ${failure}`) });
       if (storeState.state === 'error') return badge.set({ fill: 'red', shape: 'ring', text: shorten(`! store: ${storeState.detail ?? 'error'}`) });
       if (!running) return badge.set({ fill: 'yellow', shape: 'ring', text: 'taxii-server.status.starting' });
@@ -233,7 +235,6 @@ export = function register(RED: NodeAPI): void {
     const collections = cfg.collections.map((c) => c.id);
 
     // -- server ---------------------------------------------------------------------------------
-    let closed = false;
     let active = false;
     const inflight = new Set<Promise<void>>();
     const apiRoot = cfg.apiRoot;
