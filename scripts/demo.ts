@@ -15,8 +15,13 @@
  */
 import * as fs from 'fs';
 import * as http from 'http';
+import express from 'express';
 import * as path from 'path';
+import type { ClassicLevel } from 'classic-level';
 import { probeAmqp } from '../lib/bus/amqp';
+import { EmbeddedStore } from '../lib/store/embedded';
+import { TaxiiClient } from '../lib/taxii/client';
+import { BasicAuth } from '../lib/auth/client';
 import { startHardhat, type ChainHandle } from '../test/support/hardhat';
 import { startRabbit, type RabbitHandle } from '../test/support/rabbit';
 
@@ -24,7 +29,14 @@ const root = path.resolve(__dirname, '..', '..');
 const port = Number(process.env.SETS_DEMO_PORT ?? 1880);
 const userDir = path.resolve(process.env.SETS_DEMO_DIR ?? path.join(root, '.sets-demo'));
 const exitAfter = process.env.SETS_DEMO_EXIT_AFTER ? Number(process.env.SETS_DEMO_EXIT_AFTER) : 0;
+const FLOW_FILE = path.join(root, 'examples', 'sets-all-in-one-demo.json');
 const COLLECTION = '91a7b528-80eb-42ed-a74d-c6fbd5a26116';
+const STORE_TAMPERED_ID = 'malware--31b940d4-6f7f-459a-80ea-9c1f17b5891b';
+/** Demo users of the TAXII server (README lists them). */
+const USERS = [
+  { username: 'producer', password: 'sets-demo-producer', roles: 'publisher' },
+  { username: 'consumer', password: 'sets-demo-consumer', roles: 'reader' },
+];
 
 function say(line: string): void {
   process.stdout.write(`[sets-demo] ${line}\n`);
@@ -69,7 +81,9 @@ function writeUserDir(chain: ChainHandle, registry: string, broker: BrokerChoice
   const link = path.join(userDir, 'node_modules', 'node-red-contrib-sets');
   fs.rmSync(link, { force: true, recursive: true });
   fs.symlinkSync(root, link, 'dir');
-  const flow = JSON.parse(fs.readFileSync(path.join(root, 'examples', 'sets-pipeline-rabbitmq.json'), 'utf8')) as FlowNode[];
+  // The chain is new on every run, so the records of an earlier run could not verify: start empty.
+  fs.rmSync(path.join(userDir, 'sets-store'), { recursive: true, force: true });
+  const flow = JSON.parse(fs.readFileSync(FLOW_FILE, 'utf8')) as FlowNode[];
   for (const n of flow) {
     if (n.type === 'sets-ledger') Object.assign(n, { rpcUrl: chain.rpcUrl, wsUrl: '', chainId: String(chain.chainId), contract: registry });
     if (n.type === 'sets-broker' && broker.kind === 'in-process') Object.assign(n, { kind: 'in-process', brokerName: 'sets-demo' });
@@ -77,6 +91,7 @@ function writeUserDir(chain: ChainHandle, registry: string, broker: BrokerChoice
       const u = broker.url;
       Object.assign(n, { kind: 'amqp', host: u.hostname, port: Number(u.port || 5672), vhost: decodeURIComponent(u.pathname.slice(1)) || '/' });
     }
+    if (n.type === 'sets-taxii') n.url = `http://127.0.0.1:${port}/taxii/taxii2/`;
   }
   fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(flow, null, 2));
   // Demo credentials only: hardhat's public development key and the broker's demo user. With
@@ -85,11 +100,40 @@ function writeUserDir(chain: ChainHandle, registry: string, broker: BrokerChoice
   const creds: Record<string, Record<string, string>> = {};
   for (const n of flow) {
     if (n.type === 'sets-ledger') creds[n.id] = { privateKey: chain.accounts[0].privateKey };
+    if (n.type === 'taxii-server') creds[n.id] = { users: USERS.map((u) => `${u.username}:${u.password}:${u.roles}`).join('\n') };
+    if (n.type === 'sets-taxii') {
+      const u = /consumer/.test(String(n.name)) ? USERS[1] : USERS[0];
+      creds[n.id] = { username: u.username, password: u.password };
+    }
     if (n.type === 'sets-broker' && broker.kind === 'amqp') {
       creds[n.id] = { username: decodeURIComponent(broker.url.username || 'guest'), password: decodeURIComponent(broker.url.password || 'guest') };
     }
   }
   fs.writeFileSync(path.join(userDir, 'flows_cred.json'), JSON.stringify(creds, null, 2));
+}
+
+/**
+ * Attack 2 of the demo: an insider with access to the database edits a stored record, bypassing
+ * the store's API. The embedded store shares one LevelDB handle per directory in a process, so we
+ * reach its raw database the way such an insider would reach the files. Demo only.
+ */
+async function tamperStoredRecord(dir: string, collection: string, id: string): Promise<number> {
+  const store = new EmbeddedStore({ dir });
+  await store.open();
+  try {
+    const db = (store as unknown as { handle: { db: ClassicLevel<string, string> } }).handle.db;
+    const prefix = ['r', collection, id].join('\u0000') + '\u0000';
+    let changed = 0;
+    for await (const [key, value] of db.iterator({ gte: prefix, lt: prefix.slice(0, -1) + '\u0001' })) {
+      const rec = JSON.parse(value) as { object: Record<string, unknown> };
+      rec.object.name = 'Harmless updater (edited by an insider)';
+      await db.put(key, JSON.stringify(rec));
+      changed++;
+    }
+    return changed;
+  } finally {
+    await store.close();
+  }
 }
 
 interface LogRecord {
@@ -114,15 +158,21 @@ async function main(): Promise<void> {
     const broker = await findBroker(stops);
     writeUserDir(chain, registry, broker);
 
-    const counts = { verified: 0, rejected: 0, errors: 0 };
+    const counts = { verified: 0, rejected: 0, inquiryRejected: 0, invalid: 0, errors: 0 };
     // node-red is loaded at run time: it is the runtime we host, not a dependency of lib/.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const RED = require('node-red') as {
       init(server: http.Server, settings: Record<string, unknown>): void;
       start(): Promise<void>;
       stop(): Promise<void>;
+      nodes: { getNode(id: string): unknown };
+      httpAdmin: express.Express;
+      httpNode: express.Express;
     };
-    const server = http.createServer();
+    // Embedded Node-RED serves nothing by itself: mount its editor/admin API and the HTTP-in
+    // routes (our TAXII server lives there) on our own Express app.
+    const app = express();
+    const server = http.createServer(app);
     RED.init(server, {
       userDir,
       flowFile: 'flows.json',
@@ -132,6 +182,15 @@ async function main(): Promise<void> {
       httpAdminRoot: '/',
       httpNodeRoot: '/',
       editorTheme: { tours: false, projects: { enabled: false } },
+      functionGlobalContext: {
+        setsDemo: {
+          tamperStoredRecord: (collection: string, id: string): Promise<number> => {
+            const store = RED.nodes.getNode('aio-store') as { dir?: string } | null;
+            if (!store?.dir) return Promise.reject(new Error('demo store not found'));
+            return tamperStoredRecord(store.dir, collection, id);
+          },
+        },
+      },
       logging: {
         console: { level: 'info', metrics: false, audit: false },
         sets: {
@@ -142,11 +201,15 @@ async function main(): Promise<void> {
             if (rec.type !== 'debug') return;
             if (rec.name === 'VERIFIED') counts.verified++;
             else if (rec.name === 'REJECTED') counts.rejected++;
+            else if (rec.name === 'INQUIRY REJECTED') counts.inquiryRejected++;
+            else if (rec.name === 'INTEGRITY' && /status: 'invalid'/.test(String(rec.msg))) counts.invalid++;
             else if (rec.name === 'ERROR') counts.errors++;
           },
         },
       },
     });
+    app.use('/', RED.httpAdmin);
+    app.use('/', RED.httpNode);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, '127.0.0.1', () => resolve());
@@ -156,24 +219,59 @@ async function main(): Promise<void> {
       await RED.stop();
       await new Promise<void>((r) => server.close(() => r()));
     });
-    say(`Node-RED editor: http://127.0.0.1:${port}/  (flow "SETS pipeline (RabbitMQ)")`);
-    say(`collection ${COLLECTION}; the producer publishes 3 objects, an attacker alters 1 in transit`);
-    say('press the inject buttons in the editor to publish again; Ctrl-C stops everything');
+    say(`Node-RED editor:  http://127.0.0.1:${port}/  (flow "SETS all-in-one demo")`);
+    say(`TAXII discovery:  http://127.0.0.1:${port}/taxii/taxii2/   API root: http://127.0.0.1:${port}/taxii/api1/`);
+    say(`TAXII users:      ${USERS.map((u) => `${u.username} / ${u.password} (${u.roles})`).join(', ')}`);
+    say(`collections:      ${COLLECTION} (integrity required), 5f0c7a3e-… (optional), c3e6d2a5-… (off)`);
+    say('the producer publishes 3 objects; an attacker alters 1 in transit; an insider alters 1 stored record');
+    say('press the inject buttons in the editor to publish or inquire again; Ctrl-C stops everything');
 
     const finish = async (code: number): Promise<never> => {
-      say(`summary: ${counts.verified} verified, ${counts.rejected} rejected, ${counts.errors} errors`);
+      say(
+        `summary: ${counts.verified} verified, ${counts.rejected} rejected, ${counts.inquiryRejected} rejected on inquiry, ` +
+          `${counts.invalid} marked invalid, ${counts.errors} errors`,
+      );
       await stopAll();
       process.exit(code);
+    };
+    // Step 5.b: once marked invalid, the server refuses the altered record (a TAXII 404 that says why).
+    const refusedFromNowOn = async (): Promise<boolean> => {
+      const client = new TaxiiClient({ url: `http://127.0.0.1:${port}/taxii/taxii2/`, auth: new BasicAuth(USERS[1].username, USERS[1].password), timeoutMs: 5000 });
+      try {
+        await client.getObject(COLLECTION, STORE_TAMPERED_ID);
+        say(`the altered record ${STORE_TAMPERED_ID} is still served`);
+        return false;
+      } catch (err) {
+        say(`the server now refuses the altered record: ${(err as Error).message}`);
+        return /404/.test((err as Error).message);
+      } finally {
+        client.close();
+      }
+    };
+    // The URLs README gives: the editor, and TAXII discovery for the demo users.
+    const urlsAnswer = async (): Promise<boolean> => {
+      const editor = await fetch(`http://127.0.0.1:${port}/`);
+      const editorOk = editor.ok && /Node-RED/.test(await editor.text());
+      const client = new TaxiiClient({ url: `http://127.0.0.1:${port}/taxii/taxii2/`, auth: new BasicAuth(USERS[0].username, USERS[0].password), timeoutMs: 5000 });
+      try {
+        const d = await client.discover();
+        const cols = await client.collections();
+        say(`editor answers: ${editorOk}; TAXII discovery "${d.title}" lists ${cols.length} collections`);
+        return editorOk && cols.length === 3;
+      } finally {
+        client.close();
+      }
     };
     process.once('SIGINT', () => void finish(0));
     process.once('SIGTERM', () => void finish(0));
     if (exitAfter > 0) {
       const deadline = Date.now() + exitAfter * 1000;
-      while (Date.now() < deadline && !(counts.verified >= 3 && counts.rejected >= 1)) {
-        await new Promise((r) => setTimeout(r, 250));
-      }
-      const ok = counts.verified >= 3 && counts.rejected >= 1 && counts.errors === 0;
-      say(ok ? 'demo pipeline OK: genuine CTI verified, tampered CTI rejected' : 'demo pipeline did NOT reach the expected result');
+      const done = (): boolean => counts.verified >= 3 && counts.rejected >= 1 && counts.inquiryRejected >= 1 && counts.invalid >= 1;
+      while (Date.now() < deadline && !done()) await new Promise((r) => setTimeout(r, 250));
+      const refused = done() && (await refusedFromNowOn());
+      const served = await urlsAnswer();
+      const ok = done() && refused && served && counts.errors === 0;
+      say(ok ? 'demo pipeline OK: genuine CTI verified, tampering in transit and in the store caught' : 'demo pipeline did NOT reach the expected result');
       await finish(ok ? 0 : 1);
     }
   } catch (err) {

@@ -1,7 +1,9 @@
 /**
  * README's main command, end to end: `node dist/scripts/demo.js` (what `npm run demo` runs after
  * the build) in a child process with its own hardhat chain and Node-RED, against the test
- * RabbitMQ. It must print genuine CTI as verified and the object altered in transit as rejected,
+ * RabbitMQ (and on the in-process broker). Genuine CTI must be verified at the subscriber, the object
+ * altered in transit rejected, the record altered in the store rejected by the inquirer, marked invalid and
+ * refused by the server; the editor and TAXII discovery must answer;
  * then exit 0 (SETS_DEMO_EXIT_AFTER makes it stop by itself).
  */
 import { strict as assert } from 'assert';
@@ -41,14 +43,18 @@ describe('npm run demo (end to end)', function () {
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     fs.rmSync(dir, { recursive: true, force: true });
     assert.equal(code, 0, `demo exited ${code}; output:\n${out.slice(-4000)}`);
-    assert.match(out, /Node-RED editor: http:\/\/127\.0\.0\.1:\d+\//);
-    const summary = out.match(/summary: (\d+) verified, (\d+) rejected, (\d+) errors/);
+    assert.match(out, /Node-RED editor:\s+http:\/\/127\.0\.0\.1:\d+\//);
+    const summary = out.match(/summary: (\d+) verified, (\d+) rejected, (\d+) rejected on inquiry, (\d+) marked invalid, (\d+) errors/);
     assert.ok(summary, 'no summary line');
-    assert.ok(Number(summary[1]) >= 3, `verified ${summary[1]}`);
-    assert.ok(Number(summary[2]) >= 1, `rejected ${summary[2]}`);
-    assert.equal(summary[3], '0');
+    assert.ok(Number(summary[1]) >= 3, `verified at the subscriber: ${summary[1]}`);
+    assert.ok(Number(summary[2]) >= 1, `rejected at the subscriber (tampered in transit): ${summary[2]}`);
+    assert.ok(Number(summary[3]) >= 1, `rejected by the inquirer (tampered in the store): ${summary[3]}`);
+    assert.ok(Number(summary[4]) >= 1, `marked invalid by the server: ${summary[4]}`);
+    assert.equal(summary[5], '0');
     assert.match(out, /status: 'mismatch'/);
     assert.match(out, /indicator--0c7b5b88-8ff7-4a4d-aa9d-feb398cd0061/);
+    assert.match(out, /the server now refuses the altered record: .*-> 404 Not Found.*failed its integrity check/);
+    assert.match(out, /editor answers: true; TAXII discovery "SETS demo TAXII server" lists 3 collections/);
     return out;
   }
 
