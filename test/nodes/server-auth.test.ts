@@ -31,7 +31,7 @@ describe(`taxii-server authentication on Node-RED ${nodeRedVersion}`, function (
     this.timeout(60_000);
     [oidc, shortLived] = await Promise.all([
       startOidc({ clients: [PRODUCER, CONSUMER] }),
-      startOidc({ clients: [PRODUCER], accessTokenTtl: 1 }),
+      startOidc({ clients: [PRODUCER], accessTokenTtl: 4 }),
     ]);
     userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sets-h8-auth-'));
     runtimeSettings({ userDir });
@@ -147,7 +147,7 @@ describe(`taxii-server authentication on Node-RED ${nodeRedVersion}`, function (
     await expect401(elevated, /not valid|signature/);
     await helper.unload();
 
-    // a real token of a 1-second lifetime, used after it expired (no clock tolerance configured)
+    // a real token of a 4-second lifetime (room for a loaded machine between issue and first use), used after it expired (no clock tolerance configured)
     await helper.load(serverNodes, flow({}, shortLived), creds());
     const brief = await token(shortLived, PRODUCER);
     const fresh = await raw('GET', url(`collections/${COLL}/`), { headers: bearer(brief) });
