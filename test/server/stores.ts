@@ -1,11 +1,12 @@
 /**
  * Which Store the server tests run on: the embedded store (lib/store/embedded.ts) in a temporary
- * directory when it is built, else the in-memory test store.
+ * directory, or the in-memory test store when SETS_TEST_SERVER_STORE=memory.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Store } from '../../lib/store/store';
+import { EmbeddedStore } from '../../lib/store/embedded';
 import { MemoryStore } from './memory-store';
 
 export interface TestStore {
@@ -16,16 +17,12 @@ export interface TestStore {
 
 type EmbeddedCtor = new (opts: { dir: string }) => Store;
 
+/**
+ * The embedded store, unless SETS_TEST_SERVER_STORE=memory asks for the in-memory one. Imported
+ * directly: a store that fails to load must fail the suite, not switch it silently to another store.
+ */
 function embeddedCtor(): EmbeddedCtor | undefined {
-  if (process.env.SETS_TEST_SERVER_STORE === 'memory') return undefined;
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const mod = require('../../lib/store/embedded') as Record<string, unknown>;
-    const ctor = mod['EmbeddedStore'];
-    return typeof ctor === 'function' ? (ctor as EmbeddedCtor) : undefined;
-  } catch {
-    return undefined;
-  }
+  return process.env.SETS_TEST_SERVER_STORE === 'memory' ? undefined : EmbeddedStore;
 }
 
 export async function makeStore(): Promise<TestStore> {
