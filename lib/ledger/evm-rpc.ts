@@ -449,7 +449,14 @@ export class ChainClient {
     if (send && this.sender) return withTimeout(this.sender.send(method, params), ms, msg);
     const reader = this.reader as JsonRpcProvider;
     const t0 = Date.now();
-    await withTimeout(this.reads.take(), ms, msg);
+    const permit = this.reads.take();
+    try {
+      await withTimeout(permit, ms, msg);
+    } catch (err) {
+      // a permit granted after we gave up waiting goes back, or the read slots leak one by one
+      void permit.then(() => this.reads.give());
+      throw err;
+    }
     try {
       return await withTimeout(reader.send(method, params), ms - (Date.now() - t0), msg);
     } finally {
