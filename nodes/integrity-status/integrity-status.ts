@@ -181,21 +181,32 @@ export = function register(RED: NodeAPI): void {
     }
     show();
 
+    /** Waits in progress, cancelled on close (their timer and registry watcher released). */
+    const waits = new Set<() => void>();
     const waitForServer = (pick: () => ServerHandle | undefined, what: string): Promise<ServerHandle> => {
       const now = pick();
       if (now) return Promise.resolve(now);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
+        const end = (): void => {
+          clearTimeout(timer);
           off();
+          waits.delete(cancel);
+        };
+        const cancel = (): void => {
+          end();
+          reject(new OpsError('BAD_CONFIG', `the node closed while waiting: ${what} is not running`));
+        };
+        const timer = setTimeout(() => {
+          end();
           reject(new OpsError('BAD_CONFIG', `${what} is not running (not deployed, or it failed to start)`));
         }, SERVER_WAIT_MS);
         const off = watch(() => {
           const h = pick();
           if (!h) return;
-          clearTimeout(timer);
-          off();
+          end();
           resolve(h);
         });
+        waits.add(cancel);
       });
     };
 
@@ -243,6 +254,7 @@ export = function register(RED: NodeAPI): void {
 
     node.on('close', () => {
       closed = true;
+      for (const cancel of [...waits]) cancel();
       offWatch?.();
       for (const off of offChanges.values()) off();
       offChanges.clear();
