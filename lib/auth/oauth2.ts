@@ -303,7 +303,9 @@ export class OAuth2ClientCredentials implements AuthProvider {
     }
 
     if (!isRecord(json) || typeof json['access_token'] !== 'string' || json['access_token'] === '') {
-      throw new AuthError(`OAuth2 token response from ${url} has no access_token${body ? `: ${snippet(body)}` : ''}`, {
+      // a successful token response may carry other secrets (refresh/id tokens): name its fields, never echo it
+      const shape = isRecord(json) ? `fields: ${Object.keys(json).slice(0, 10).join(', ') || 'none'}` : 'not a JSON object';
+      throw new AuthError(`OAuth2 token response from ${url} has no access_token (${shape})`, {
         code: 'BAD_RESPONSE',
         url,
         httpStatus: status,
