@@ -26,11 +26,13 @@ export = function register(RED: NodeAPI): void {
 
   function setup(node: Node, def: AckDef): void {
     let action: SettleAction = { kind: 'ack' };
+    let setupError: Error | undefined;
     try {
       const a = oneOf(def.action, 'settle as', ['ack', 'requeue', 'dead-letter'] as const, 'ack');
       action = a === 'ack' ? { kind: 'ack' } : { kind: 'nack', requeue: a === 'requeue' };
     } catch (err) {
-      node.error((err as Error).message);
+      setupError = err instanceof Error ? err : new Error(String(err));
+      node.error(setupError.message);
     }
     let acked = 0;
     let nacked = 0;
@@ -49,7 +51,14 @@ export = function register(RED: NodeAPI): void {
         done();
         return;
       }
-      const chosen = nackOverride(info?.nack) ?? action;
+      const override = nackOverride(info?.nack);
+      // an unreadable "settle as" must not fall back to ack (the broker would drop a message meant
+      // for requeue or the dead-letter queue): settle nothing, the broker redelivers it
+      if (setupError && !override) {
+        done(setupError);
+        return;
+      }
+      const chosen = override ?? action;
       deliveries.settle(id, chosen).then(
         (r) => {
           switch (r.outcome) {
