@@ -8,7 +8,9 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 
-const root = path.resolve(__dirname, '..', '..', '..');
+// <repo>/dist/test/unit -> <repo>; with the build output elsewhere (SETS_BUILD_OUT), the repo is the working directory
+const builtInRepo = path.resolve(__dirname, '..', '..', '..');
+const root = fs.existsSync(path.join(builtInRepo, 'examples')) ? builtInRepo : process.cwd();
 const examplesDir = path.join(root, 'examples');
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { 'node-red': { nodes: Record<string, string> } };
 
