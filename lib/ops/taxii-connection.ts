@@ -64,19 +64,24 @@ export function createTaxiiConnection(settings: TaxiiSettings, secrets: TaxiiSec
     case 'bearer':
       auth = { type: 'bearer', token: need(secrets.token, 'a token', 'bearer') };
       break;
-    case 'oauth2':
+    case 'oauth2': {
+      // check the settings first: a client created before a failing check would never be closed
+      const tokenUrl = need(settings.tokenUrl, 'a token URL', 'oauth2');
+      const clientId = need(secrets.clientId, 'a client id', 'oauth2');
+      const clientSecret = need(secrets.clientSecret, 'a client secret', 'oauth2');
       tokenHttp = createHttpClient({ timeoutMs, tls });
       auth = {
         type: 'oauth2',
-        tokenUrl: need(settings.tokenUrl, 'a token URL', 'oauth2'),
-        clientId: need(secrets.clientId, 'a client id', 'oauth2'),
-        clientSecret: need(secrets.clientSecret, 'a client secret', 'oauth2'),
+        tokenUrl,
+        clientId,
+        clientSecret,
         client: tokenHttp,
         timeoutMs,
         ...(settings.scope ? { scope: settings.scope } : {}),
         ...(settings.audience ? { audience: settings.audience } : {}),
       };
       break;
+    }
     default:
       throw new OpsError('BAD_CONFIG', `unknown authentication type ${JSON.stringify(settings.authType)}`);
   }
