@@ -9,6 +9,7 @@
  */
 import * as path from 'node:path';
 import { createStore, type StoreConfig } from '../store/index';
+import { redactUri } from '../store/mongo';
 import type { Store } from '../store/store';
 import { OpsError, messageOf } from './errors';
 
@@ -53,10 +54,8 @@ export function storeConfig(s: StoreSettings, secrets: StoreSecrets): StoreConfi
   throw new OpsError('BAD_CONFIG', `unknown store kind ${JSON.stringify((s as { kind?: unknown }).kind)} (embedded or mongodb)`);
 }
 
-/** Remove credentials from a MongoDB URI, for messages. */
-export function redactUri(uri: string): string {
-  return uri.replace(/^(mongodb(?:\+srv)?:\/\/)[^@/]*@/, '$1***@');
-}
+/** The connection string without its password, for messages (one rule for the store and its node). */
+export { redactUri };
 
 export class StoreConnection {
   readonly store: Store;

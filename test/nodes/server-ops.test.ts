@@ -299,7 +299,7 @@ describe('server operations (lib/ops/server-*)', function () {
         db: 'sets',
         collectionPrefix: 'p_',
       });
-      assert.equal(redactUri('mongodb+srv://user:s3cret@cluster/x'), 'mongodb+srv://***@cluster/x');
+      assert.equal(redactUri('mongodb+srv://user:s3cret@cluster/x'), 'mongodb+srv://user:***@cluster/x');
     });
 
     it('opens at once (connecting -> connected), reports a store that cannot open, and retries until it can', async () => {
