@@ -14,6 +14,7 @@
  */
 import type { IntegrityStatus, StatusCounts, Store, StoredRecord } from '../store/store';
 import type { IntegrityPolicy } from '../taxii/server-config';
+import { decideIntegrity, normaliseVersion } from '../taxii/server-objects';
 import { OpsError } from './errors';
 
 /** Where a record reached the flow from. */
@@ -171,26 +172,18 @@ export async function settleIntegrity(record: VerdictRecorder, target: Integrity
 
 /**
  * The same rules on a bare store, for a front end without the TAXII server at hand (policy
- * `required`; no TAXII status resource is updated): verified -> finalized, mismatch /
- * not-anchored -> invalid; an invalid record stays invalid.
+ * `required`; no TAXII status resource is updated) — the decision is the server's own
+ * (`decideIntegrity`), so the two cannot drift apart.
  */
 export function storeRecorder(store: Store): VerdictRecorder {
   return async (collection, id, version, verdict, reason) => {
-    const rec = await store.get(collection, id, version);
+    const v = normaliseVersion(version);
+    const rec = await store.get(collection, id, v);
     if (!rec) return { stored: false, status: 'absent', changed: false, reason: `no version ${version} of ${id} is stored in collection ${collection}` };
-    if (rec.status === 'invalid') return { stored: true, status: 'invalid', changed: false, reason: 'already invalid' };
-    if (verdict === 'verified') {
-      if (rec.status === 'finalized') return { stored: true, status: 'finalized', changed: false, reason: 'already finalized' };
-      const why = 'integrity verified: the hash matches the ledger';
-      const ok = await store.setStatus(collection, id, version, 'finalized', why);
-      return { stored: ok, status: ok ? 'finalized' : 'absent', changed: ok, reason: why };
-    }
-    const why =
-      verdict === 'mismatch'
-        ? reason ?? 'hash mismatch: the object differs from the one anchored on the ledger'
-        : `not anchored: ${reason ?? 'no hash anchored on the ledger for this object version'}`;
-    const ok = await store.setStatus(collection, id, version, 'invalid', why);
-    return { stored: ok, status: ok ? 'invalid' : 'absent', changed: ok, reason: why };
+    const d = decideIntegrity(rec, 'required', verdict, reason);
+    if (d.action === 'keep') return { stored: true, status: rec.status, changed: false, reason: d.reason };
+    const ok = await store.setStatus(collection, id, v, d.status, d.reason);
+    return { stored: ok, status: ok ? d.status : 'absent', changed: ok, reason: d.reason };
   };
 }
 

@@ -7,7 +7,7 @@ import { hashObject, ledgerKey, normaliseTimestamp, objectVersion } from '../dig
 import { formatIssue, specVersionOf, validateObject, type StixObject } from '../stix';
 import type { StoredRecord } from '../store/store';
 import { STIX_MEDIA_TYPE } from './media';
-import type { ResolvedCollection } from './server-config';
+import type { IntegrityPolicy, ResolvedCollection } from './server-config';
 
 export type NewRecord = Omit<StoredRecord, 'dateAdded' | 'statusAt'> & { dateAdded?: string };
 
@@ -101,4 +101,51 @@ export function normaliseVersion(v: string): string {
 
 export function sameVersion(a: string, b: string): boolean {
   return a === b || normaliseVersion(a) === normaliseVersion(b);
+}
+
+/** A verify-hash result about one stored version. */
+export type IntegrityVerdict = 'verified' | 'mismatch' | 'not-anchored';
+
+/**
+ * What a verdict does to a record under a collection's integrity policy — the one state machine
+ * shared by the TAXII server and by integrity-status on a bare store:
+ * - `keep`: nothing is written (`reason` says why);
+ * - `settle`: the record becomes `finalized` / `invalid` (the server also moves it through the TAXII
+ *   status resources that list it);
+ * - `note`: policy optional, not anchored yet: the record stays `pending`, served, with the reason.
+ * An invalid record stays invalid: the ledger proved the stored copy was altered.
+ */
+export type IntegrityDecision =
+  | { action: 'keep'; reason: string }
+  | { action: 'settle'; status: 'finalized' | 'invalid'; reason: string }
+  | { action: 'note'; status: 'pending'; reason: string };
+
+export function decideIntegrity(
+  rec: Pick<StoredRecord, 'status' | 'statusReason'>,
+  policy: IntegrityPolicy,
+  verdict: IntegrityVerdict,
+  reason?: string,
+): IntegrityDecision {
+  if (policy === 'off') return { action: 'keep', reason: 'integrity policy off: verification results are not recorded' };
+  if (verdict === 'verified') {
+    if (rec.status === 'invalid') {
+      return { action: 'keep', reason: `already invalid${rec.statusReason ? ` (${rec.statusReason})` : ''}; an invalid record is never served again` };
+    }
+    if (rec.status === 'finalized' && rec.statusReason !== OFF_REASON) return { action: 'keep', reason: 'already finalized' };
+    return { action: 'settle', status: 'finalized', reason: reason ?? 'integrity verified: the hash matches the ledger' };
+  }
+  if (verdict === 'not-anchored' && policy === 'optional') {
+    // served unverified: the reason says so; an anchor that appears later still settles it
+    if (rec.status !== 'pending') return { action: 'keep', reason: `not anchored, left ${rec.status} (integrity policy optional)` };
+    return { action: 'note', status: 'pending', reason: `not anchored on the ledger (integrity policy optional: served unverified)${reason ? `: ${reason}` : ''}` };
+  }
+  if (rec.status === 'invalid') return { action: 'keep', reason: 'already invalid' };
+  return {
+    action: 'settle',
+    status: 'invalid',
+    reason:
+      verdict === 'mismatch'
+        ? reason ?? 'hash mismatch: the object differs from the one anchored on the ledger'
+        : `not anchored: ${reason ?? 'no hash anchored on the ledger for this object version'}`,
+  };
 }

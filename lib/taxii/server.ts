@@ -32,7 +32,7 @@ import { HttpProblem, resolveUrl, sendProblem, sendTaxii } from './server-http';
 import { parseFilters, QueryError, type FilterEndpoint, type Filters } from './server-query';
 import { NextTokens, TokenError } from './server-paging';
 import { readBody } from './server-body';
-import { prepareRecord, sameVersion, normaliseVersion, OFF_REASON, type NewRecord } from './server-objects';
+import { prepareRecord, sameVersion, normaliseVersion, decideIntegrity, OFF_REASON, type NewRecord } from './server-objects';
 import {
   integrityPolicySentence,
   resolveConfig,
@@ -91,7 +91,8 @@ export interface TaxiiServerEvents {
 }
 
 /** Outcome of a ledger check (lib/verify): what `recordVerification` is told. */
-export type IntegrityVerdict = 'verified' | 'mismatch' | 'not-anchored';
+export type { IntegrityVerdict } from './server-objects';
+import type { IntegrityVerdict } from './server-objects';
 
 /** Integrity of a stored record as the server reports it (`unverified`: its collection's policy is off). */
 export type ReportedIntegrity = IntegrityStatus | 'unverified';
@@ -791,31 +792,16 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     const v = normaliseVersion(version);
     const rec = await this.store.get(colId, id, v);
     if (!rec) return { stored: false, policy, status: 'absent', changed: false, reason: `no version ${version} of ${id} is stored in collection ${colId}` };
-    if (policy === 'off') {
-      return { stored: true, policy, status: 'unverified', changed: false, reason: 'integrity policy off: verification results are not recorded' };
+    const d = decideIntegrity(rec, policy, verdict, reason);
+    if (d.action === 'keep') return { stored: true, policy, status: reportedStatus(rec, policy), changed: false, reason: d.reason };
+    if (d.action === 'note') {
+      await this.store.setStatus(colId, id, v, 'pending', d.reason);
+      return { stored: true, policy, status: 'pending', changed: false, reason: d.reason };
     }
-    const keep = (why: string): VerificationOutcome => ({ stored: true, policy, status: reportedStatus(rec, policy), changed: false, reason: why });
-    if (verdict === 'verified') {
-      if (rec.status === 'invalid') return keep(`already invalid${rec.statusReason ? ` (${rec.statusReason})` : ''}; an invalid record is never served again`);
-      if (rec.status === 'finalized' && rec.statusReason !== OFF_REASON) return keep('already finalized');
-      const why = reason ?? 'integrity verified: the hash matches the ledger';
-      const ok = await this.settle(colId, id, v, 'finalized', why, statusId);
-      return ok ? { stored: true, policy, status: 'finalized', changed: true, reason: why } : { stored: false, policy, status: 'absent', changed: false, reason: 'deleted meanwhile' };
-    }
-    if (verdict === 'not-anchored' && policy === 'optional') {
-      // served unverified: the reason says so; an anchor that appears later still settles it
-      if (rec.status !== 'pending') return keep(`not anchored, left ${rec.status} (integrity policy optional)`);
-      const why = `not anchored on the ledger (integrity policy optional: served unverified)${reason ? `: ${reason}` : ''}`;
-      await this.store.setStatus(colId, id, v, 'pending', why);
-      return { stored: true, policy, status: 'pending', changed: false, reason: why };
-    }
-    if (rec.status === 'invalid') return keep('already invalid');
-    const why =
-      verdict === 'mismatch'
-        ? reason ?? 'hash mismatch: the object differs from the one anchored on the ledger'
-        : `not anchored: ${reason ?? 'no hash anchored on the ledger for this object version'}`;
-    const ok = await this.settle(colId, id, v, 'invalid', why, statusId);
-    return ok ? { stored: true, policy, status: 'invalid', changed: true, reason: why } : { stored: false, policy, status: 'absent', changed: false, reason: 'deleted meanwhile' };
+    const ok = await this.settle(colId, id, v, d.status, d.reason, statusId);
+    return ok
+      ? { stored: true, policy, status: d.status, changed: true, reason: d.reason }
+      : { stored: false, policy, status: 'absent', changed: false, reason: 'deleted meanwhile' };
   }
 
   async integrityOf(collection: string, id: string, version?: string): Promise<IntegrityView | null> {
