@@ -28,17 +28,13 @@ import { randomUUID } from 'node:crypto';
 import * as amqp from 'amqplib';
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import { BusError, amqpCodeOf, messageOf, type BusErrorCode } from './errors';
-import { parseRoutingKey, routingKey as makeRoutingKey } from './routing';
+import { parseRoutingKey } from './routing';
 import type { Bus } from './bus';
+import { STIX_CONTENT_TYPE, bodyToBuffer, cleanHeaders, parseDeliveryJson, stixPublishRequest } from './common';
 
 export type BusState = 'connecting' | 'connected' | 'disconnected' | 'error' | 'closed';
 
-export const STIX_CONTENT_TYPE = 'application/stix+json';
-export const HEADER_COLLECTION = 'x-sets-collection';
-export const HEADER_OBJECT_ID = 'x-sets-object-id';
-export const HEADER_TYPE = 'x-sets-type';
-export const HEADER_VERSION = 'x-sets-version';
-export const HEADER_HASH = 'x-sets-hash';
+export { STIX_CONTENT_TYPE, HEADER_COLLECTION, HEADER_OBJECT_ID, HEADER_TYPE, HEADER_VERSION, HEADER_HASH } from './common';
 
 export interface BusLogger {
   debug?(msg: string): void;
@@ -348,47 +344,6 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string, target?: string
     timer = setTimeout(() => reject(new BusError('TIMEOUT', `${what} did not finish within ${ms} ms`, { target })), ms);
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
-
-function bodyToBuffer(body: unknown): Buffer {
-  if (Buffer.isBuffer(body)) return body;
-  if (typeof body === 'string') return Buffer.from(body, 'utf8');
-  if (body instanceof Uint8Array) return Buffer.from(body);
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(body);
-  } catch (err) {
-    throw new BusError('BAD_INPUT', `message body cannot be serialised as JSON: ${messageOf(err)}`, { cause: err });
-  }
-  if (text === undefined) throw new BusError('BAD_INPUT', 'message body is undefined or not JSON-serialisable');
-  return Buffer.from(text, 'utf8');
-}
-
-/** Header values amqplib can encode: strings, finite numbers, booleans, Buffers, arrays and plain objects of those (Dates become ISO strings; null/undefined are left out). */
-function cleanHeaders(h: Record<string, unknown> | undefined): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  if (!h) return out;
-  const check = (path: string, v: unknown, depth: number): unknown => {
-    if (depth > 8) throw new BusError('BAD_INPUT', `header ${path} is nested too deeply`);
-    if (typeof v === 'string' || typeof v === 'boolean' || Buffer.isBuffer(v)) return v;
-    if (v instanceof Date) return v.toISOString();
-    if (typeof v === 'number') {
-      if (!Number.isFinite(v)) throw new BusError('BAD_INPUT', `header ${path} is not a finite number`);
-      return v;
-    }
-    if (Array.isArray(v)) return v.map((x, i) => check(`${path}[${i}]`, x, depth + 1));
-    if (typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype) {
-      const o: Record<string, unknown> = {};
-      for (const [k, x] of Object.entries(v)) if (x !== undefined && x !== null) o[k] = check(`${path}.${k}`, x, depth + 1);
-      return o;
-    }
-    throw new BusError('BAD_INPUT', `header ${path} has a type AMQP cannot carry (${typeof v})`);
-  };
-  for (const [k, v] of Object.entries(h)) {
-    if (v === undefined || v === null) continue;
-    out[k] = check(k, v, 0);
-  }
-  return out;
 }
 
 interface PendingPublish {
@@ -841,31 +796,14 @@ export class AmqpBus implements Bus {
 
   /** Publish a STIX object to `<collection>.<type>` with the SETS headers. */
   publishStix(collection: string, object: StixLike, opts: PublishStixOptions = {}): Promise<PublishResult> {
-    let rk: string;
+    let req: PublishRequest;
     try {
-      if (typeof object !== 'object' || object === null || typeof object.type !== 'string' || typeof object.id !== 'string') {
-        throw new BusError('BAD_INPUT', 'publishStix needs a STIX object with string "type" and "id"');
-      }
-      rk = makeRoutingKey(collection, object.type);
+      req = stixPublishRequest(collection, object, opts);
     } catch (err) {
       this.counters.publishFailed++;
       return Promise.reject(err);
     }
-    const version = typeof object.modified === 'string' ? object.modified : typeof object.created === 'string' ? object.created : undefined;
-    return this.publish({
-      routingKey: rk,
-      body: object,
-      messageId: opts.messageId,
-      timeoutMs: opts.timeoutMs,
-      headers: {
-        ...opts.headers,
-        [HEADER_COLLECTION]: collection,
-        [HEADER_OBJECT_ID]: object.id,
-        [HEADER_TYPE]: object.type,
-        [HEADER_VERSION]: version,
-        [HEADER_HASH]: opts.hash,
-      },
-    });
+    return this.publish(req);
   }
 
   private pendingCount(): number {
@@ -1186,16 +1124,7 @@ class DeliveryImpl implements BusDelivery {
   }
 
   json(): unknown {
-    if (!this.parsed) {
-      try {
-        this.parsed = { value: JSON.parse(this.content.toString('utf8')) };
-      } catch (err) {
-        throw new BusError('BAD_INPUT', `message ${this.messageId ?? this.deliveryTag} on ${this.routingKey} is not JSON: ${messageOf(err)}`, {
-          target: this.queue,
-          cause: err,
-        });
-      }
-    }
+    this.parsed ??= { value: parseDeliveryJson(this.content, String(this.messageId ?? this.deliveryTag), this.routingKey, this.queue) };
     return this.parsed.value;
   }
 

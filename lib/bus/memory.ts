@@ -37,7 +37,7 @@
  * Queue arguments the broker cannot honour (`x-message-ttl`, …) are refused, never ignored.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { HEADER_COLLECTION, HEADER_HASH, HEADER_OBJECT_ID, HEADER_TYPE, HEADER_VERSION, STIX_CONTENT_TYPE } from './amqp';
+import { STIX_CONTENT_TYPE, bodyToBuffer, cleanHeaders, isPlainObject, parseDeliveryJson, stixPublishRequest } from './common';
 import type {
   AckMode,
   Bus,
@@ -59,7 +59,7 @@ import type {
   SubscriptionState,
 } from './bus';
 import { BusError, messageOf, type BusErrorCode } from './errors';
-import { parseRoutingKey, routingKey as makeRoutingKey } from './routing';
+import { parseRoutingKey } from './routing';
 
 export interface MemoryBusConfig {
   /** the broker: every MemoryBus of this process with the same name shares it (default `default`) */
@@ -176,55 +176,6 @@ interface Entry {
   seq: number;
   redelivered: boolean;
   size: number;
-}
-
-function bodyToBuffer(body: unknown): Buffer {
-  // a copy: what the caller does with its buffer afterwards does not reach the queue
-  if (Buffer.isBuffer(body) || body instanceof Uint8Array) return Buffer.from(body);
-  if (typeof body === 'string') return Buffer.from(body, 'utf8');
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(body);
-  } catch (err) {
-    throw new BusError('BAD_INPUT', `message body cannot be serialised as JSON: ${messageOf(err)}`, { cause: err });
-  }
-  if (text === undefined) throw new BusError('BAD_INPUT', 'message body is undefined or not JSON-serialisable');
-  return Buffer.from(text, 'utf8');
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype;
-}
-
-/**
- * Header values as AMQP can carry them (what AmqpBus accepts): strings, finite numbers, booleans,
- * Buffers, and arrays / plain objects of those; Dates become ISO strings; null and undefined are
- * left out. Anything else is BAD_INPUT, as on RabbitMQ. The result is a deep copy.
- */
-function cleanHeaders(h: Record<string, unknown> | undefined): Record<string, unknown> {
-  const check = (path: string, v: unknown, depth: number): unknown => {
-    if (depth > 8) throw new BusError('BAD_INPUT', `header ${path} is nested too deeply`);
-    if (typeof v === 'string' || typeof v === 'boolean') return v;
-    if (Buffer.isBuffer(v)) return Buffer.from(v);
-    if (v instanceof Date) return v.toISOString();
-    if (typeof v === 'number') {
-      if (!Number.isFinite(v)) throw new BusError('BAD_INPUT', `header ${path} is not a finite number`);
-      return v;
-    }
-    if (Array.isArray(v)) return v.map((x, i) => check(`${path}[${i}]`, x, depth + 1));
-    if (isPlainObject(v)) {
-      const o: Record<string, unknown> = {};
-      for (const [k, x] of Object.entries(v)) if (x !== undefined && x !== null) o[k] = check(`${path}.${k}`, x, depth + 1);
-      return o;
-    }
-    throw new BusError('BAD_INPUT', `header ${path} has a type AMQP cannot carry (${typeof v})`);
-  };
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(h ?? {})) {
-    if (v === undefined || v === null) continue;
-    out[k] = check(k, v, 0);
-  }
-  return out;
 }
 
 /** Deep copy of cleaned header values: every delivery gets its own, as from the wire. */
@@ -917,8 +868,8 @@ export class MemoryBus implements Bus {
       if (typeof req !== 'object' || req === null || typeof req.routingKey !== 'string' || Buffer.byteLength(req.routingKey) > MAX_KEY_BYTES) {
         throw new BusError('BAD_INPUT', `routingKey must be a string of at most ${MAX_KEY_BYTES} bytes`);
       }
-      content = bodyToBuffer(req.body);
-      headers = cleanHeaders(req.headers);
+      content = bodyToBuffer(req.body, true);
+      headers = cleanHeaders(req.headers, true);
     } catch (err) {
       this.counters.publishFailed++;
       return Promise.reject(err);
@@ -972,31 +923,14 @@ export class MemoryBus implements Bus {
   }
 
   publishStix(collection: string, object: StixLike, opts: PublishStixOptions = {}): Promise<PublishResult> {
-    let rk: string;
+    let req: PublishRequest;
     try {
-      if (typeof object !== 'object' || object === null || typeof object.type !== 'string' || typeof object.id !== 'string') {
-        throw new BusError('BAD_INPUT', 'publishStix needs a STIX object with string "type" and "id"');
-      }
-      rk = makeRoutingKey(collection, object.type);
+      req = stixPublishRequest(collection, object, opts);
     } catch (err) {
       this.counters.publishFailed++;
       return Promise.reject(err);
     }
-    const version = typeof object.modified === 'string' ? object.modified : typeof object.created === 'string' ? object.created : undefined;
-    return this.publish({
-      routingKey: rk,
-      body: object,
-      messageId: opts.messageId,
-      timeoutMs: opts.timeoutMs,
-      headers: {
-        ...opts.headers,
-        [HEADER_COLLECTION]: collection,
-        [HEADER_OBJECT_ID]: object.id,
-        [HEADER_TYPE]: object.type,
-        [HEADER_VERSION]: version,
-        [HEADER_HASH]: opts.hash,
-      },
-    });
+    return this.publish(req);
   }
 
   // ---------------------------------------------------------------- subscribing
@@ -1175,16 +1109,7 @@ class MemoryDelivery implements BusDelivery {
   }
 
   json(): unknown {
-    if (!this.parsed) {
-      try {
-        this.parsed = { value: JSON.parse(this.content.toString('utf8')) };
-      } catch (err) {
-        throw new BusError('BAD_INPUT', `message ${this.messageId ?? this.deliveryTag} on ${this.routingKey} is not JSON: ${messageOf(err)}`, {
-          target: this.queue,
-          cause: err,
-        });
-      }
-    }
+    this.parsed ??= { value: parseDeliveryJson(this.content, String(this.messageId ?? this.deliveryTag), this.routingKey, this.queue) };
     return this.parsed.value;
   }
 
