@@ -82,5 +82,6 @@ const t0 = Date.now();
 compileContracts();
 compileTs();
 copyAssets('nodes');
+copyAssets('credentials');
 copyAssets('test/fixtures');
 console.log(`build: done in ${Date.now() - t0} ms`);
