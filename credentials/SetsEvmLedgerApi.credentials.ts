@@ -1,0 +1,115 @@
+/**
+ * SETS EVM Ledger (`setsEvmLedgerApi`): the permissioned EVM chain (Quorum, Besu, any JSON-RPC
+ * node) holding the SETS registry contract. Property names are the raw keys of lib/ops/connections
+ * parseLedgerSettings (+ the secrets privateKey and hmacKey). Without a private key the ledger is read-only
+ * (verification works, anchoring does not).
+ * Connection test: `testedBy: 'setsEvmLedgerApiTest'` (lib probeLedger).
+ */
+import type { ICredentialType, Icon, INodeProperties } from 'n8n-workflow';
+
+export class SetsEvmLedgerApi implements ICredentialType {
+  name = 'setsEvmLedgerApi';
+  displayName = 'SETS EVM Ledger';
+  icon: Icon = 'file:sets.svg';
+  documentationUrl = 'https://www.npmjs.com/package/n8n-nodes-sets';
+  properties: INodeProperties[] = [
+    {
+      displayName: 'RPC URL',
+      name: 'rpcUrl',
+      type: 'string',
+      default: '',
+      required: true,
+      placeholder: 'http://127.0.0.1:8545',
+      description: 'JSON-RPC endpoint of the chain (http(s):// or ws(s)://)',
+    },
+    {
+      displayName: 'WebSocket URL',
+      name: 'wsUrl',
+      type: 'string',
+      default: '',
+      placeholder: 'ws://127.0.0.1:8546',
+      description: 'Optional: WebSocket endpoint for anchor events (waiting for a pending anchor reacts at once instead of polling)',
+    },
+    {
+      displayName: 'Chain ID',
+      name: 'chainId',
+      type: 'string',
+      default: '',
+      required: true,
+      placeholder: '1337',
+    },
+    {
+      displayName: 'Registry Contract Address',
+      name: 'contract',
+      type: 'string',
+      default: '',
+      required: true,
+      placeholder: '0x…',
+    },
+    {
+      displayName: 'Writer Private Key',
+      name: 'privateKey',
+      type: 'string',
+      typeOptions: { password: true },
+      default: '',
+      description: 'Key of an authorised writer (0x + 64 hex digits). Leave empty for a read-only ledger (verification only).',
+    },
+    {
+      displayName: 'Transaction Type',
+      name: 'txType',
+      type: 'options',
+      options: [
+        { name: 'Legacy (Type 0, Gas Price)', value: '0' },
+        { name: 'EIP-1559 (Type 2)', value: '2' },
+      ],
+      default: '0',
+      description: 'Free-gas Quorum/Besu networks use legacy transactions with gas price 0',
+    },
+    {
+      displayName: 'Gas Price (Wei)',
+      name: 'gasPrice',
+      type: 'string',
+      default: '',
+      displayOptions: { show: { txType: ['0'] } },
+      description: 'Empty: ask the node',
+    },
+    {
+      displayName: 'Max Fee per Gas (Wei)',
+      name: 'maxFeePerGas',
+      type: 'string',
+      default: '',
+      displayOptions: { show: { txType: ['2'] } },
+    },
+    {
+      displayName: 'Max Priority Fee per Gas (Wei)',
+      name: 'maxPriorityFeePerGas',
+      type: 'string',
+      default: '',
+      displayOptions: { show: { txType: ['2'] } },
+    },
+    {
+      displayName: 'Gas Limit',
+      name: 'gasLimit',
+      type: 'string',
+      default: '',
+      description: 'Empty: estimate per transaction',
+    },
+    {
+      displayName: 'Community HMAC Key',
+      name: 'hmacKey',
+      type: 'string',
+      typeOptions: { password: true },
+      default: '',
+      description:
+        'Optional keyed-hash privacy option: h_t = HMAC-SHA256(key, JCS(t)) instead of SHA-256, so tiny objects (one IP) cannot be guessed from the ledger. Producers and consumers of a community must use the same key.',
+    },
+    {
+      displayName: 'Timeout (Ms)',
+      name: 'timeout',
+      type: 'number',
+      typeOptions: { minValue: 100 },
+      default: 10000,
+      description: 'Per-request timeout in milliseconds',
+    },
+  ];
+}
