@@ -50,7 +50,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
-import { ClassicLevel, type Iterator as LevelIterator } from 'classic-level';
+import type { ClassicLevel, Iterator as LevelIterator } from 'classic-level';
 import type {
   AddOutcome,
   IntegrityStatus,
@@ -276,7 +276,15 @@ async function openHandle(dir: string, compression: boolean): Promise<Handle> {
   } catch (err) {
     throw new StoreError('ERR_STORE_IO', `embedded store: cannot create directory ${dir}: ${describeError(err)}`, { cause: err });
   }
-  const db: DB = new ClassicLevel<string, string>(dir, { keyEncoding: 'utf8', valueEncoding: 'utf8', compression });
+  // classic-level (a native addon) is loaded on the first open, so a process that never opens an
+  // embedded store (every node but the store's users, n8n nodes without a store) never loads it.
+  let Level: typeof ClassicLevel;
+  try {
+    ({ ClassicLevel: Level } = await import('classic-level'));
+  } catch (err) {
+    throw new StoreError('ERR_STORE_IO', `embedded store: cannot load LevelDB (the classic-level package): ${describeError(err)}`, { cause: err });
+  }
+  const db: DB = new Level<string, string>(dir, { keyEncoding: 'utf8', valueEncoding: 'utf8', compression });
   try {
     await db.open();
   } catch (err) {

@@ -29,7 +29,7 @@
  * counts() aggregates on the {collection,status,…} index (no counters to drift without
  * transactions; standalone servers have none).
  */
-import { MongoBulkWriteError, MongoClient, MongoServerError, type AnyBulkWriteOperation, type Collection, type Db, type Document, type Filter, type MongoClientOptions } from 'mongodb';
+import type { AnyBulkWriteOperation, Collection, Db, Document, Filter, MongoClient, MongoClientOptions } from 'mongodb';
 import type { AddOutcome, IntegrityStatus, Page, RecordQuery, StatusCounts, StatusResource, Store, StoredRecord, VersionMatch } from './store';
 import { StoreError, describeError } from './errors';
 import {
@@ -51,6 +51,17 @@ import {
   type PreparedRecord,
   type VersionInfo,
 } from './common';
+
+/**
+ * The MongoDB driver, loaded on the first open(): a process that never opens a MongoDB store (the
+ * embedded default, every node that has no store) never loads it.
+ */
+type Driver = typeof import('mongodb');
+let driver: Driver | undefined;
+async function loadDriver(): Promise<Driver> {
+  driver ??= await import('mongodb');
+  return driver;
+}
 
 export interface MongoStoreOptions {
   /** mongodb:// or mongodb+srv:// connection string */
@@ -172,7 +183,13 @@ export class MongoStore implements Store {
   }
 
   private async doOpen(): Promise<void> {
-    const client = new MongoClient(this.opts.uri, {
+    let mongo: Driver;
+    try {
+      mongo = await loadDriver();
+    } catch (err) {
+      throw new StoreError('ERR_STORE_IO', `${this.where}: cannot load the MongoDB driver (the mongodb package): ${describeError(err)}`, { cause: err });
+    }
+    const client = new mongo.MongoClient(this.opts.uri, {
       appName: 'sets-store',
       ...this.opts.clientOptions,
       ignoreUndefined: true,
@@ -239,7 +256,7 @@ export class MongoStore implements Store {
     if (name === 'MongoServerSelectionError' || name === 'MongoNetworkError' || name === 'MongoNetworkTimeoutError' || name === 'MongoTopologyClosedError') {
       return new StoreError('ERR_STORE_CONNECT', `${this.where}: ${op}: cannot reach the server: ${describeError(err)}`, { cause: err });
     }
-    if (err instanceof MongoServerError && (err.code === 18 || err.code === 13)) {
+    if (driver && err instanceof driver.MongoServerError && (err.code === 18 || err.code === 13)) {
       return new StoreError('ERR_STORE_CONNECT', `${this.where}: ${op}: not authorised: ${describeError(err)}`, { cause: err });
     }
     return new StoreError('ERR_STORE_IO', `${this.where}: ${op} failed: ${describeError(err)}`, { cause: err });
@@ -379,7 +396,7 @@ export class MongoStore implements Store {
       try {
         await this.objects.insertMany(docs, { ordered: false });
       } catch (err) {
-        if (!(err instanceof MongoBulkWriteError)) throw err;
+        if (!(driver && err instanceof driver.MongoBulkWriteError)) throw err;
         const errs = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
         for (const we of errs) {
           if (we.code !== 11000) throw err;
