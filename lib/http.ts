@@ -57,22 +57,28 @@ export const DEFAULT_TIMEOUT_MS = 30_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 let versionCache: string | undefined;
-/** The version of this package (searched upwards from this file), `dev` when not found. */
+/**
+ * The version of this package, `dev` when unknown. Read from the first package.json above this
+ * file — the package root in every layout (the repository's dist/, node-red-contrib-sets and
+ * n8n-nodes-sets as installed) — and only when that package is one of ours.
+ */
 export function packageVersion(): string {
   if (versionCache !== undefined) return versionCache;
   versionCache = 'dev';
   let dir = __dirname;
-  for (let i = 0; i < 6; i++) {
+  for (let i = 0; i < 8; i++) {
     const f = path.join(dir, 'package.json');
-    try {
-      const pkg: unknown = JSON.parse(fs.readFileSync(f, 'utf8'));
-      if (typeof pkg === 'object' && pkg !== null && 'version' in pkg && 'name' in pkg &&
-        typeof pkg.version === 'string' && typeof pkg.name === 'string' && /sets/.test(pkg.name)) {
-        versionCache = pkg.version;
-        break;
+    if (fs.existsSync(f)) {
+      try {
+        const pkg: unknown = JSON.parse(fs.readFileSync(f, 'utf8'));
+        if (typeof pkg === 'object' && pkg !== null && 'version' in pkg && 'name' in pkg &&
+          typeof pkg.version === 'string' && typeof pkg.name === 'string' && /(^|[-/])sets($|-)/.test(pkg.name)) {
+          versionCache = pkg.version;
+        }
+      } catch {
+        // unreadable: the version stays unknown
       }
-    } catch {
-      // not here; keep looking
+      break; // the package root, ours or not: never read another package's version
     }
     const up = path.dirname(dir);
     if (up === dir) break;

@@ -45,9 +45,40 @@ export interface RegistryArtifact {
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
 
-/** The compiled SetsRegistry (dist/contracts/evm/SetsRegistry.json, written by scripts/build.js). */
+const ARTIFACT = path.join('contracts', 'evm', 'SetsRegistry.json');
+
+/**
+ * Where the compiled SetsRegistry is: `<package>/dist/contracts/evm/SetsRegistry.json`, written by
+ * scripts/build.js. Found by walking up from this file to the first package.json (the package
+ * root), so it is found from dist/, from a build in another folder (SETS_BUILD_OUT) and from both
+ * packed layouts (node-red-contrib-sets, n8n-nodes-sets) wherever npm installed them. Returns the
+ * candidate paths searched when there is none.
+ */
+export function findRegistryArtifact(from: string = __dirname): { file?: string; searched: string[] } {
+  const searched: string[] = [];
+  let dir = from;
+  for (let i = 0; i < 8; i++) {
+    for (const candidate of [path.join(dir, ARTIFACT), path.join(dir, 'dist', ARTIFACT)]) {
+      searched.push(candidate);
+      if (fs.existsSync(candidate)) return { file: candidate, searched };
+    }
+    if (fs.existsSync(path.join(dir, 'package.json'))) break; // the package root: stop here
+    const up = path.dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  return { searched };
+}
+
+/** The compiled SetsRegistry (see findRegistryArtifact). */
 export function loadRegistryArtifact(): RegistryArtifact {
-  const file = path.join(__dirname, '../../contracts/evm/SetsRegistry.json');
+  const { file, searched } = findRegistryArtifact();
+  if (!file) {
+    throw new LedgerError(
+      'BAD_CONFIG',
+      `the compiled SetsRegistry contract is missing (looked for ${searched.join(', ')}): build the package (npm run build) or reinstall it`,
+    );
+  }
   let parsed: unknown;
   try {
     parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
