@@ -1,8 +1,9 @@
 /**
  * The example flows (Import › Examples reads examples/*.json) must import cleanly: every node type
  * is a Node-RED core type or one of ours, every property a node sets is one its editor defines,
- * every config reference and every wire points at a node of the same file, and no secret is
- * shipped. The all-in-one flow is also deployed for real by test/e2e/demo.test.ts.
+ * every config reference and every wire points at a node of the same file, no id is used by two
+ * files (importing a second example must not raise Node-RED's "nodes already exist" conflict
+ * dialog, which a config node shared by id across files did), and no secret is shipped. The all-in-one flow is also deployed for real by test/e2e/demo.test.ts.
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
@@ -55,6 +56,24 @@ describe('example flows', () => {
     for (const f of ['sets-taxii-server.json', 'sets-publisher.json', 'sets-subscriber.json', 'sets-inquirer.json', 'sets-pipeline-rabbitmq.json', 'sets-all-in-one-demo.json']) {
       assert.ok(files.includes(f), `examples/${f} missing`);
     }
+  });
+
+  it('use each node id in one file only, so any two examples import side by side without an id conflict', () => {
+    // Rule: every example is self-contained, config nodes included (its own ledger, broker, TAXII
+    // connection, store). Shared-by-id config nodes would have to be identical in every file forever
+    // and still raise the conflict dialog on the second import.
+    const owner = new Map<string, string>();
+    let count = 0;
+    for (const file of files) {
+      const flow = JSON.parse(fs.readFileSync(path.join(examplesDir, file), 'utf8')) as FlowNode[];
+      for (const n of flow) {
+        const first = owner.get(n.id);
+        assert.ok(first === undefined || first === file, `id ${n.id} (${n.type}) is in both ${first} and ${file}`);
+        owner.set(n.id, file);
+        count++;
+      }
+    }
+    assert.ok(files.length >= 6 && count > 50, `checked ${count} nodes in ${files.length} files`);
   });
 
   for (const file of files) {
