@@ -6,6 +6,9 @@
  * it is done with it — a rabbit-ack node settles msg.amqp.deliveryId. Unsettled deliveries are
  * bounded by the prefetch; when the node closes (redeploy, stop) they are left to the broker,
  * which redelivers them. "auto" acks on arrival (at-most-once).
+ *
+ * Removed from the flows (close with removed = true): the consumer is cancelled and a temporary
+ * queue deleted; a named queue is durable, may be shared, and is kept (see cleanUpRemoved).
  */
 import type { NodeAPI, NodeDef, Node, NodeMessage } from '../shared/types';
 import type { BrokerOwner } from '../shared/owners';
@@ -156,7 +159,37 @@ export = function register(RED: NodeAPI): void {
       if (busHandle.owner) node.error(`cannot subscribe: ${messageOf(err)}`);
     }
 
-    node.on('close', (_removed: boolean, done: () => void) => {
+    /**
+     * The node was deleted from the flows (not a redeploy or a stop): clean up what it created on
+     * the broker that nobody else can use. A temporary queue (server-named, exclusive) is deleted —
+     * RabbitMQ's auto-delete removes it once the consumer is cancelled, this also covers a queue
+     * declared whose consumer never started. A named queue is durable and may be shared (competing
+     * consumers, other Node-RED instances) and holds messages meant for them: it is kept, and said
+     * so in the log.
+     */
+    const cleanUpRemoved = async (queue: string | undefined): Promise<void> => {
+      if (!queue) return;
+      if (!opts?.queue) {
+        try {
+          await busHandle.get().deleteQueue(queue);
+        } catch (err) {
+          // 404: already auto-deleted; CLOSED/CONNECT: the connection went with this node (the
+          // broker drops exclusive queues with their connection). Anything else is worth a word.
+          const code = (err as { code?: string; amqpCode?: number }).code;
+          const amqpCode = (err as { amqpCode?: number }).amqpCode;
+          if (amqpCode !== 404 && code !== 'CLOSED' && code !== 'CONNECT_FAILED') {
+            node.warn(`could not delete temporary queue ${queue}: ${messageOf(err)}`);
+          }
+        }
+        return;
+      }
+      node.log(
+        `node removed: queue ${queue} is kept on the ${inProcess ? 'in-process broker (in memory until Node-RED restarts)' : 'broker'} ` +
+          'with its bindings and messages (a named queue may be shared); delete it on the broker when nothing needs it',
+      );
+    };
+
+    node.on('close', (removed: boolean, done: () => void) => {
       closing = true;
       offChange();
       badge.stop();
@@ -164,10 +197,14 @@ export = function register(RED: NodeAPI): void {
       if (left > 0) node.log(`${left} unsettled deliveries left to the broker (it redelivers them)`);
       const s = sub;
       sub = undefined;
-      (s ? s.cancel() : Promise.resolve()).then(
-        () => done(),
-        () => done(),
-      );
+      const queue = s?.queue ?? opts?.queue;
+      (s ? s.cancel() : Promise.resolve())
+        .catch(() => undefined)
+        .then(() => (removed ? cleanUpRemoved(queue) : undefined))
+        .then(
+          () => done(),
+          () => done(),
+        );
     });
   }
 
