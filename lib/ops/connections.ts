@@ -6,6 +6,10 @@
  */
 import type { LedgerConfig } from '../ledger/index';
 import type { AmqpBusConfig } from '../bus/amqp';
+import { ConfigError, bool, int, oneOf, optInt, optStr, str } from './settings';
+
+/** Raw form values (a Node-RED config node's fields, an n8n credential's data). */
+export type RawSettings = Record<string, unknown>;
 
 export interface LedgerSettings {
   kind: 'evm';
@@ -20,6 +24,44 @@ export interface LedgerSettings {
   maxPriorityFeePerGas?: string;
   gasLimit?: number;
   requestTimeoutMs?: number;
+}
+
+/**
+ * Ledger settings from raw form values: rpcUrl, wsUrl, chainId, contract, txType ('0' | '2'),
+ * gasPrice, maxFeePerGas, maxPriorityFeePerGas (wei), gasLimit, timeout (ms, default 10 s).
+ * Throws ConfigError naming the setting.
+ */
+export function parseLedgerSettings(raw: RawSettings): LedgerSettings {
+  oneOf(raw['kind'], 'ledger kind', ['evm'] as const, 'evm');
+  const rpcUrl = str(raw['rpcUrl']);
+  if (!/^(https?|wss?):\/\/\S+$/i.test(rpcUrl)) throw new ConfigError(`RPC URL must be an http(s):// or ws(s):// URL, got "${rpcUrl}"`);
+  const chainId = str(raw['chainId']);
+  if (!/^\d+$/.test(chainId)) throw new ConfigError(`chain id must be a number, got "${chainId}"`);
+  const contract = str(raw['contract']);
+  if (!/^0x[0-9a-fA-F]{40}$/.test(contract)) throw new ConfigError(`registry address must be a 0x-prefixed 20-byte hex address, got "${contract}"`);
+  const s: LedgerSettings = {
+    kind: 'evm',
+    rpcUrl,
+    chainId,
+    contract,
+    txType: oneOf(str(raw['txType']), 'tx type', ['0', '2'] as const, '0') === '2' ? 2 : 0,
+    requestTimeoutMs: int(raw['timeout'], 'timeout', 10_000, 100, 600_000),
+  };
+  const wsUrl = optStr(raw['wsUrl']);
+  if (wsUrl) {
+    if (!/^wss?:\/\/\S+$/i.test(wsUrl)) throw new ConfigError(`WebSocket URL must be a ws:// or wss:// URL, got "${wsUrl}"`);
+    s.wsUrl = wsUrl;
+  }
+  for (const k of ['gasPrice', 'maxFeePerGas', 'maxPriorityFeePerGas'] as const) {
+    const v = optStr(raw[k]);
+    if (v !== undefined) {
+      if (!/^\d+$/.test(v)) throw new ConfigError(`${k} must be a whole number of wei, got "${v}"`);
+      s[k] = v;
+    }
+  }
+  const gasLimit = optInt(raw['gasLimit'], 'gas limit', 21_000);
+  if (gasLimit !== undefined) s.gasLimit = gasLimit;
+  return s;
 }
 
 export interface LedgerSecrets {
@@ -55,6 +97,31 @@ export interface BrokerSettings {
   timeoutMs?: number;
   /** shown in the broker's connection list */
   clientName?: string;
+}
+
+/**
+ * RabbitMQ settings from raw form values: host (default localhost), port (5672, 5671 with TLS),
+ * vhost ('/'), tls, tlsVerify (default true), ca (PEM), exchange ('sets'), prefetch (100),
+ * heartbeat (s, 30), timeout (ms, 10 s). Throws ConfigError naming the setting.
+ */
+export function parseBrokerSettings(raw: RawSettings, clientName?: string): BrokerSettings {
+  const tls = bool(raw['tls'], false);
+  const s: BrokerSettings = {
+    host: str(raw['host'], 'localhost') || 'localhost',
+    port: int(raw['port'], 'port', tls ? 5671 : 5672, 1, 65_535),
+    vhost: str(raw['vhost'], '/') || '/',
+    tls,
+    tlsVerify: bool(raw['tlsVerify'], true),
+    exchange: str(raw['exchange'], 'sets') || 'sets',
+    prefetch: int(raw['prefetch'], 'prefetch', 100, 1, 65_535),
+    heartbeatSec: int(raw['heartbeat'], 'heartbeat', 30, 0, 3600),
+    timeoutMs: int(raw['timeout'], 'timeout', 10_000, 100, 600_000),
+  };
+  if (/[\s/]/.test(s.host)) throw new ConfigError(`host must be a host name or address without scheme or path, got "${s.host}"`);
+  const ca = optStr(raw['ca']);
+  if (ca) s.ca = ca;
+  if (clientName) s.clientName = clientName;
+  return s;
 }
 
 export interface BrokerSecrets {

@@ -25,6 +25,7 @@ import {
 import type { ServerAuthConfig } from '../auth/server-auth';
 import type { JwtVerifierConfig } from '../auth/server-jwt';
 import { OpsError } from './errors';
+import { ConfigError, bool, int, optInt, optStr, str } from './settings';
 
 export type { IntegrityPolicy };
 
@@ -313,6 +314,56 @@ export function checkServerSettings(s: ServerSettings): void {
     if (!optText(s.oauth2.issuer)) throw bad('OAuth2 needs the issuer');
     if (!/^https?:\/\/\S+$/.test(s.oauth2.jwksUrl ?? '')) throw bad('OAuth2 needs the JWKS URL (http or https)');
   }
+}
+
+/**
+ * A mount path from what a form holds: '' and '/' are the root (returned as ''), else
+ * `/segment[/segment…]` without a trailing slash (default `/taxii`).
+ */
+export function normaliseBasePath(value: unknown, fallback = '/taxii'): string {
+  let s = str(value, fallback);
+  if (s === '' || s === '/') return '';
+  if (!s.startsWith('/')) s = '/' + s;
+  s = s.replace(/\/+$/, '');
+  if (!/^(\/[A-Za-z0-9._~-]+)+$/.test(s)) throw new ConfigError(`base path "${s}" must be URL path segments of letters, digits and -._~`);
+  return s;
+}
+
+/**
+ * Server settings from raw form values (the Node-RED taxii-server node's fields, the n8n server
+ * trigger's parameters): title, description, contact, apiRoot (default api1), apiRootTitle,
+ * maxContentLength (bytes, default 10 MiB), maxPageSize (default 1000), collections (list or JSON
+ * text, see parseCollections), anonymousRead, openAccess, oauth2 (switch) with issuer, jwksUrl,
+ * audience, clientId, clockTolerance (s). Checked with checkServerSettings; throws ConfigError /
+ * OpsError BAD_CONFIG naming the field.
+ */
+export function parseServerSettings(raw: Record<string, unknown>): ServerSettings {
+  const settings: ServerSettings = {
+    title: str(raw['title']) || 'SETS TAXII server',
+    apiRoot: str(raw['apiRoot']) || 'api1',
+    collections: parseCollections(raw['collections']),
+    anonymousRead: bool(raw['anonymousRead'], false),
+    open: bool(raw['openAccess'], false),
+    maxContentLength: int(raw['maxContentLength'], 'max content length', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    maxPageSize: int(raw['maxPageSize'], 'max page size', 1000, 1, 100_000),
+  };
+  const apiRootTitle = optStr(raw['apiRootTitle']);
+  const description = optStr(raw['description']);
+  const contact = optStr(raw['contact']);
+  if (apiRootTitle) settings.apiRootTitle = apiRootTitle;
+  if (description) settings.description = description;
+  if (contact) settings.contact = contact;
+  if (bool(raw['oauth2'], false)) {
+    settings.oauth2 = { issuer: str(raw['issuer']), jwksUrl: str(raw['jwksUrl']) };
+    const audience = optStr(raw['audience']);
+    const clientId = optStr(raw['clientId']);
+    const tolerance = optInt(raw['clockTolerance'], 'clock tolerance', 0, 600);
+    if (audience) settings.oauth2.audience = audience;
+    if (clientId) settings.oauth2.clientId = clientId;
+    if (tolerance !== undefined) settings.oauth2.clockToleranceSec = tolerance;
+  }
+  checkServerSettings(settings);
+  return settings;
 }
 
 /**

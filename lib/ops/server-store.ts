@@ -12,6 +12,7 @@ import { createStore, type StoreConfig } from '../store/index';
 import { redactUri } from '../store/mongo';
 import type { Store } from '../store/store';
 import { OpsError, messageOf } from './errors';
+import { ConfigError, int, oneOf, optStr } from './settings';
 
 export type StoreState = 'connecting' | 'connected' | 'disconnected' | 'error' | 'closed';
 
@@ -36,6 +37,29 @@ export interface StoreSecrets {
 export function defaultStoreDir(userDir: string, name: string): string {
   const safe = name.trim().replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^\.+/, '_') || 'default';
   return path.join(userDir, 'sets-store', safe);
+}
+
+/**
+ * Store settings from raw form values: kind (embedded | mongodb), dir (embedded; default
+ * `opts.defaultDir`), db and collectionPrefix (mongodb), retentionHours (status resources, default 24).
+ * Throws ConfigError naming the setting. (The MongoDB URI is a secret: storeConfig checks it.)
+ */
+export function parseStoreSettings(raw: Record<string, unknown>, opts: { defaultDir?: string } = {}): StoreSettings {
+  const kind = oneOf(raw['kind'], 'store kind', ['embedded', 'mongodb'] as const, 'embedded');
+  const hours = int(raw['retentionHours'], 'status retention (hours)', 24, 1, 24 * 365);
+  const s: StoreSettings = { kind, statusRetentionMs: hours * 3_600_000 };
+  if (kind === 'embedded') {
+    const dir = optStr(raw['dir']) ?? opts.defaultDir;
+    if (!dir) throw new ConfigError('the embedded store needs a directory');
+    s.dir = path.resolve(dir);
+  } else {
+    const db = optStr(raw['db']);
+    if (!db) throw new ConfigError('the MongoDB store needs a database name');
+    s.db = db;
+    const prefix = optStr(raw['collectionPrefix']);
+    if (prefix) s.collectionPrefix = prefix;
+  }
+  return s;
 }
 
 /** Store configuration from settings + secrets; throws OpsError BAD_CONFIG for what cannot work. */

@@ -1,13 +1,16 @@
 /**
+ * Shared by the Node-RED nodes and the n8n nodes/credentials (both hand in raw form values).
+ *
  * Reading node configuration: the editor stores numbers and switches as strings or booleans
  * depending on the widget and on the Node-RED version that saved the flow, so every value is
  * parsed here once, with a default and a range, instead of `Number(x) || 0` scattered around.
  */
+import { OpsError } from './errors';
 
-export class ConfigError extends Error {
-  readonly code = 'BAD_CONFIG';
+/** A setting that cannot work; names the setting (code BAD_CONFIG, like every OpsError of that kind). */
+export class ConfigError extends OpsError {
   constructor(message: string) {
-    super(message);
+    super('BAD_CONFIG', message);
     this.name = 'ConfigError';
   }
 }

@@ -8,6 +8,7 @@ import { createAuthProvider, type AuthConfig } from '../auth/config';
 import { closeHttpClient, createHttpClient, type TlsOptions } from '../http';
 import { TaxiiClient } from '../taxii/client';
 import { OpsError } from './errors';
+import { ConfigError, bool, int, oneOf, optStr, str } from './settings';
 
 export type TaxiiAuthType = 'none' | 'basic' | 'bearer' | 'oauth2';
 
@@ -25,6 +26,31 @@ export interface TaxiiSettings {
   ca?: string;
   /** per-request timeout, ms */
   timeoutMs?: number;
+}
+
+/**
+ * TAXII connection settings from raw form values: url, authType (none | basic | bearer | oauth2),
+ * tokenUrl, scope, audience, tlsVerify (default true), ca (PEM), timeout (ms, default 30 s).
+ * Throws ConfigError naming the setting.
+ */
+export function parseTaxiiSettings(raw: Record<string, unknown>): TaxiiSettings {
+  const url = str(raw['url']);
+  if (!/^https?:\/\/\S+$/i.test(url)) throw new ConfigError(`TAXII URL must be an http:// or https:// discovery or API-root URL, got "${url}"`);
+  const s: TaxiiSettings = {
+    url,
+    authType: oneOf(raw['authType'], 'authentication', ['none', 'basic', 'bearer', 'oauth2'] as const, 'none'),
+    tlsVerify: bool(raw['tlsVerify'], true),
+    timeoutMs: int(raw['timeout'], 'timeout', 30_000, 100, 600_000),
+  };
+  const tokenUrl = optStr(raw['tokenUrl']);
+  const scope = optStr(raw['scope']);
+  const audience = optStr(raw['audience']);
+  const ca = optStr(raw['ca']);
+  if (tokenUrl) s.tokenUrl = tokenUrl;
+  if (scope) s.scope = scope;
+  if (audience) s.audience = audience;
+  if (ca) s.ca = ca;
+  return s;
 }
 
 export interface TaxiiSecrets {

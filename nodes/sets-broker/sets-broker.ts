@@ -13,12 +13,12 @@
  */
 import type { NodeAPI, NodeDef } from '../shared/types';
 import type { BrokerKind, BrokerOwner } from '../shared/owners';
-import { bool, int, oneOf, optStr, str } from '../shared/config';
+import { bool, int, oneOf, str } from '../shared/config';
 import { SharedConnection } from '../shared/shared-connection';
 import { AmqpBus } from '../../lib/bus/amqp';
 import type { Bus } from '../../lib/bus/bus';
 import { MemoryBus, type MemoryBusConfig } from '../../lib/bus/memory';
-import { brokerConfig, type BrokerSettings } from '../../lib/ops/connections';
+import { brokerConfig, parseBrokerSettings, type BrokerSettings } from '../../lib/ops/connections';
 
 interface BrokerDef extends NodeDef {
   /** 'amqp' | 'in-process'; absent in older flows = 'amqp' */
@@ -99,21 +99,7 @@ export = function register(RED: NodeAPI): void {
   function setupAmqp(node: BrokerConfigNode, def: BrokerDef): void {
     let settings: BrokerSettings | undefined;
     try {
-      const tls = bool(def.tls, false);
-      settings = {
-        host: str(def.host, 'localhost') || 'localhost',
-        port: int(def.port, 'port', tls ? 5671 : 5672, 1, 65_535),
-        vhost: str(def.vhost, '/') || '/',
-        tls,
-        tlsVerify: bool(def.tlsVerify, true),
-        exchange: str(def.exchange, 'sets') || 'sets',
-        prefetch: int(def.prefetch, 'prefetch', 100, 1, 65_535),
-        heartbeatSec: int(def.heartbeat, 'heartbeat', 30, 0, 3600),
-        timeoutMs: int(def.timeout, 'timeout', 10_000, 100, 600_000),
-        clientName: `Node-RED SETS ${def.name || def.id}`,
-      };
-      const ca = optStr(def.ca);
-      if (ca) settings.ca = ca;
+      settings = parseBrokerSettings(def as unknown as Record<string, unknown>, `Node-RED SETS ${def.name || def.id}`);
     } catch (err) {
       node.configError ??= err instanceof Error ? err : new Error(String(err));
     }

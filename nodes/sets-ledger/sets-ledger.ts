@@ -6,10 +6,10 @@
  */
 import type { NodeAPI, NodeDef } from '../shared/types';
 import type { LedgerOwner } from '../shared/owners';
-import { ConfigError, int, oneOf, optInt, optStr, str } from '../shared/config';
+import { str } from '../shared/config';
 import { SharedConnection } from '../shared/shared-connection';
 import { createLedger, type Ledger } from '../../lib/ledger/index';
-import { ledgerConfig, type LedgerSettings } from '../../lib/ops/connections';
+import { ledgerConfig, parseLedgerSettings, type LedgerSettings } from '../../lib/ops/connections';
 
 interface LedgerDef extends NodeDef {
   kind?: string;
@@ -31,32 +31,6 @@ interface LedgerCredentials {
 
 type LedgerConfigNode = LedgerOwner & { credentials: LedgerCredentials };
 
-function readSettings(def: LedgerDef): LedgerSettings {
-  oneOf(def.kind, 'ledger kind', ['evm'] as const, 'evm');
-  const chainId = str(def.chainId);
-  if (!/^\d+$/.test(chainId)) throw new ConfigError(`chain id must be a number, got "${chainId}"`);
-  const s: LedgerSettings = {
-    kind: 'evm',
-    rpcUrl: str(def.rpcUrl),
-    chainId,
-    contract: str(def.contract),
-    txType: oneOf(str(def.txType), 'tx type', ['0', '2'] as const, '0') === '2' ? 2 : 0,
-    requestTimeoutMs: int(def.timeout, 'timeout', 10_000, 100, 600_000),
-  };
-  const wsUrl = optStr(def.wsUrl);
-  if (wsUrl) s.wsUrl = wsUrl;
-  for (const k of ['gasPrice', 'maxFeePerGas', 'maxPriorityFeePerGas'] as const) {
-    const v = optStr(def[k]);
-    if (v !== undefined) {
-      if (!/^\d+$/.test(v)) throw new ConfigError(`${k} must be a whole number of wei, got "${v}"`);
-      s[k] = v;
-    }
-  }
-  const gasLimit = optInt(def.gasLimit, 'gas limit', 21_000);
-  if (gasLimit !== undefined) s.gasLimit = gasLimit;
-  return s;
-}
-
 export = function register(RED: NodeAPI): void {
   function SetsLedgerNode(this: LedgerConfigNode, def: LedgerDef): void {
     RED.nodes.createNode(this, def);
@@ -68,7 +42,7 @@ export = function register(RED: NodeAPI): void {
     node.readOnly = privateKey === '';
     let settings: LedgerSettings | undefined;
     try {
-      settings = readSettings(def);
+      settings = parseLedgerSettings(def as unknown as Record<string, unknown>);
     } catch (err) {
       node.configError = err instanceof Error ? err : new Error(String(err));
     }

@@ -6,10 +6,10 @@
  * user, closed after the last one or with this node on redeploy/stop).
  */
 import type { NodeAPI, NodeDef } from '../shared/types';
-import { int, oneOf, optStr, str } from '../shared/config';
+import { optStr, str } from '../shared/config';
 import { SharedConnection } from '../shared/shared-connection';
 import { ConfigError } from '../shared/config';
-import { StoreConnection, defaultStoreDir, redactUri, type StoreSettings } from '../../lib/ops/server-store';
+import { StoreConnection, defaultStoreDir, parseStoreSettings, redactUri, type StoreSettings } from '../../lib/ops/server-store';
 import type { StoreOwner } from './owner';
 
 interface StoreDef extends NodeDef {
@@ -37,28 +37,17 @@ export = function register(RED: NodeAPI): void {
     const uri = (node.credentials?.uri ?? '').trim();
     node.kind = str(def.kind) || 'embedded';
     try {
-      const kind = oneOf(def.kind, 'store kind', ['embedded', 'mongodb'] as const, 'embedded');
-      const hours = int(def.retentionHours, 'status retention', 24, 1, 24 * 365);
-      settings = { kind, statusRetentionMs: hours * 3_600_000 };
-      if (kind === 'embedded') {
-        let dir = optStr(def.dir);
-        if (!dir) {
-          const userDir = (RED.settings as { userDir?: unknown }).userDir;
-          if (typeof userDir !== 'string' || userDir === '') {
-            throw new ConfigError('Node-RED has no user directory (settings.userDir): give the store a directory');
-          }
-          dir = defaultStoreDir(userDir, str(def.name) || def.id);
+      let defaultDir: string | undefined;
+      if (!optStr(def.dir) && (def.kind ?? 'embedded') !== 'mongodb') {
+        const userDir = (RED.settings as { userDir?: unknown }).userDir;
+        if (typeof userDir !== 'string' || userDir === '') {
+          throw new ConfigError('Node-RED has no user directory (settings.userDir): give the store a directory');
         }
-        settings.dir = dir;
-        node.dir = dir;
-      } else {
-        const db = optStr(def.db);
-        if (!db) throw new ConfigError('the MongoDB store needs a database name');
-        if (!uri) throw new ConfigError('the MongoDB store needs a URI (credentials)');
-        settings.db = db;
-        const prefix = optStr(def.collectionPrefix);
-        if (prefix) settings.collectionPrefix = prefix;
+        defaultDir = defaultStoreDir(userDir, str(def.name) || def.id);
       }
+      settings = parseStoreSettings(def as unknown as Record<string, unknown>, defaultDir ? { defaultDir } : {});
+      if (settings.kind === 'embedded') node.dir = settings.dir;
+      else if (!uri) throw new ConfigError('the MongoDB store needs a URI (credentials)');
     } catch (err) {
       node.configError = err instanceof Error ? err : new Error(String(err));
     }

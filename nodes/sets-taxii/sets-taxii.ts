@@ -5,8 +5,8 @@
  */
 import type { NodeAPI, NodeDef } from '../shared/types';
 import type { TaxiiOwner } from '../shared/owners';
-import { bool, int, oneOf, optStr, str } from '../shared/config';
-import { createTaxiiConnection, type TaxiiConnection, type TaxiiSettings } from '../../lib/ops/taxii-connection';
+import { str } from '../shared/config';
+import { createTaxiiConnection, parseTaxiiSettings, type TaxiiConnection, type TaxiiSettings } from '../../lib/ops/taxii-connection';
 
 interface TaxiiDef extends NodeDef {
   url?: string;
@@ -38,20 +38,7 @@ export = function register(RED: NodeAPI): void {
   function setup(node: TaxiiConfigNode, def: TaxiiDef): void {
     let settings: TaxiiSettings | undefined;
     try {
-      settings = {
-        url: str(def.url),
-        authType: oneOf(def.authType, 'authentication', ['none', 'basic', 'bearer', 'oauth2'] as const, 'none'),
-        tlsVerify: bool(def.tlsVerify, true),
-        timeoutMs: int(def.timeout, 'timeout', 30_000, 100, 600_000),
-      };
-      const tokenUrl = optStr(def.tokenUrl);
-      const scope = optStr(def.scope);
-      const audience = optStr(def.audience);
-      const ca = optStr(def.ca);
-      if (tokenUrl) settings.tokenUrl = tokenUrl;
-      if (scope) settings.scope = scope;
-      if (audience) settings.audience = audience;
-      if (ca) settings.ca = ca;
+      settings = parseTaxiiSettings(def as unknown as Record<string, unknown>);
     } catch (err) {
       node.configError = err instanceof Error ? err : new Error(String(err));
     }

@@ -19,11 +19,10 @@
 import { randomBytes } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import type { NodeAPI, NodeDef, Node, NodeMessage } from '../shared/types';
-import { bool, int, optInt, optStr, str, ConfigError } from '../shared/config';
 import { ThrottledStatus, errorLabel, shorten } from '../shared/status';
 import type { StoreOwner } from '../sets-store/owner';
 import type { StoreConnection, StoreState } from '../../lib/ops/server-store';
-import { buildServerConfig, parseCollections, checkServerSettings, type ServerSettings } from '../../lib/ops/server-config';
+import { buildServerConfig, normaliseBasePath, parseServerSettings, type ServerSettings } from '../../lib/ops/server-config';
 import { recordInfo } from '../../lib/ops/server-integrity';
 import { messageOf } from '../../lib/ops/errors';
 import { createTaxiiServer, type TaxiiServer } from '../../lib/taxii/server';
@@ -78,16 +77,6 @@ function routerStack(app: unknown): Layer[] | undefined {
   return Array.isArray(stack) ? (stack as Layer[]) : undefined;
 }
 
-/** `/taxii` from what the editor holds ('' and '/' = the root). */
-function normaliseBase(value: unknown): string {
-  let s = str(value, '/taxii');
-  if (s === '' || s === '/') return '';
-  if (!s.startsWith('/')) s = '/' + s;
-  s = s.replace(/\/+$/, '');
-  if (!/^(\/[A-Za-z0-9._~-]+)+$/.test(s)) throw new ConfigError(`base path "${s}" must be URL path segments of letters, digits and -._~`);
-  return s;
-}
-
 /** The next-token secret generated for a node without one keeps across redeploys in this process. */
 const generatedSecrets = new Map<string, string>();
 
@@ -105,32 +94,8 @@ export = function register(RED: NodeAPI): void {
     let base = '';
     let setupError: Error | undefined;
     try {
-      base = normaliseBase(def.basePath);
-      settings = {
-        title: str(def.title) || 'SETS TAXII server',
-        apiRoot: str(def.apiRoot) || 'api1',
-        collections: parseCollections(def.collections),
-        anonymousRead: bool(def.anonymousRead, false),
-        open: bool(def.openAccess, false),
-        maxContentLength: int(def.maxContentLength, 'max content length', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
-        maxPageSize: int(def.maxPageSize, 'max page size', 1000, 1, 100_000),
-      };
-      const apiRootTitle = optStr(def.apiRootTitle);
-      const description = optStr(def.description);
-      const contact = optStr(def.contact);
-      if (apiRootTitle) settings.apiRootTitle = apiRootTitle;
-      if (description) settings.description = description;
-      if (contact) settings.contact = contact;
-      if (bool(def.oauth2, false)) {
-        settings.oauth2 = { issuer: str(def.issuer), jwksUrl: str(def.jwksUrl) };
-        const audience = optStr(def.audience);
-        const clientId = optStr(def.clientId);
-        const tolerance = optInt(def.clockTolerance, 'clock tolerance', 0, 600);
-        if (audience) settings.oauth2.audience = audience;
-        if (clientId) settings.oauth2.clientId = clientId;
-        if (tolerance !== undefined) settings.oauth2.clockToleranceSec = tolerance;
-      }
-      checkServerSettings(settings);
+      base = normaliseBasePath(def.basePath);
+      settings = parseServerSettings(def as unknown as Record<string, unknown>);
     } catch (err) {
       setupError = err instanceof Error ? err : new Error(String(err));
     }
