@@ -14,7 +14,7 @@
  */
 import type { IntegrityStatus, StatusCounts, Store, StoredRecord } from '../store/store';
 import type { IntegrityPolicy } from '../taxii/server-config';
-import { decideIntegrity, normaliseVersion } from '../taxii/server-objects';
+import { recordVerdict as applyVerdict, type VerdictOutcome } from '../taxii/server-verdict';
 import { OpsError } from './errors';
 
 /** Where a record reached the flow from. */
@@ -172,18 +172,56 @@ export async function settleIntegrity(record: VerdictRecorder, target: Integrity
 
 /**
  * The same rules on a bare store, for a front end without the TAXII server at hand (policy
- * `required`; no TAXII status resource is updated) — the decision is the server's own
- * (`decideIntegrity`), so the two cannot drift apart.
+ * `required`): the decision is the server's own (lib/taxii/server-verdict), so the two cannot
+ * drift apart, and a `statusId` given with the record moves its TAXII status resource too.
  */
 export function storeRecorder(store: Store): VerdictRecorder {
-  return async (collection, id, version, verdict, reason) => {
-    const v = normaliseVersion(version);
-    const rec = await store.get(collection, id, v);
-    if (!rec) return { stored: false, status: 'absent', changed: false, reason: `no version ${version} of ${id} is stored in collection ${collection}` };
-    const d = decideIntegrity(rec, 'required', verdict, reason);
-    if (d.action === 'keep') return { stored: true, status: rec.status, changed: false, reason: d.reason };
-    const ok = await store.setStatus(collection, id, v, d.status, d.reason);
-    return { stored: ok, status: ok ? d.status : 'absent', changed: ok, reason: d.reason };
+  return storeVerdictRecorder(store);
+}
+
+/** A record to settle from another execution: what the server emitted with it, plus the verdict. */
+export interface StoredVerdict {
+  collection: string;
+  id: string;
+  version: string;
+  verdict: Verdict;
+  reason?: string;
+  /** the TAXII status resource listing the record among its pendings (admission) */
+  statusId?: string;
+  /** the collection's integrity policy as the server emitted it (default `required`) */
+  policy?: IntegrityPolicy;
+}
+
+/**
+ * Settle a record through the store alone — the TAXII server's own rules (lib/taxii/server-verdict),
+ * status resource included — for a front end that verifies a record in another execution than the
+ * one holding the server (n8n: the SETS node after the server trigger's workflow run).
+ */
+export function recordVerdict(store: Store, t: StoredVerdict): Promise<VerdictOutcome> {
+  return applyVerdict(store, {
+    collection: t.collection,
+    id: t.id,
+    version: t.version,
+    verdict: t.verdict,
+    ...(t.reason !== undefined ? { reason: t.reason } : {}),
+    ...(t.statusId ? { statusIds: [t.statusId] } : {}),
+    ...(t.policy ? { policy: t.policy } : {}),
+  });
+}
+
+/** A VerdictRecorder on a bare store that keeps the policy and status resource the record came with. */
+export function storeVerdictRecorder(store: Store, policyOf?: (collection: string) => IntegrityPolicy | undefined): VerdictRecorder {
+  return async (collection, id, version, verdict, reason, statusId) => {
+    const out = await recordVerdict(store, {
+      collection,
+      id,
+      version,
+      verdict,
+      ...(reason !== undefined ? { reason } : {}),
+      ...(statusId ? { statusId } : {}),
+      ...(policyOf?.(collection) ? { policy: policyOf(collection) } : {}),
+    });
+    return { stored: out.stored, status: out.status, changed: out.changed, reason: out.reason };
   };
 }
 

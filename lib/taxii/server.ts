@@ -32,7 +32,8 @@ import { HttpProblem, resolveUrl, sendProblem, sendTaxii } from './server-http';
 import { parseFilters, QueryError, type FilterEndpoint, type Filters } from './server-query';
 import { NextTokens, TokenError } from './server-paging';
 import { readBody } from './server-body';
-import { prepareRecord, sameVersion, normaliseVersion, decideIntegrity, OFF_REASON, type NewRecord } from './server-objects';
+import { prepareRecord, normaliseVersion, type NewRecord } from './server-objects';
+import { buildStatus, recordVerdict, reportedStatus, settleStatusEntry, withStatusLock, type ReportedIntegrity, type VerdictOutcome } from './server-verdict';
 import {
   integrityPolicySentence,
   resolveConfig,
@@ -95,19 +96,11 @@ export type { IntegrityVerdict } from './server-objects';
 import type { IntegrityVerdict } from './server-objects';
 
 /** Integrity of a stored record as the server reports it (`unverified`: its collection's policy is off). */
-export type ReportedIntegrity = IntegrityStatus | 'unverified';
+export type { ReportedIntegrity };
+export { recordVerdict, type VerdictTarget, type VerdictOutcome } from './server-verdict';
 
-export interface VerificationOutcome {
-  /** false when that version is not stored (nothing was written) */
-  stored: boolean;
-  policy: IntegrityPolicy;
-  /** the record's integrity after this call (`absent` when not stored) */
-  status: ReportedIntegrity | 'absent';
-  /** whether the record's status changed */
-  changed: boolean;
-  /** what was recorded, or why nothing was */
-  reason: string;
-}
+/** What `recordVerification` did (lib/taxii/server-verdict). */
+export type VerificationOutcome = VerdictOutcome;
 
 export interface IntegrityView {
   collection: string;
@@ -238,7 +231,6 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
   /** record key -> status ids listing it as pending (in-process shortcut, see file comment) */
   private readonly pendingIndex = new Map<string, Set<string>>();
   /** serialises read-modify-write of one status resource */
-  private readonly statusLocks = new Map<string, Promise<void>>();
   /** configured collections by id and alias (ids are unique across API roots) */
   private readonly collectionsByKey = new Map<string, ResolvedCollection>();
 
@@ -790,18 +782,12 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     }
     const { id: colId, policy } = this.policyFor(collection);
     const v = normaliseVersion(version);
-    const rec = await this.store.get(colId, id, v);
-    if (!rec) return { stored: false, policy, status: 'absent', changed: false, reason: `no version ${version} of ${id} is stored in collection ${colId}` };
-    const d = decideIntegrity(rec, policy, verdict, reason);
-    if (d.action === 'keep') return { stored: true, policy, status: reportedStatus(rec, policy), changed: false, reason: d.reason };
-    if (d.action === 'note') {
-      await this.store.setStatus(colId, id, v, 'pending', d.reason);
-      return { stored: true, policy, status: 'pending', changed: false, reason: d.reason };
-    }
-    const ok = await this.settle(colId, id, v, d.status, d.reason, statusId);
-    return ok
-      ? { stored: true, policy, status: d.status, changed: true, reason: d.reason }
-      : { stored: false, policy, status: 'absent', changed: false, reason: 'deleted meanwhile' };
+    const key = pendingKey(colId, id, v);
+    const statusIds = new Set<string>(this.pendingIndex.get(key) ?? []);
+    if (statusId) statusIds.add(statusId);
+    const out = await recordVerdict(this.store, { collection: colId, id, version: v, verdict, ...(reason !== undefined ? { reason } : {}), statusIds: [...statusIds], policy });
+    if (out.changed || !out.stored) this.pendingIndex.delete(key);
+    return out;
   }
 
   async integrityOf(collection: string, id: string, version?: string): Promise<IntegrityView | null> {
@@ -841,6 +827,7 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
   }
 
   /** Write a decision and move the record in the status resource(s) listing it as pending. */
+  /** A direct mark (markIntegrity with a status): the record and every status resource listing it. */
   private async settle(
     collection: string,
     id: string,
@@ -856,23 +843,7 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     const ids = new Set<string>(this.pendingIndex.get(key) ?? []);
     if (statusId) ids.add(statusId);
     this.pendingIndex.delete(key);
-    for (const sid of ids) {
-      await this.withStatusLock(sid, async () => {
-        const st = await this.store.getStatus(sid);
-        if (!st) return;
-        const pend = st.pendings ?? [];
-        const moving = pend.filter((d) => d.id === id && sameVersion(d.version, v));
-        if (moving.length === 0) return;
-        const rest = pend.filter((d) => !(d.id === id && sameVersion(d.version, v)));
-        const successes = [...(st.successes ?? [])];
-        const failures = [...(st.failures ?? [])];
-        for (const d of moving) {
-          if (status === 'finalized') successes.push({ id: d.id, version: d.version, message: reason ?? 'integrity verified' });
-          else failures.push({ id: d.id, version: d.version, message: reason ?? 'failed its integrity check' });
-        }
-        await this.store.putStatus(buildStatus(st.id, st.request_timestamp, successes, failures, rest, st.total_count));
-      });
-    }
+    for (const sid of ids) await settleStatusEntry(this.store, sid, id, v, status, reason);
     return true;
   }
 
@@ -898,19 +869,8 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     if (set.size === 0) this.pendingIndex.delete(key);
   }
 
-  private async withStatusLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.statusLocks.get(id) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.statusLocks.set(id, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.statusLocks.get(id) === tail) this.statusLocks.delete(id);
-    }
+  private withStatusLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    return withStatusLock(this.store, id, fn);
   }
 
   private emitSafely<E extends keyof TaxiiServerEvents>(event: E, ...args: TaxiiServerEvents[E]): void {
@@ -977,37 +937,11 @@ function storeProblem(err: unknown): HttpProblem | null {
 }
 
 /** A record's integrity as reported: records of an `off` collection (or stored under `off`) are `unverified`. */
-function reportedStatus(rec: StoredRecord, policy: IntegrityPolicy): ReportedIntegrity {
-  if (policy === 'off' || (rec.status === 'finalized' && rec.statusReason === OFF_REASON)) return 'unverified';
-  return rec.status;
-}
 
 function pendingKey(collection: string, id: string, version: string): string {
   return JSON.stringify([collection, id, version]);
 }
 
-function buildStatus(
-  id: string,
-  requestTimestamp: string,
-  successes: StatusDetail[],
-  failures: StatusDetail[],
-  pendings: StatusDetail[],
-  total?: number,
-): StatusResource {
-  const s: StatusResource = {
-    id,
-    status: pendings.length > 0 ? 'pending' : 'complete',
-    request_timestamp: requestTimestamp,
-    total_count: total ?? successes.length + failures.length + pendings.length,
-    success_count: successes.length,
-    failure_count: failures.length,
-    pending_count: pendings.length,
-  };
-  if (successes.length > 0) s.successes = successes;
-  if (failures.length > 0) s.failures = failures;
-  if (pendings.length > 0) s.pendings = pendings;
-  return s;
-}
 
 /** A status resource as sent: no empty lists (TAXII forbids them), only the spec's properties. */
 function cleanStatus(s: StatusResource): Record<string, unknown> {

@@ -1,0 +1,143 @@
+/**
+ * Applying a ledger verdict to a stored record, on the store alone (paper §3 steps 2.a/2.b and
+ * 5.a/5.b): the record becomes `finalized` or `invalid` under its collection's integrity policy
+ * (`decideIntegrity`), and the TAXII status resource(s) that list it among their `pendings` move
+ * it to `successes` / `failures`.
+ *
+ * This is what the TAXII server's `recordVerification` does, as a function of the store: an n8n
+ * execution that verifies a record the server trigger emitted earlier (another execution) settles
+ * it here, with the `statusId` and `policy` that came with the record, without a reference to the
+ * server object. The status-resource update is serialised per (store, status id) inside this
+ * process; the record's own status is one store write.
+ */
+import type { IntegrityStatus, StatusDetail, StatusResource, Store, StoredRecord } from '../store/store';
+import type { IntegrityPolicy } from './server-config';
+import { decideIntegrity, normaliseVersion, OFF_REASON, sameVersion, type IntegrityVerdict } from './server-objects';
+
+/** Integrity of a stored record as reported (`unverified`: its collection's policy is off). */
+export type ReportedIntegrity = IntegrityStatus | 'unverified';
+
+export interface VerdictOutcome {
+  /** false when that version is not stored (nothing was written) */
+  stored: boolean;
+  policy: IntegrityPolicy;
+  /** the record's integrity after this call (`absent` when not stored) */
+  status: ReportedIntegrity | 'absent';
+  /** whether the record's status changed */
+  changed: boolean;
+  /** what was recorded, or why nothing was */
+  reason: string;
+}
+
+export interface VerdictTarget {
+  collection: string;
+  id: string;
+  version: string;
+  verdict: IntegrityVerdict;
+  reason?: string;
+  /** TAXII status resources listing the record among their pendings */
+  statusIds?: readonly string[];
+  /** the collection's integrity policy (default `required`) */
+  policy?: IntegrityPolicy;
+}
+
+const locks = new WeakMap<Store, Map<string, Promise<void>>>();
+
+/** Run `fn` after every earlier holder of (store, status id) in this process. */
+export async function withStatusLock<T>(store: Store, id: string, fn: () => Promise<T>): Promise<T> {
+  let byId = locks.get(store);
+  if (!byId) locks.set(store, (byId = new Map()));
+  const held = byId;
+  const prev = held.get(id) ?? Promise.resolve();
+  const run = prev.then(fn, fn);
+  const tail = run.then(
+    () => undefined,
+    () => undefined,
+  );
+  held.set(id, tail);
+  try {
+    return await run;
+  } finally {
+    if (held.get(id) === tail) held.delete(id);
+  }
+}
+
+export function reportedStatus(rec: Pick<StoredRecord, 'status' | 'statusReason'>, policy: IntegrityPolicy): ReportedIntegrity {
+  if (policy === 'off' || (rec.status === 'finalized' && rec.statusReason === OFF_REASON)) return 'unverified';
+  return rec.status;
+}
+
+export function buildStatus(
+  id: string,
+  requestTimestamp: string,
+  successes: StatusDetail[],
+  failures: StatusDetail[],
+  pendings: StatusDetail[],
+  total?: number,
+): StatusResource {
+  const s: StatusResource = {
+    id,
+    status: pendings.length > 0 ? 'pending' : 'complete',
+    request_timestamp: requestTimestamp,
+    total_count: total ?? successes.length + failures.length + pendings.length,
+    success_count: successes.length,
+    failure_count: failures.length,
+    pending_count: pendings.length,
+  };
+  if (successes.length > 0) s.successes = successes;
+  if (failures.length > 0) s.failures = failures;
+  if (pendings.length > 0) s.pendings = pendings;
+  return s;
+}
+
+/** Move (id, version) from a status resource's pendings to its successes or failures. */
+export async function settleStatusEntry(
+  store: Store,
+  statusId: string,
+  id: string,
+  version: string,
+  status: Exclude<IntegrityStatus, 'pending'>,
+  reason?: string,
+): Promise<boolean> {
+  return withStatusLock(store, statusId, async () => {
+    const st = await store.getStatus(statusId);
+    if (!st) return false;
+    const pend = st.pendings ?? [];
+    const moving = pend.filter((d) => d.id === id && sameVersion(d.version, version));
+    if (moving.length === 0) return false;
+    const rest = pend.filter((d) => !(d.id === id && sameVersion(d.version, version)));
+    const successes = [...(st.successes ?? [])];
+    const failures = [...(st.failures ?? [])];
+    for (const d of moving) {
+      if (status === 'finalized') successes.push({ id: d.id, version: d.version, message: reason ?? 'integrity verified' });
+      else failures.push({ id: d.id, version: d.version, message: reason ?? 'failed its integrity check' });
+    }
+    await store.putStatus(buildStatus(st.id, st.request_timestamp, successes, failures, rest, st.total_count));
+    return true;
+  });
+}
+
+/**
+ * Apply a verdict to a stored record (and its status resources). Throws RangeError for a verdict
+ * that is not one of verified / mismatch / not-anchored; store errors pass through.
+ */
+export async function recordVerdict(store: Store, t: VerdictTarget): Promise<VerdictOutcome> {
+  const verdict = t.verdict;
+  if (verdict !== 'verified' && verdict !== 'mismatch' && verdict !== 'not-anchored') {
+    throw new RangeError(`verdict must be verified, mismatch or not-anchored, got ${String(verdict)}`);
+  }
+  const policy: IntegrityPolicy = t.policy ?? 'required';
+  const v = normaliseVersion(t.version);
+  const rec = await store.get(t.collection, t.id, v);
+  if (!rec) return { stored: false, policy, status: 'absent', changed: false, reason: `no version ${t.version} of ${t.id} is stored in collection ${t.collection}` };
+  const d = decideIntegrity(rec, policy, verdict, t.reason);
+  if (d.action === 'keep') return { stored: true, policy, status: reportedStatus(rec, policy), changed: false, reason: d.reason };
+  if (d.action === 'note') {
+    await store.setStatus(t.collection, t.id, v, 'pending', d.reason);
+    return { stored: true, policy, status: 'pending', changed: false, reason: d.reason };
+  }
+  const ok = await store.setStatus(t.collection, t.id, v, d.status, d.reason);
+  if (!ok) return { stored: false, policy, status: 'absent', changed: false, reason: 'deleted meanwhile' };
+  for (const sid of new Set(t.statusIds ?? [])) await settleStatusEntry(store, sid, t.id, v, d.status, d.reason);
+  return { stored: true, policy, status: d.status, changed: true, reason: d.reason };
+}
