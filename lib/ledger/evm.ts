@@ -358,6 +358,17 @@ export class EvmLedger implements Ledger {
     return { key, hash, writer: getAddress(String(r[1])), timestamp: seconds(BigInt(r[2] as bigint)) };
   }
 
+  /**
+   * The signing account and whether the registry lets it write (connection tests); null for a
+   * read-only ledger (no private key).
+   */
+  async writerStatus(): Promise<{ account: string; authorised: boolean } | null> {
+    if (!this.account) return null;
+    await this.ready();
+    const r = await this.view('isWriter', [this.account]);
+    return { account: this.account, authorised: Boolean(r[0]) };
+  }
+
   async lookup(key: string): Promise<LedgerRecord | null> {
     const k = bytes32(key, 'key');
     await this.ready();

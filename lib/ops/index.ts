@@ -10,6 +10,8 @@ export * from './result';
 export * from './server-config';
 export * from './server-integrity';
 export * from './server-store';
+export * from './settings';
+export * from './probes';
 export * from './taxii-connection';
 export * from './taxii';
 export * from './verify';

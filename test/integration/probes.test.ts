@@ -1,0 +1,145 @@
+/**
+ * Connection tests (lib/ops/probes) against the real services: the hardhat node with the registry
+ * deployed, the private RabbitMQ node, a TAXII server with Basic authentication, the embedded store.
+ * Each probe must name the reason of a failure (what an n8n credential test or a config dialog
+ * shows), never throw, and leave nothing open.
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { chain, rabbit } from '../support/services';
+import type { ChainHandle } from '../support/hardhat';
+import { startTestTaxiiServer, type TestTaxiiServer } from '../support/taxii-test-server';
+import { probeBroker, probeLedger, probeStore, probeTaxii } from '../../lib/ops/probes';
+import { brokerConfig, ledgerConfig, parseBrokerSettings, parseLedgerSettings } from '../../lib/ops/connections';
+import { parseTaxiiSettings } from '../../lib/ops/taxii-connection';
+import { parseStoreSettings } from '../../lib/ops/server-store';
+
+/** A port nothing listens on. */
+async function deadPort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+describe('connection probes (lib/ops/probes)', function () {
+  this.timeout(60_000);
+  let c: ChainHandle;
+  let registry: string;
+  let amqpUrl: URL;
+
+  before(async () => {
+    c = await chain();
+    registry = await c.deployRegistry();
+    amqpUrl = new URL((await rabbit()).url);
+  });
+
+  const ledger = (raw: Record<string, unknown>, privateKey?: string) =>
+    ledgerConfig(parseLedgerSettings({ rpcUrl: c.rpcUrl, chainId: String(c.chainId), contract: registry, timeout: 3000, ...raw }), { privateKey });
+
+  describe('ledger', () => {
+    it('ok: names the registry, chain and whether the account may anchor', async () => {
+      const ro = await probeLedger(ledger({}));
+      assert.equal(ro.ok, true, ro.message);
+      assert.match(ro.message, /read-only/);
+      const w = await probeLedger(ledger({}, c.accounts[0].privateKey));
+      assert.equal(w.ok, true, w.message);
+      assert.match(w.message, new RegExp(`account ${c.accounts[0].address} may anchor`, 'i'));
+    });
+
+    it('fails naming the reason: account not a writer, wrong chain, no contract, nobody listening', async () => {
+      const notWriter = await probeLedger(ledger({}, c.accounts[9].privateKey));
+      assert.equal(notWriter.ok, false);
+      assert.match(notWriter.message, /not an authorised writer/);
+      const wrongChain = await probeLedger(ledger({ chainId: '1337' }));
+      assert.equal(wrongChain.ok, false);
+      assert.match(wrongChain.message, /wrong chain: .* serves chain id 31337, the configuration expects 1337/);
+      const noContract = await probeLedger(ledger({ contract: '0x' + '12'.repeat(20) }));
+      assert.equal(noContract.ok, false);
+      assert.match(noContract.message, /no contract at/);
+      const dead = await probeLedger(ledger({ rpcUrl: `http://127.0.0.1:${await deadPort()}` }), { timeoutMs: 3000 });
+      assert.equal(dead.ok, false);
+      assert.match(dead.message, /ECONNREFUSED|unreachable|no answer|cannot reach/i);
+    });
+
+    it('bad settings are refused before any connection, naming the field', () => {
+      assert.throws(() => parseLedgerSettings({ rpcUrl: 'localhost:8545', chainId: '1', contract: registry }), /RPC URL must be/);
+      assert.throws(() => parseLedgerSettings({ rpcUrl: c.rpcUrl, chainId: 'x', contract: registry }), /chain id must be a number/);
+      assert.throws(() => parseLedgerSettings({ rpcUrl: c.rpcUrl, chainId: '1', contract: '0x12' }), /registry address must be/);
+      assert.throws(() => parseLedgerSettings({ rpcUrl: c.rpcUrl, chainId: '1', contract: registry, gasPrice: '1.5' }), /gasPrice must be a whole number of wei/);
+      assert.throws(() => parseLedgerSettings({ rpcUrl: c.rpcUrl, chainId: '1', contract: registry, txType: '1' }), /tx type must be one of 0, 2/);
+    });
+  });
+
+  describe('broker', () => {
+    const settings = (raw: Record<string, unknown>) => parseBrokerSettings({ host: amqpUrl.hostname, port: amqpUrl.port, timeout: 3000, ...raw });
+    it('ok with the right credentials; names the broker product', async () => {
+      const r = await probeBroker(brokerConfig(settings({}), { username: decodeURIComponent(amqpUrl.username), password: decodeURIComponent(amqpUrl.password) }));
+      assert.equal(r.ok, true, r.message);
+      assert.match(r.message, /RabbitMQ/);
+    });
+    it('fails naming the reason: bad password, unknown vhost, nobody listening', async () => {
+      const bad = await probeBroker(brokerConfig(settings({}), { username: 'guest', password: 'wrong-password' }));
+      assert.equal(bad.ok, false);
+      assert.match(bad.message, /ACCESS_REFUSED|credentials|authenticat/i);
+      assert.doesNotMatch(bad.message, /wrong-password/);
+      const vhost = await probeBroker(brokerConfig(settings({ vhost: 'no-such-vhost' }), { username: 'guest', password: 'guest' }));
+      assert.equal(vhost.ok, false);
+      assert.match(vhost.message, /vhost|virtual host|NOT_ALLOWED/i);
+      const dead = await probeBroker(brokerConfig(settings({ port: await deadPort() }), { username: 'guest', password: 'guest' }));
+      assert.equal(dead.ok, false);
+      assert.match(dead.message, /ECONNREFUSED|cannot connect/i);
+    });
+  });
+
+  describe('TAXII', () => {
+    let srv: TestTaxiiServer;
+    before(async () => {
+      srv = await startTestTaxiiServer({ basic: { alice: 'alice-pw' } });
+    });
+    after(() => srv.stop());
+    it('ok with the right password; counts the visible collections', async () => {
+      const r = await probeTaxii(parseTaxiiSettings({ url: srv.discoveryUrl, authType: 'basic' }), { username: 'alice', password: 'alice-pw' });
+      assert.equal(r.ok, true, r.message);
+      assert.match(r.message, /\d+ collection\(s\) visible/);
+    });
+    it('fails naming the reason: 401, a missing secret, a bad URL', async () => {
+      const bad = await probeTaxii(parseTaxiiSettings({ url: srv.discoveryUrl, authType: 'basic' }), { username: 'alice', password: 'nope-pw' });
+      assert.equal(bad.ok, false);
+      assert.match(bad.message, /401/);
+      assert.doesNotMatch(bad.message, /nope-pw/);
+      const missing = await probeTaxii(parseTaxiiSettings({ url: srv.discoveryUrl, authType: 'bearer' }), {});
+      assert.equal(missing.ok, false);
+      assert.match(missing.message, /bearer authentication needs a token/);
+      assert.throws(() => parseTaxiiSettings({ url: 'ftp://x' }), /TAXII URL must be an http/);
+      assert.throws(() => parseTaxiiSettings({ url: srv.discoveryUrl, authType: 'digest' }), /authentication must be one of/);
+    });
+  });
+
+  describe('store', () => {
+    it('opens an embedded store, counts its records and closes it again; fails naming the reason', async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sets-probe-'));
+      try {
+        const ok = await probeStore(parseStoreSettings({ kind: 'embedded', dir }), {});
+        assert.equal(ok.ok, true, ok.message);
+        assert.match(ok.message, /0 record\(s\)/);
+        fs.writeFileSync(path.join(dir, 'file'), 'x');
+        const bad = await probeStore(parseStoreSettings({ kind: 'embedded', dir: path.join(dir, 'file', 'db') }), {});
+        assert.equal(bad.ok, false);
+        assert.match(bad.message, /embedded store .*file/);
+        const mongo = await probeStore(parseStoreSettings({ kind: 'mongodb', db: 'cti' }), { uri: 'mongodb://u:secret-pw@127.0.0.1:1/' }, { timeoutMs: 3000 });
+        assert.equal(mongo.ok, false);
+        assert.doesNotMatch(mongo.message, /secret-pw/);
+        assert.throws(() => parseStoreSettings({ kind: 'mongodb' }), /needs a database name/);
+        assert.throws(() => parseStoreSettings({ kind: 'sqlite' }), /store kind must be one of embedded, mongodb/);
+        assert.throws(() => parseStoreSettings({ kind: 'embedded', retentionHours: '0' }), /status retention/);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+});
