@@ -282,6 +282,8 @@ async function createInstance(opts = {}) {
     N8N_LISTEN_ADDRESS: '127.0.0.1',
     N8N_HOST: '127.0.0.1',
     N8N_SECURE_COOKIE: 'false',
+    // the MCP registry module polls api.n8n.io from `n8n start`: no network beyond loopback here
+    N8N_DISABLED_MODULES: 'mcp-registry',
     N8N_LOG_LEVEL: opts.logLevel || 'info',
     N8N_LOG_OUTPUT: 'console',
     NO_COLOR: '1',
@@ -333,6 +335,10 @@ async function createInstance(opts = {}) {
       await inst.cliOk(['import:credentials', `--input=${file}`]);
       fs.rmSync(file);
       return list.map((c) => c.id);
+    },
+    /** Activates a workflow for the next `n8n start` (n8n 2.x: publish:workflow replaces update:workflow --active). */
+    async publishWorkflow(id) {
+      return inst.cliOk(['publish:workflow', `--id=${id}`]);
     },
     /** Every node type n8n knows (export:nodes), as names. */
     async nodeTypes() {
