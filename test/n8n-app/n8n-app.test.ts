@@ -74,7 +74,10 @@ const CRED = {
   consumer: { id: 'SetsTaxiiCons001', name: 'SETS TAXII (consumer)' },
   amqp: { id: 'SetsAmqpLocal001', name: 'SETS local RabbitMQ' },
   badTaxii: { id: 'SetsTaxiiBadPw01', name: 'SETS TAXII (wrong password)' },
+  srvTaxii: { id: 'SetsTaxiiN8nSrv1', name: 'SETS TAXII (n8n-hosted server)' },
+  store: { id: 'SetsStoreLocal01', name: 'SETS store' },
 };
+const COL_SRV = '5f0c9a1e-2b7d-4c3e-8f6a-0d1e2f3a4b5c'; // served by the SETS TAXII Server Trigger in n8n
 
 function log(s: string): void {
   process.stdout.write(`      [n8n-app] ${s}\n`);
@@ -168,6 +171,32 @@ async function waitForQueue(queue: string, ms: number, output: () => string): Pr
   }
 }
 
+/** Waits until a URL answers at all (any HTTP status). */
+async function waitForHttp(url: string, ms: number, output: () => string): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      await fetch(url, { signal: AbortSignal.timeout(2000) });
+      return;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) throw new Error(`nothing answers on ${url} within ${ms} ms:\n${output().slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** Finished executions of a workflow, polled until `node` produced `count` items in all (or the time is up). */
+async function waitForRuns(inst: Instance, workflowId: string, node: string, count: number, ms: number): Promise<Execution[]> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const runs = (await inst.executions()).filter((e) => e.workflowId === workflowId && !['running', 'new', 'waiting'].includes(e.status));
+    const items = runs.flatMap((e) => (e.nodes[node]?.[0]?.items ?? []).flat());
+    if (items.length >= count || Date.now() > deadline) return runs;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
 /** A TAXII 2.1 server as a SETS server runs it: `required` integrity, every record checked against the ledger and settled. */
 async function startTaxii(store: Store, ledger: Ledger): Promise<{ url: string; server: TaxiiServer; close(): Promise<void> }> {
   const users = [
@@ -224,6 +253,7 @@ describe('n8n app: the packed n8n-nodes-sets in n8n 2.40.7 on Node 24 (CLI, real
   let storeDir: string;
   let taxii: Awaited<ReturnType<typeof startTaxii>>;
   let amqpUrl: URL;
+  let taxiiPort = 0; // the SETS TAXII Server Trigger's port (set before any credentials are imported)
   let exchange: string;
   let n8n: Instance;
   let pkgDir: string;
@@ -248,6 +278,7 @@ describe('n8n app: the packed n8n-nodes-sets in n8n 2.40.7 on Node 24 (CLI, real
       { ...CRED.producer, type: 'setsTaxiiApi', data: taxiiData('producer', 'producer-pw') },
       { ...CRED.consumer, type: 'setsTaxiiApi', data: taxiiData('consumer', 'consumer-pw') },
       { ...CRED.badTaxii, type: 'setsTaxiiApi', data: taxiiData('consumer', 'not-the-password') },
+      { ...CRED.srvTaxii, type: 'setsTaxiiApi', data: { url: `http://127.0.0.1:${taxiiPort}/taxii/api1/`, authType: 'none', tlsVerify: true, timeout: 30000 } },
       {
         ...CRED.amqp,
         type: 'setsAmqpApi',
@@ -285,6 +316,7 @@ describe('n8n app: the packed n8n-nodes-sets in n8n 2.40.7 on Node 24 (CLI, real
     store = await openStore({ kind: 'embedded', dir: storeDir });
     taxii = await startTaxii(store, ledger);
     amqpUrl = new URL((await rabbit()).url);
+    taxiiPort = await app.freePort();
     exchange = `sets-n8n-app-${randomUUID().slice(0, 8)}`;
 
     n8n = await newInstance();
@@ -397,32 +429,101 @@ describe('n8n app: the packed n8n-nodes-sets in n8n 2.40.7 on Node 24 (CLI, real
     assert.equal(r.execution?.nodes['Verify answer'], undefined, 'nothing after the failing node ran');
   });
 
-  it('subscriber trigger (flows/sets-subscriber.json) active in `n8n start` receives what the RabbitMQ producer workflow publishes, verified', async () => {
-    // a second n8n instance runs the subscriber; the first executes the producer workflow
-    const sub = await newInstance();
-    await sub.importCredentials(credentials());
+  describe('n8n start with trigger workflows active (a second n8n instance)', function () {
+    let srv: Instance;
+    let server: Awaited<ReturnType<Instance['start']>>;
+    let subId: string;
+    let taxiiSrvId: string;
+    let serverStoreDir: string;
     const queue = `sets-n8n-app-${randomUUID().slice(0, 8)}`;
-    const subscriber = readFlow(pkgDir, 'sets-subscriber');
-    const trigger = subscriber.nodes.find((n: any) => n.type === 'n8n-nodes-sets.setsTrigger');
-    assert.ok(trigger, 'flows/sets-subscriber.json has no SETS Trigger');
-    trigger.parameters.queue = queue;
-    if (trigger.parameters.options?.deadLetterQueue) trigger.parameters.options.deadLetterQueue = `${queue}-failed`;
-    const [subId] = await sub.importWorkflows([subscriber]);
-    await sub.publishWorkflow(subId);
-    const server = await sub.start();
-    log(`n8n start ready in ${secs(server.startMs)} at ${server.url}`);
-    try {
-      // n8n's editor type files: every credential type of the manifest is known to the running n8n
-      const credTypes = JSON.parse(fs.readFileSync(path.join(sub.userFolder, '.cache', 'n8n', 'public', 'types', 'credentials.json'), 'utf8'));
+
+    /** The server side as an n8n workflow: SETS TAXII Server Trigger → SETS Verify → SETS Mark Integrity. */
+    function serverWorkflow(): any {
+      return {
+        name: 'SETS TAXII server (n8n app test)',
+        settings: { executionOrder: 'v1' },
+        nodes: [
+          {
+            id: 'srv-1',
+            name: 'SETS TAXII Server',
+            type: 'n8n-nodes-sets.setsTaxiiServerTrigger',
+            typeVersion: 1,
+            position: [0, 0],
+            parameters: {
+              port: taxiiPort,
+              host: '127.0.0.1',
+              basePath: '/taxii',
+              title: 'SETS TAXII server in n8n',
+              apiRoot: 'api1',
+              collections: { collection: [{ id: COL_SRV, title: 'Shared CTI (n8n server)', canRead: 'reader,publisher', canWrite: 'publisher', integrity: 'required' }] },
+              openAccess: true,
+            },
+            credentials: { setsStoreApi: CRED.store },
+          },
+          {
+            id: 'srv-2',
+            name: 'Verify',
+            type: 'n8n-nodes-sets.sets',
+            typeVersion: 1,
+            position: [250, 0],
+            parameters: { resource: 'hash', operation: 'verify', collection: '', waitForAnchor: 15000, onRejected: 'passThrough', mode: 'split' },
+            credentials: { setsEvmLedgerApi: CRED.ledger },
+          },
+          {
+            id: 'srv-3',
+            name: 'Mark integrity',
+            type: 'n8n-nodes-sets.sets',
+            typeVersion: 1,
+            position: [500, 0],
+            parameters: { resource: 'record', operation: 'markIntegrity' },
+            credentials: { setsStoreApi: CRED.store },
+          },
+        ],
+        connections: {
+          'SETS TAXII Server': { main: [[{ node: 'Verify', type: 'main', index: 0 }], []] },
+          Verify: { main: [[{ node: 'Mark integrity', type: 'main', index: 0 }]] },
+        },
+      };
+    }
+
+    before(async function () {
+      serverStoreDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sets-n8n-app-srvstore-'));
+      srv = await newInstance();
+      await srv.importCredentials([
+        ...credentials(),
+        { ...CRED.store, type: 'setsStoreApi', data: { kind: 'embedded', dir: serverStoreDir } },
+      ]);
+      const subscriber = readFlow(pkgDir, 'sets-subscriber');
+      const trigger = subscriber.nodes.find((n: any) => n.type === 'n8n-nodes-sets.setsTrigger');
+      assert.ok(trigger, 'flows/sets-subscriber.json has no SETS Trigger');
+      trigger.parameters.queue = queue;
+      if (trigger.parameters.options?.deadLetterQueue) trigger.parameters.options.deadLetterQueue = `${queue}-failed`;
+      [subId, taxiiSrvId] = await srv.importWorkflows([subscriber, serverWorkflow()]);
+      await srv.publishWorkflow(subId);
+      await srv.publishWorkflow(taxiiSrvId);
+      server = await srv.start();
+      log(`n8n start ready in ${secs(server.startMs)} at ${server.url}`);
+      // the triggers are up once the broker has the subscriber's queue and the TAXII port answers
+      await waitForQueue(queue, 60_000, () => server.output());
+      await waitForHttp(`http://127.0.0.1:${taxiiPort}/taxii/taxii2/`, 60_000, () => server.output());
+    });
+
+    after(async function () {
+      await server?.stop();
+      if (serverStoreDir) fs.rmSync(serverStoreDir, { recursive: true, force: true });
+    });
+
+    it('knows every credential type of the manifest (the type files n8n writes for its editor)', () => {
+      const credTypes = JSON.parse(fs.readFileSync(path.join(srv.userFolder, '.cache', 'n8n', 'public', 'types', 'credentials.json'), 'utf8'));
       const known = new Set(credTypes.map((c: any) => c.name));
+      assert.equal(manifest.credentials.length, 5);
       for (const f of manifest.credentials) {
         const name = declaredName(f, 'credential');
         assert.ok(known.has(name), `credential type ${name} (${f}) unknown to n8n`);
       }
-      assert.equal(manifest.credentials.length, 5);
-      // the trigger declares its durable queue when n8n activates the workflow: wait for it, so nothing is published before
-      await waitForQueue(queue, 60_000, () => server.output());
+    });
 
+    it('subscriber trigger (flows/sets-subscriber.json) receives what the RabbitMQ producer workflow publishes, verified', async () => {
       const [prodId] = await n8n.importWorkflows([readFlow(pkgDir, 'sets-producer-rabbitmq')]);
       const r = await n8n.execute(prodId);
       log(`producer over RabbitMQ: n8n execute ${secs(r.cli.ms)}, exit ${r.cli.code}${r.cli.signal ? ` ${r.cli.signal}` : ''}`);
@@ -431,14 +532,7 @@ describe('n8n app: the packed n8n-nodes-sets in n8n 2.40.7 on Node 24 (CLI, real
       const count = sent.reduce((s, i) => s + Number(i.sets.published.count), 0);
       assert.ok(count >= 2, describeRun(r));
 
-      const deadline = Date.now() + 60_000;
-      let runs: Execution[] = [];
-      for (;;) {
-        runs = (await sub.executions()).filter((e) => e.workflowId === subId && e.status !== 'running' && e.status !== 'new');
-        const items = runs.flatMap((e) => (e.nodes['Shared CTI']?.[0]?.items ?? []).flat());
-        if (items.length >= count || Date.now() > deadline) break;
-        await new Promise((res) => setTimeout(res, 1000));
-      }
+      const runs = await waitForRuns(srv, subId, 'Shared CTI', count, 60_000);
       log(`subscriber: ${runs.length} trigger executions`);
       assert.ok(runs.length >= 1, `no execution of the subscriber within 60 s:\n${server.output().slice(-3000)}`);
       for (const e of runs) assert.equal(e.status, 'success', JSON.stringify(e));
@@ -446,8 +540,40 @@ describe('n8n app: the packed n8n-nodes-sets in n8n 2.40.7 on Node 24 (CLI, real
       assert.equal(verified.length, count, JSON.stringify(runs));
       assert.equal(rejected.length, 0, JSON.stringify(rejected));
       for (const it of verified) assert.equal(it.sets.verification.status, 'verified', JSON.stringify(it));
-    } finally {
-      await server.stop();
-    }
+    });
+
+    it('server-side workflow (SETS TAXII Server Trigger → Verify → Mark Integrity) settles what the publisher workflow POSTs: finalized', async () => {
+      const wf = variant(readFlow(pkgDir, 'sets-publisher'), 'to the n8n TAXII server', {
+        'Anchor hashes': (n) => (n.parameters.collection = COL_SRV),
+        'Publish to TAXII': (n) => {
+          n.parameters.collection = COL_SRV;
+          n.credentials = { setsTaxiiApi: CRED.srvTaxii };
+        },
+      });
+      const [id] = await n8n.importWorkflows([wf]);
+      const r = await n8n.execute(id);
+      log(`publisher to the n8n TAXII server: n8n execute ${secs(r.cli.ms)}, exit ${r.cli.code}${r.cli.signal ? ` ${r.cli.signal}` : ''}`);
+      assert.equal(r.execution?.status, 'success', describeRun(r));
+      const anchored = outputs(r.execution, 'Anchor hashes')[0].flatMap((i) => i.sets.items);
+      const status = outputs(r.execution, 'Publish to TAXII')[0][0].sets.taxii;
+      // the publisher waited for the TAXII status: complete only once the server workflow marked every object
+      assert.equal(status.status, 'complete', JSON.stringify(status));
+      assert.equal(status.success_count, anchored.length, JSON.stringify(status));
+
+      const runs = await waitForRuns(srv, taxiiSrvId, 'Mark integrity', anchored.length, 60_000);
+      log(`server workflow: ${runs.length} trigger executions`);
+      for (const e of runs) assert.equal(e.status, 'success', JSON.stringify(e));
+      const marked = runs.flatMap((e) => (e.nodes['Mark integrity']?.[0]?.items[0] ?? []));
+      assert.equal(marked.length, anchored.length, JSON.stringify(runs));
+      for (const it of marked) assert.equal(it.sets.integrity.status, 'finalized', JSON.stringify(it.sets));
+
+      // and a TAXII client reading the collection gets every object back from the n8n-hosted server
+      const res = await fetch(`http://127.0.0.1:${taxiiPort}/taxii/api1/collections/${COL_SRV}/objects/`, {
+        headers: { accept: 'application/taxii+json;version=2.1' },
+      });
+      assert.equal(res.status, 200);
+      const env = (await res.json()) as { objects?: unknown[] };
+      assert.equal(env.objects?.length, anchored.length);
+    });
   });
 });
