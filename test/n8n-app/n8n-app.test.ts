@@ -171,6 +171,22 @@ async function waitForQueue(queue: string, ms: number, output: () => string): Pr
   }
 }
 
+/** Removes what the test left in the shared broker (durable queues and exchanges of its unique names). */
+async function deleteBrokerState(queues: string[], exchanges: string[]): Promise<void> {
+  const amqp = require('amqplib');
+  const conn = await amqp.connect((await rabbit()).url);
+  try {
+    const ch = await conn.createChannel();
+    for (const q of queues) await ch.deleteQueue(q);
+    for (const x of exchanges) await ch.deleteExchange(x);
+    await ch.close();
+  } catch (err) {
+    log(`broker clean-up: ${String(err)}`);
+  } finally {
+    await conn.close();
+  }
+}
+
 /** Waits until a URL answers at all (any HTTP status). */
 async function waitForHttp(url: string, ms: number, output: () => string): Promise<void> {
   const deadline = Date.now() + ms;
@@ -510,6 +526,7 @@ describe('n8n app: the packed n8n-nodes-sets in n8n 2.40.7 on Node 24 (CLI, real
 
     after(async function () {
       await server?.stop();
+      await deleteBrokerState([queue, `${queue}-failed`], [exchange, `${queue}-failed.dlx`]);
       if (serverStoreDir) fs.rmSync(serverStoreDir, { recursive: true, force: true });
     });
 
