@@ -18,6 +18,7 @@
 // and served by `n8n start` on loopback ports; every run is judged by the execution n8n saved in its
 // database, never by the exit code alone (n8n 2.x sometimes segfaults on exit after a saved success).
 'use strict';
+/* global clearTimeout, fetch, AbortSignal, __filename */
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
@@ -197,7 +198,6 @@ function killGroup(child, sig) {
  * is stored flatted-serialised; parsed with n8n's own `flatted`.
  */
 function dbExecutions(dbFile, id) {
-  // eslint-disable-next-line n/no-unsupported-features/node-builtins
   const { DatabaseSync } = require('node:sqlite');
   const { createRequire } = require('module');
   const n8nRequire = createRequire(path.join(paths().n8nDir, 'package.json'));
@@ -439,7 +439,10 @@ async function installCommunityTarball(nodesDir, tgz, env) {
     const untar = await runChild('tar', ['-xzf', path.resolve(tgz), '-C', dest, '--strip-components=1'], { env });
     if (untar.code !== 0) throw new Error(`tar -xzf ${tgz}: ${untar.stderr}`);
     const pkgFile = path.join(dest, 'package.json');
-    const { devDependencies: _d, peerDependencies: _p, optionalDependencies: _o, ...pkg } = JSON.parse(fs.readFileSync(pkgFile, 'utf8'));
+    const pkg = JSON.parse(fs.readFileSync(pkgFile, 'utf8'));
+    delete pkg.devDependencies;
+    delete pkg.peerDependencies;
+    delete pkg.optionalDependencies;
     fs.writeFileSync(pkgFile, JSON.stringify(pkg, null, 2), 'utf-8');
     const npm = await runChild(
       'npm',
