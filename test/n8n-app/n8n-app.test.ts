@@ -321,7 +321,12 @@ describe('n8n app: the packed n8n-nodes-sets in n8n 2.40.7 on Node 24 (CLI, real
 
   before(async function () {
     const ti = Date.now();
-    const installed = app.install(); // throws with the reason when n8n cannot be installed
+    let installed;
+    try {
+      installed = app.install(); // ~11 min and 3 GB the first time, then cached in .cache/n8n-app
+    } catch (err) {
+      throw new Error(`n8n ${app.N8N_VERSION} on Node ${app.NODE24_VERSION} could not be installed (scripts/n8n-app.js install): ${(err as Error).message}`);
+    }
     log(`n8n ${installed.n8nVersion} on Node ${app.NODE24_VERSION} ${installed.installed ? `installed in ${secs(Date.now() - ti)} ${JSON.stringify(installed.times)}` : 'already installed'} (${path.relative(root, installed.appDir)})`);
     tgz = tarball();
 
