@@ -221,6 +221,7 @@ async function main(): Promise<void> {
     });
     say(`Node-RED editor:  http://127.0.0.1:${port}/  (flow "SETS all-in-one demo")`);
     say(`TAXII discovery:  http://127.0.0.1:${port}/taxii/taxii2/   API root: http://127.0.0.1:${port}/taxii/api1/`);
+    say(`EVM JSON-RPC:     ${chain.rpcUrl} (chain ${chain.chainId}), SetsRegistry ${registry} — e.g. for the n8n workflows' ledger credential`);
     say(`TAXII users:      ${USERS.map((u) => `${u.username} / ${u.password} (${u.roles})`).join(', ')}`);
     say(`collections:      ${COLLECTION} (integrity required), 5f0c7a3e-… (optional), c3e6d2a5-… (off)`);
     say('the producer publishes 3 objects; an attacker alters 1 in transit; an insider alters 1 stored record');
