@@ -20,6 +20,7 @@
 //      fails), clicks "Zoom to fit", hides toasts and floating panels, and saves the PNG.
 // n8n is stopped and the temp folder removed at the end (--keep leaves the folder for a look).
 // The whole run is bounded (SETS_SCREENSHOTS_TIMEOUT_MS, default 5 min); it fails with a message.
+/* global clearTimeout, fetch, URL, document -- Node 20+ globals; document only inside page.evaluate callbacks run by Chromium */
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -136,7 +137,7 @@ async function picture(page, url, flow, outFile, knownTypes) {
       { sel: nodeSel, names },
       { timeout: 60_000 },
     );
-  } catch (e) {
+  } catch {
     const shot = path.join(require('os').tmpdir(), `n8n-screenshots-failed-${flow.base}.png`);
     await page.screenshot({ path: shot }).catch(() => undefined);
     const seen = await page.locator(nodeSel).count().catch(() => '?');
