@@ -37,6 +37,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
@@ -763,4 +764,110 @@ export function setParameters(wf: WorkflowFile, name: string, params: INodeParam
 /** The nodes of a workflow whose type is one of ours. */
 export function setsNodes(wf: WorkflowFile): INode[] {
   return wf.nodes.filter((n) => n.type.startsWith(`${PACKAGE_NAME}.`));
+}
+
+/**
+ * The items an n8n "Edit Fields (Set)" node in raw JSON mode produces from one input item when its
+ * JSON is a literal (no expressions): the parsed JSON, once. The harness does not have n8n-nodes-base,
+ * so a test feeds these to the node after it; the JSON comes from the workflow file itself.
+ */
+export function rawSetOutput(wf: WorkflowFile, name: string): INodeExecutionData[] {
+  const n = nodeOf(wf, name);
+  if (n.type !== 'n8n-nodes-base.set' || n.parameters.mode !== 'raw' || typeof n.parameters.jsonOutput !== 'string') {
+    throw new Error(`node "${name}" is not an Edit Fields (Set) node in raw JSON mode`);
+  }
+  if (n.parameters.jsonOutput.trimStart().startsWith('=')) throw new Error(`node "${name}" uses an expression: not reproducible here`);
+  return [{ json: JSON.parse(n.parameters.jsonOutput) as IDataObject }];
+}
+
+// ---------------------------------------------------------------------------------------------
+// credentials for the test services
+
+/** A `setsAmqpApi` credential for an amqp:// URL (user, password, host, port, vhost taken from it). */
+export function amqpCredential(url: string, extra: ICredentialDataDecryptedObject = {}): TestCredential {
+  const u = new URL(url);
+  const vhost = u.pathname && u.pathname !== '/' ? decodeURIComponent(u.pathname.slice(1)) : '/';
+  return {
+    type: 'setsAmqpApi',
+    data: {
+      host: u.hostname,
+      port: Number(u.port || 5672),
+      vhost,
+      username: decodeURIComponent(u.username),
+      password: decodeURIComponent(u.password),
+      timeout: 5000,
+      ...extra,
+    },
+  };
+}
+
+/** A `setsEvmLedgerApi` credential for a JSON-RPC node and registry (read-only without a key). */
+export function ledgerCredential(
+  node: { rpcUrl: string; chainId: number },
+  contract: string,
+  privateKey?: string,
+  extra: ICredentialDataDecryptedObject = {},
+): TestCredential {
+  return {
+    type: 'setsEvmLedgerApi',
+    data: { rpcUrl: node.rpcUrl, chainId: String(node.chainId), contract, ...(privateKey ? { privateKey } : {}), timeout: 5000, ...extra },
+  };
+}
+
+/** The credential references of a workflow's nodes (`{ id, name }` by type), to check a test covers them. */
+export function credentialRefs(wf: WorkflowFile): Array<{ node: string; type: string; id: string | null; name: string }> {
+  return wf.nodes.flatMap((n) => Object.entries(n.credentials ?? {}).map(([type, ref]) => ({ node: n.name, type, id: ref.id, name: ref.name })));
+}
+
+// ---------------------------------------------------------------------------------------------
+// leak checks
+
+/** Counts of the process's active handles and requests by kind (`process.getActiveResourcesInfo()`). */
+export function activeResources(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of process.getActiveResourcesInfo()) out[r] = (out[r] ?? 0) + 1;
+  return out;
+}
+
+/** Kinds with more active resources in `after` than in `before` ({} when nothing leaked). */
+export function resourceGrowth(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, n] of Object.entries(after)) if (n > (before[k] ?? 0)) out[k] = n - (before[k] ?? 0);
+  return out;
+}
+
+/** Wait until nothing grew compared with `before` (closing sockets settles over a few ticks), or give up after `ms`. */
+export async function settledResources(before: Record<string, number>, ms = 3000): Promise<Record<string, number>> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const grown = resourceGrowth(before, activeResources());
+    if (Object.keys(grown).length === 0 || Date.now() > deadline) return grown;
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** A TCP port free on 127.0.0.1 right now (for a trigger that listens, e.g. the TAXII server). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** The active resources once they have stopped changing (keep-alive sockets of earlier work closed), at most `maxMs`. */
+export async function quietResources(stableMs = 500, maxMs = 8000): Promise<Record<string, number>> {
+  const deadline = Date.now() + maxMs;
+  let last = activeResources();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, stableMs));
+    const now = activeResources();
+    if (JSON.stringify(now) === JSON.stringify(last) || Date.now() > deadline) return now;
+    last = now;
+  }
 }
