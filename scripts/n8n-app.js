@@ -225,7 +225,7 @@ function dbExecutions(dbFile, id) {
   }
 }
 
-/** The parts of a saved execution a test judges: status, error, every node's output items. */
+/** The parts of a saved execution a test judges: status, error, every node's runs (when, how long, output items). */
 function summariseExecution(r) {
   const resultData = (r.data && r.data.resultData) || {};
   const runData = resultData.runData || {};
@@ -233,6 +233,8 @@ function summariseExecution(r) {
   for (const [name, runs] of Object.entries(runData)) {
     nodes[name] = runs.map((run) => ({
       status: run.executionStatus,
+      startTime: run.startTime,
+      executionTime: run.executionTime,
       error: run.error ? { message: run.error.message, description: run.error.description, name: run.error.name } : undefined,
       items: ((run.data && run.data.main) || []).map((out) => (out || []).map((it) => it.json)),
     }));

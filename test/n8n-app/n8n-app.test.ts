@@ -11,8 +11,13 @@
  *   hardhat node (fresh registry), a real TAXII 2.1 server (lib/taxii/server, embedded store, the
  *   SETS `required` integrity policy with a ledger check settling every record) and the real
  *   RabbitMQ: publisher, inquirer (verified), a tampered object (mismatch), bad TAXII credentials
- *   (the node's error in the saved execution), and the subscriber trigger active in `n8n start`
- *   receiving what the RabbitMQ producer workflow (executed by a second n8n instance) published.
+ *   (the node's error in the saved execution).
+ * - A second instance runs `n8n start` with two shipped trigger workflows published: the subscriber
+ *   (receives what the RabbitMQ producer workflow, executed by the first instance, publishes) and
+ *   the TAXII server (flows/sets-taxii-server.json as shipped; only what a user must set is set:
+ *   its credentials' data by `n8n import:credentials`, and a free port instead of 9440). The shipped
+ *   publisher POSTs to it with Basic auth: the status completes only after the server workflow
+ *   marked every object finalized, every object reached RabbitMQ, and a GET serves them back.
  * Every run is judged by the execution n8n saved in its database (the CLI may segfault on exit
  * after a saved success). Nothing is skipped: without n8n (install failure) the suite fails with
  * the reason.
@@ -49,7 +54,8 @@ interface Execution {
   finished: boolean;
   mode: string;
   error?: { message?: string; description?: string; name?: string; node?: string };
-  nodes: Record<string, Array<{ status?: string; error?: { message?: string; description?: string }; items: any[][] }>>;
+  stoppedAt?: string;
+  nodes: Record<string, Array<{ status?: string; startTime?: number; executionTime?: number; error?: { message?: string; description?: string }; items: any[][] }>>;
 }
 
 interface Instance {
@@ -74,10 +80,13 @@ const CRED = {
   consumer: { id: 'SetsTaxiiCons001', name: 'SETS TAXII (consumer)' },
   amqp: { id: 'SetsAmqpLocal001', name: 'SETS local RabbitMQ' },
   badTaxii: { id: 'SetsTaxiiBadPw01', name: 'SETS TAXII (wrong password)' },
-  srvTaxii: { id: 'SetsTaxiiN8nSrv1', name: 'SETS TAXII (n8n-hosted server)' },
-  store: { id: 'SetsStoreLocal01', name: 'SETS store' },
+  // the ids flows/sets-taxii-server.json refers to
+  store: { id: 'SetsStoreLocal01', name: 'SETS record store' },
+  srvAuth: { id: 'SetsTaxiiSrvAuth', name: 'SETS TAXII server secrets' },
 };
-const COL_SRV = '5f0c9a1e-2b7d-4c3e-8f6a-0d1e2f3a4b5c'; // served by the SETS TAXII Server Trigger in n8n
+// the Basic users of the SETS TAXII Server Trigger in n8n (its SETS TAXII Server Secrets credential)
+const SRV_PRODUCER_PW = `producer-${randomUUID()}`;
+const SRV_CONSUMER_PW = `consumer-${randomUUID()}`;
 
 function log(s: string): void {
   process.stdout.write(`      [n8n-app] ${s}\n`);
@@ -269,7 +278,7 @@ describe('n8n app: the packed n8n-nodes-sets in n8n 2.40.7 on Node 24 (CLI, real
   let storeDir: string;
   let taxii: Awaited<ReturnType<typeof startTaxii>>;
   let amqpUrl: URL;
-  let taxiiPort = 0; // the SETS TAXII Server Trigger's port (set before any credentials are imported)
+  let taxiiPort = 0; // the SETS TAXII Server Trigger's port (a free one: 9440 may be taken)
   let exchange: string;
   let n8n: Instance;
   let pkgDir: string;
@@ -294,7 +303,6 @@ describe('n8n app: the packed n8n-nodes-sets in n8n 2.40.7 on Node 24 (CLI, real
       { ...CRED.producer, type: 'setsTaxiiApi', data: taxiiData('producer', 'producer-pw') },
       { ...CRED.consumer, type: 'setsTaxiiApi', data: taxiiData('consumer', 'consumer-pw') },
       { ...CRED.badTaxii, type: 'setsTaxiiApi', data: taxiiData('consumer', 'not-the-password') },
-      { ...CRED.srvTaxii, type: 'setsTaxiiApi', data: { url: `http://127.0.0.1:${taxiiPort}/taxii/api1/`, authType: 'none', tlsVerify: true, timeout: 30000 } },
       {
         ...CRED.amqp,
         type: 'setsAmqpApi',
@@ -450,83 +458,49 @@ describe('n8n app: the packed n8n-nodes-sets in n8n 2.40.7 on Node 24 (CLI, real
     assert.equal(r.execution?.nodes['Verify answer'], undefined, 'nothing after the failing node ran');
   });
 
-  describe('n8n start with trigger workflows active (a second n8n instance)', function () {
+  describe('n8n start with the shipped trigger workflows active (a second n8n instance)', function () {
     let srv: Instance;
     let server: Awaited<ReturnType<Instance['start']>>;
     let subId: string;
     let taxiiSrvId: string;
     let serverStoreDir: string;
     const queue = `sets-n8n-app-${randomUUID().slice(0, 8)}`;
-
-    /** The server side as an n8n workflow: SETS TAXII Server Trigger → SETS Verify → SETS Mark Integrity. */
-    function serverWorkflow(): any {
-      return {
-        name: 'SETS TAXII server (n8n app test)',
-        settings: { executionOrder: 'v1' },
-        nodes: [
-          {
-            id: 'srv-1',
-            name: 'SETS TAXII Server',
-            type: 'n8n-nodes-sets.setsTaxiiServerTrigger',
-            typeVersion: 1,
-            position: [0, 0],
-            parameters: {
-              port: taxiiPort,
-              host: '127.0.0.1',
-              basePath: '/taxii',
-              title: 'SETS TAXII server in n8n',
-              apiRoot: 'api1',
-              collections: { collection: [{ id: COL_SRV, title: 'Shared CTI (n8n server)', canRead: 'reader,publisher', canWrite: 'publisher', integrity: 'required' }] },
-              openAccess: true,
-            },
-            credentials: { setsStoreApi: CRED.store },
-          },
-          {
-            id: 'srv-2',
-            name: 'Verify',
-            type: 'n8n-nodes-sets.sets',
-            typeVersion: 1,
-            position: [250, 0],
-            parameters: { resource: 'hash', operation: 'verify', collection: '', waitForAnchor: 15000, onRejected: 'passThrough', mode: 'split' },
-            credentials: { setsEvmLedgerApi: CRED.ledger },
-          },
-          {
-            id: 'srv-3',
-            name: 'Mark integrity',
-            type: 'n8n-nodes-sets.sets',
-            typeVersion: 1,
-            position: [500, 0],
-            parameters: { resource: 'record', operation: 'markIntegrity' },
-            credentials: { setsStoreApi: CRED.store },
-          },
-        ],
-        connections: {
-          'SETS TAXII Server': { main: [[{ node: 'Verify', type: 'main', index: 0 }], []] },
-          Verify: { main: [[{ node: 'Mark integrity', type: 'main', index: 0 }]] },
-        },
-      };
-    }
+    const srvBase = () => `http://127.0.0.1:${taxiiPort}/taxii`;
 
     before(async function () {
       serverStoreDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sets-n8n-app-srvstore-'));
       srv = await newInstance();
-      await srv.importCredentials([
-        ...credentials(),
+      const serverCredentials = [
         { ...CRED.store, type: 'setsStoreApi', data: { kind: 'embedded', dir: serverStoreDir } },
-      ]);
+        { ...CRED.srvAuth, type: 'setsTaxiiServerAuth', data: { users: `producer:${SRV_PRODUCER_PW}:publisher\nconsumer:${SRV_CONSUMER_PW}:reader` } },
+      ];
+      await srv.importCredentials([...credentials(), ...serverCredentials]);
       const subscriber = readFlow(pkgDir, 'sets-subscriber');
       const trigger = subscriber.nodes.find((n: any) => n.type === 'n8n-nodes-sets.setsTrigger');
       assert.ok(trigger, 'flows/sets-subscriber.json has no SETS Trigger');
       trigger.parameters.queue = queue;
       if (trigger.parameters.options?.deadLetterQueue) trigger.parameters.options.deadLetterQueue = `${queue}-failed`;
-      [subId, taxiiSrvId] = await srv.importWorkflows([subscriber, serverWorkflow()]);
+      // flows/sets-taxii-server.json as shipped; the one parameter a user may have to change is the port
+      const taxiiServer = readFlow(pkgDir, 'sets-taxii-server');
+      const serverTrigger = taxiiServer.nodes.find((n: any) => n.type === 'n8n-nodes-sets.setsTaxiiServerTrigger');
+      assert.ok(serverTrigger, 'flows/sets-taxii-server.json has no SETS TAXII Server Trigger');
+      assert.equal(serverTrigger.parameters.port, 9440);
+      assert.equal(serverTrigger.parameters.openAccess, false, 'shipped with authentication on');
+      assert.ok(serverTrigger.parameters.collections.collection.some((c: any) => c.id === COLLECTION && c.integrity === 'required'));
+      serverTrigger.parameters.port = taxiiPort;
+      // every credential the shipped workflow refers to is one a user imports (by its id)
+      const imported = new Set([...credentials(), ...serverCredentials].map((c: any) => c.id));
+      const needed = taxiiServer.nodes.flatMap((n: any) => Object.values(n.credentials ?? {}).map((c: any) => c.id));
+      assert.ok(needed.length >= 4 && needed.every((id: string) => imported.has(id)), `credentials referred to: ${needed.join(', ')}`);
+      [subId, taxiiSrvId] = await srv.importWorkflows([subscriber, taxiiServer]);
+      assert.equal(taxiiSrvId, 'SetsTaxiiServer1');
       await srv.publishWorkflow(subId);
       await srv.publishWorkflow(taxiiSrvId);
       server = await srv.start();
-      log(`n8n start ready in ${secs(server.startMs)} at ${server.url}`);
+      log(`n8n start ready in ${secs(server.startMs)} at ${server.url}; SETS TAXII server on port ${taxiiPort}`);
       // the triggers are up once the broker has the subscriber's queue and the TAXII port answers
       await waitForQueue(queue, 60_000, () => server.output());
-      await waitForHttp(`http://127.0.0.1:${taxiiPort}/taxii/taxii2/`, 60_000, () => server.output());
+      await waitForHttp(`${srvBase()}/taxii2/`, 60_000, () => server.output());
     });
 
     after(async function () {
@@ -564,38 +538,98 @@ describe('n8n app: the packed n8n-nodes-sets in n8n 2.40.7 on Node 24 (CLI, real
       for (const it of verified) assert.equal(it.sets.verification.status, 'verified', JSON.stringify(it));
     });
 
-    it('server-side workflow (SETS TAXII Server Trigger → Verify → Mark Integrity) settles what the publisher workflow POSTs: finalized', async () => {
-      const wf = variant(readFlow(pkgDir, 'sets-publisher'), 'to the n8n TAXII server', {
-        'Anchor hashes': (n) => (n.parameters.collection = COL_SRV),
-        'Publish to TAXII': (n) => {
-          n.parameters.collection = COL_SRV;
-          n.credentials = { setsTaxiiApi: CRED.srvTaxii };
-        },
-      });
-      const [id] = await n8n.importWorkflows([wf]);
-      const r = await n8n.execute(id);
-      log(`publisher to the n8n TAXII server: n8n execute ${secs(r.cli.ms)}, exit ${r.cli.code}${r.cli.signal ? ` ${r.cli.signal}` : ''}`);
-      assert.equal(r.execution?.status, 'success', describeRun(r));
-      const anchored = outputs(r.execution, 'Anchor hashes')[0].flatMap((i) => i.sets.items);
-      const status = outputs(r.execution, 'Publish to TAXII')[0][0].sets.taxii;
-      // the publisher waited for the TAXII status: complete only once the server workflow marked every object
-      assert.equal(status.status, 'complete', JSON.stringify(status));
-      assert.equal(status.success_count, anchored.length, JSON.stringify(status));
+    it('TAXII server workflow (flows/sets-taxii-server.json): the publisher POSTs with Basic auth; distributed to RabbitMQ, marked finalized before the status completes, served back by a GET and re-verified', async () => {
+      const srvRuns = async () => (await srv.executions()).filter((e) => e.workflowId === taxiiSrvId);
+      const before = new Set((await srvRuns()).map((e) => e.id));
+      // a queue of the test's own on the exchange the server workflow distributes to, bound before anything is published
+      const amqp = require('amqplib');
+      const conn = await amqp.connect((await rabbit()).url);
+      const distributed: Array<{ routingKey: string; id: string }> = [];
+      let anchored: Array<{ id: string; type?: string }>;
+      try {
+        const ch = await conn.createChannel();
+        await ch.checkExchange(exchange);
+        const { queue: probe } = await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
+        await ch.bindQueue(probe, exchange, `${COLLECTION}.#`);
+        await ch.consume(probe, (m: any) => m && distributed.push({ routingKey: m.fields.routingKey, id: JSON.parse(m.content.toString('utf8')).id }), { noAck: true });
 
-      const runs = await waitForRuns(srv, taxiiSrvId, 'Mark integrity', anchored.length, 60_000);
-      log(`server workflow: ${runs.length} trigger executions`);
-      for (const e of runs) assert.equal(e.status, 'success', JSON.stringify(e));
-      const marked = runs.flatMap((e) => (e.nodes['Mark integrity']?.[0]?.items[0] ?? []));
-      assert.equal(marked.length, anchored.length, JSON.stringify(runs));
-      for (const it of marked) assert.equal(it.sets.integrity.status, 'finalized', JSON.stringify(it.sets));
+        // what a user does: point the producer's SETS TAXII credential at the n8n-hosted server (its discovery URL, Basic auth)
+        await n8n.importCredentials([
+          { ...CRED.producer, type: 'setsTaxiiApi', data: { url: `${srvBase()}/taxii2/`, authType: 'basic', username: 'producer', password: SRV_PRODUCER_PW, tlsVerify: true, timeout: 30000 } },
+        ]);
+        const [id] = await n8n.importWorkflows([readFlow(pkgDir, 'sets-publisher')]);
+        const r = await n8n.execute(id);
+        log(`publisher to the n8n TAXII server: n8n execute ${secs(r.cli.ms)}, exit ${r.cli.code}${r.cli.signal ? ` ${r.cli.signal}` : ''}`);
+        assert.equal(r.execution?.status, 'success', describeRun(r));
+        anchored = outputs(r.execution, 'Anchor hashes')[0].flatMap((i) => i.sets.items);
+        assert.ok(anchored.length >= 2, describeRun(r));
+        const ids = anchored.map((a) => a.id).sort();
+        const publish = r.execution!.nodes['Publish to TAXII'][0];
+        const status = publish.items[0][0].sets.taxii;
+        // the publisher waited for the TAXII status: complete, every object a success
+        assert.equal(status.status, 'complete', JSON.stringify(status));
+        assert.equal(status.success_count, anchored.length, JSON.stringify(status));
+        assert.equal(status.failure_count, 0, JSON.stringify(status));
+        assert.equal(status.pending_count, 0, JSON.stringify(status));
 
-      // and a TAXII client reading the collection gets every object back from the n8n-hosted server
-      const res = await fetch(`http://127.0.0.1:${taxiiPort}/taxii/api1/collections/${COL_SRV}/objects/`, {
-        headers: { accept: 'application/taxii+json;version=2.1' },
-      });
+        // the server workflow: admitted pending, distributed, verified, marked finalized
+        const runs = (await waitForRuns(srv, taxiiSrvId, 'Mark integrity', anchored.length, 60_000)).filter((e) => !before.has(e.id));
+        const admissions = runs.filter((e) => e.nodes['Distribute (step 3)']);
+        log(`server workflow: ${runs.length} trigger executions, ${admissions.length} admitting`);
+        assert.ok(admissions.length >= 1, `no admission execution:\n${JSON.stringify(runs).slice(0, 3000)}\n${server.output().slice(-3000)}`);
+        for (const e of admissions) assert.equal(e.status, 'success', JSON.stringify(e));
+        const admitted = admissions.flatMap((e) => outputs(e, 'SETS TAXII Server')[0]);
+        assert.deepEqual(admitted.map((it) => it.object.id).sort(), ids);
+        for (const it of admitted) assert.equal(it.sets.status, 'pending', JSON.stringify(it.sets));
+        assert.equal(admissions.flatMap((e) => outputs(e, 'Distribute (step 3)')[0]).length, anchored.length);
+        for (const it of admissions.flatMap((e) => outputs(e, 'Verify, wait for anchor (2.a/2.b)')[0])) assert.equal(it.sets.verification.status, 'verified', JSON.stringify(it.sets));
+        const marked = admissions.flatMap((e) => outputs(e, 'Mark integrity')[0]);
+        assert.deepEqual(marked.map((it) => it.object.id).sort(), ids);
+        for (const it of marked) assert.equal(it.sets.integrity.status, 'finalized', JSON.stringify(it.sets));
+        // and the status completed only after that: each marking ran within the publisher's wait for the status
+        const publishEnd = Number(publish.startTime) + Number(publish.executionTime);
+        for (const e of admissions) {
+          const mark = e.nodes['Mark integrity'][0];
+          assert.ok(Number(mark.startTime) >= Number(publish.startTime), `marked at ${mark.startTime}, before the POST at ${publish.startTime}`);
+          log(`server workflow: marked finalized ${publishEnd - (Number(mark.startTime) + Number(mark.executionTime))} ms before the publisher's status wait ended`);
+          assert.ok(Number(mark.startTime) + Number(mark.executionTime) <= publishEnd, `marking ended at ${Number(mark.startTime) + Number(mark.executionTime)}, after the publisher had its complete status at ${publishEnd}`);
+        }
+
+        // step 3: every object reached RabbitMQ under <collection>.<type>
+        const deadline = Date.now() + 30_000;
+        while (distributed.length < anchored.length && Date.now() < deadline) await new Promise((res) => setTimeout(res, 250));
+        await new Promise((res) => setTimeout(res, 500)); // nothing more comes
+        assert.deepEqual(distributed.map((d) => d.id).sort(), ids, JSON.stringify(distributed));
+        for (const d of distributed) assert.equal(d.routingKey, `${COLLECTION}.${d.id.split('--')[0]}`);
+      } finally {
+        await conn.close();
+      }
+
+      // a TAXII client reading the collection: Basic auth required, and every object comes back
+      const objectsUrl = `${srvBase()}/api1/collections/${COLLECTION}/objects/`;
+      const accept = { accept: 'application/taxii+json;version=2.1' };
+      const anon = await fetch(objectsUrl, { headers: accept });
+      assert.equal(anon.status, 401, await anon.text());
+      const res = await fetch(objectsUrl, { headers: { ...accept, authorization: 'Basic ' + Buffer.from(`consumer:${SRV_CONSUMER_PW}`).toString('base64') } });
       assert.equal(res.status, 200);
-      const env = (await res.json()) as { objects?: unknown[] };
-      assert.equal(env.objects?.length, anchored.length);
+      const env = (await res.json()) as { objects?: Array<{ id: string }> };
+      const ids = anchored.map((a) => a.id).sort();
+      assert.deepEqual((env.objects ?? []).map((o) => o.id).sort(), ids);
+
+      // step 5: what the GET served left on "Served", was re-verified and stays finalized
+      const deadline = Date.now() + 30_000;
+      let served: Execution[] = [];
+      let remarked: any[] = [];
+      for (;;) {
+        served = (await srvRuns()).filter((e) => !before.has(e.id) && e.nodes['Re-verify served (step 5)'] && !['running', 'new', 'waiting'].includes(e.status));
+        remarked = served.flatMap((e) => e.nodes['Mark integrity']?.[0]?.items[0] ?? []);
+        if (remarked.length >= ids.length || Date.now() > deadline) break;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      assert.ok(served.length >= 1, `no execution for the objects served within 30 s:\n${server.output().slice(-3000)}`);
+      for (const e of served) assert.equal(e.status, 'success', JSON.stringify(e));
+      assert.deepEqual(remarked.map((it) => it.object.id).sort(), ids);
+      for (const it of remarked) assert.equal(it.sets.integrity.status, 'finalized', JSON.stringify(it.sets));
     });
   });
 });
