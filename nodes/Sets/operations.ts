@@ -29,6 +29,7 @@ import type { Store } from '../../lib/store/store';
 import type { AddObjectsResult } from '../../lib/taxii/client';
 import type { IntegrityPolicy } from '../../lib/taxii/server';
 import { CRED, brokerFromCredential, ledgerFromCredential, storeFromCredential, taxiiFromCredential } from '../n8n-shared/connections';
+import { connectBroker } from '../n8n-shared/broker';
 import { errorJson, toNodeError } from '../n8n-shared/errors';
 import { collectionOf, outItem, readStix, setsOf, toJson, type StixInputMode } from '../n8n-shared/items';
 import { mapLimit } from '../n8n-shared/util';
@@ -67,11 +68,11 @@ export class Resources {
       const cfg = brokerFromCredential(await this.ctx.getCredentials(CRED.amqp), `n8n SETS node ${this.ctx.getNode().name}`);
       const bus = new AmqpBus(cfg);
       try {
-        await bus.whenConnected(cfg.connectTimeoutMs ?? 10_000);
+        // fails on the first failed attempt, naming host:port and the reason ("Retry On Fail" retries)
+        await connectBroker(bus, cfg.connectTimeoutMs ?? 10_000);
       } catch (err) {
-        const detail = bus.detail;
         await bus.close().catch(() => undefined);
-        throw new OpsError('BAD_CONFIG', `RabbitMQ broker not reachable: ${messageOf(err)}${detail && !messageOf(err).includes(detail) ? ` (${detail})` : ''}`, { cause: err });
+        throw err;
       }
       return bus;
     })();

@@ -48,6 +48,7 @@ import { createTaxiiServer } from '../../lib/taxii/server';
 import { createTaxiiHttpsServer } from '../../lib/taxii/server-https';
 import { CRED, storeFromCredential } from '../n8n-shared/connections';
 import { setsStoreApiTest, setsTaxiiServerAuthTest } from '../n8n-shared/credential-tests';
+import { operationError } from '../n8n-shared/errors';
 import { toJson } from '../n8n-shared/items';
 import { within } from '../n8n-shared/util';
 
@@ -206,7 +207,7 @@ export class SetsTaxiiServerTrigger implements INodeType {
       if (!Number.isInteger(port) || port < 1 || port > 65_535) throw new Error(`port must be a whole number from 1 to 65535, got ${String(p('port', ''))}`);
       host = text(p('host', '127.0.0.1')).trim() || '127.0.0.1';
     } catch (err) {
-      throw new NodeOperationError(node, messageOf(err), { description: 'check the node parameters' });
+      throw operationError(node, messageOf(err), { description: 'check the node parameters', cause: err });
     }
     const storeCred = await this.getCredentials(CRED.store);
     let secrets: IDataObject = {};
@@ -306,7 +307,7 @@ export class SetsTaxiiServerTrigger implements INodeType {
         }
         listener = srv;
         await new Promise<void>((resolve, reject) => {
-          const onError = (err: Error): void => reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`));
+          const onError = (err: Error): void => reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`, { cause: err }));
           srv.once('error', onError);
           srv.listen(port, host, () => {
             srv.off('error', onError);
@@ -320,7 +321,7 @@ export class SetsTaxiiServerTrigger implements INodeType {
         );
       } catch (err) {
         await closeAll();
-        throw new NodeOperationError(node, `the TAXII server cannot start: ${messageOf(err)}`);
+        throw operationError(node, `the TAXII server cannot start: ${messageOf(err)}`, { cause: err });
       }
     };
     const closeFunction = async (): Promise<void> => {

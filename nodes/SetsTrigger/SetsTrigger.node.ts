@@ -32,7 +32,6 @@
  * connection and the ledger, and clears every timer.
  */
 import {
-  NodeOperationError,
   type IDataObject,
   type INodeExecutionData,
   type INodeType,
@@ -48,14 +47,16 @@ import { checkCollection } from '../../lib/ops/collection';
 import { isOpsError, messageOf } from '../../lib/ops/errors';
 import { list } from '../../lib/ops/settings';
 import { verifyPayload } from '../../lib/ops/verify';
+import { connectBroker } from '../n8n-shared/broker';
 import { CRED, brokerFromCredential, ledgerFromCredential } from '../n8n-shared/connections';
 import { setsAmqpApiTest, setsEvmLedgerApiTest } from '../n8n-shared/credential-tests';
+import { operationError, toNodeError } from '../n8n-shared/errors';
 import { toJson } from '../n8n-shared/items';
 import { within } from '../n8n-shared/util';
 
 /** Pause before a message is handed back after the ledger could not be read (no hot redelivery loop). */
 const LEDGER_RETRY_MS = 5_000;
-/** Longest wait for the consumer to become active on activation. */
+/** Longest wait for the consumer to become active once the broker connection is up. */
 const READY_TIMEOUT_MS = 30_000;
 
 function configuredOutputs(parameters: { verify?: boolean; onRejected?: string }) {
@@ -78,7 +79,10 @@ export class SetsTrigger implements INodeType {
     icon: 'file:sets.svg',
     group: ['trigger'],
     version: 1,
-    subtitle: '={{ $parameter["subscribeTo"] === "keys" ? $parameter["bindingKeys"] : ($parameter["collection"] || "all collections") }}',
+    // "collection 91a7b528… · indicator, malware" / "keys: *.indicator, #": the collection id cut
+    // to its first 8 characters, the lists joined with ", "
+    subtitle:
+      '={{ $parameter["subscribeTo"] === "keys" ? "keys: " + (String($parameter["bindingKeys"] || "").split(/[\\n,]/).map(k => k.trim()).filter(k => k).join(", ") || "none") : ($parameter["collection"] ? "collection " + (String($parameter["collection"]).trim().length > 9 ? String($parameter["collection"]).trim().slice(0, 8) + "…" : String($parameter["collection"]).trim()) : "all collections") + " · " + (String($parameter["types"] || "").split(",").map(t => t.trim()).filter(t => t).join(", ") || "all types") }}',
     description: 'Receive STIX objects from RabbitMQ and verify them against the SETS ledger',
     eventTriggerDescription: 'Waiting for a STIX object on RabbitMQ',
     defaults: { name: 'SETS Trigger' },
@@ -239,7 +243,7 @@ export class SetsTrigger implements INodeType {
       if (verify && onRejected === 'deadLetter' && !dlq) throw new Error('"Rejected Objects: Dead-Letter" needs a dead-letter queue (Options › Dead-Letter Queue)');
       if (verify && (!Number.isFinite(waitMs) || waitMs < 0 || waitMs > 3_600_000)) throw new Error('Wait for Anchor must be between 0 and 3,600,000 ms');
     } catch (err) {
-      throw new NodeOperationError(node, messageOf(err), { description: 'check the node parameters' });
+      throw operationError(node, messageOf(err), { description: 'check the node parameters', cause: err });
     }
 
     // -- connections ---------------------------------------------------------------------------
@@ -247,6 +251,7 @@ export class SetsTrigger implements INodeType {
     let ledger: Ledger | undefined;
     let hmacKey: string | undefined;
     let bus: AmqpBus | undefined;
+    let connectTimeoutMs = 10_000;
     let subscription: Subscription | undefined;
     const timers = new Set<NodeJS.Timeout>();
     let closed = false;
@@ -265,11 +270,12 @@ export class SetsTrigger implements INodeType {
         if (typeof ledgerCred.hmacKey === 'string' && ledgerCred.hmacKey !== '') hmacKey = ledgerCred.hmacKey;
       }
       const cfg = brokerFromCredential(amqpCred, `n8n SETS Trigger ${node.name}`);
+      if (cfg.connectTimeoutMs !== undefined) connectTimeoutMs = cfg.connectTimeoutMs;
       bus = new AmqpBus(cfg);
       bus.onWarning((w) => this.logger.warn(`SETS Trigger "${node.name}": ${w.message}`));
     } catch (err) {
       await closeAll();
-      throw new NodeOperationError(node, messageOf(err), { description: 'check the credentials' });
+      throw operationError(node, messageOf(err), { description: 'check the credentials', cause: err });
     }
 
     // -- one delivery ----------------------------------------------------------------------------
@@ -368,6 +374,15 @@ export class SetsTrigger implements INodeType {
 
     // -- subscribe (activation fails with the broker's reason) -----------------------------------
     const start = async (): Promise<void> => {
+      // the first failed connect attempt fails the activation at once, naming the broker's
+      // host:port and the reason (n8n retries activations itself, as for its RabbitMQ trigger);
+      // after activation the bus reconnects by itself when the broker goes away
+      try {
+        await connectBroker(bus as AmqpBus, connectTimeoutMs);
+      } catch (err) {
+        await closeAll();
+        throw toNodeError(node, err);
+      }
       try {
         subscription = (bus as AmqpBus).subscribe(sub, handle);
         let timer: NodeJS.Timeout | undefined;
@@ -380,7 +395,7 @@ export class SetsTrigger implements INodeType {
       } catch (err) {
         const detail = bus?.detail;
         await closeAll();
-        throw new NodeOperationError(node, `cannot subscribe: ${messageOf(err)}`, { description: detail || undefined });
+        throw operationError(node, `cannot subscribe: ${messageOf(err)}`, { ...(detail ? { description: detail } : {}), cause: err });
       }
     };
     const closeFunction = async (): Promise<void> => {

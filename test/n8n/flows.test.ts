@@ -73,6 +73,26 @@ describe('n8n engine: the workflows in flows/ as n8n imports them', () => {
     });
   }
 
+  it("the SETS Trigger's subtitle reads as a sentence: the collection id cut, the types or the keys listed", () => {
+    const subtitle = (parameters: Record<string, string>): unknown => {
+      const wf = loadFlow('sets-subscriber');
+      const n = wf.nodes.find((x) => x.name === 'Shared CTI');
+      assert.ok(n);
+      Object.assign(n.parameters, parameters);
+      const workflow = h.workflow(wf);
+      const built = workflow.getNode('Shared CTI');
+      assert.ok(built);
+      const expr = h.nodeType(built.type).description.subtitle;
+      assert.equal(typeof expr, 'string');
+      return workflow.expression.getSimpleParameterValue(built, expr as string, 'manual', {});
+    };
+    assert.equal(subtitle({}), 'collection 91a7b528… · all types');
+    assert.equal(subtitle({ types: 'indicator,malware , ' }), 'collection 91a7b528… · indicator, malware');
+    assert.equal(subtitle({ collection: 'shared', types: 'indicator' }), 'collection shared · indicator');
+    assert.equal(subtitle({ collection: '' }), 'all collections · all types');
+    assert.equal(subtitle({ subscribeTo: 'keys', bindingKeys: '*.indicator,\n#' }), 'keys: *.indicator, #');
+  });
+
   it('the same credential is shared where it must be: the server trigger and "Mark integrity" use one record store', () => {
     const wf = loadFlow('sets-taxii-server');
     const trig = wf.nodes.find((n) => n.name === 'SETS TAXII Server');

@@ -243,7 +243,10 @@ describe('n8n engine: SETS producer over RabbitMQ → SETS Trigger (flows/sets-p
       const ex = await active.execution(1);
       assert.equal(ex.status, 'error');
       assert.equal(verificationOf(ex.output('Shared CTI', 0)[0]).status, 'verified');
-      assert.match(String(ex.error?.message), /ECONNREFUSED|connect|refused|reach/i);
+      // the TAXII server named by host:port with the reason in words (n8n's NodeApiError would
+      // replace a message containing ECONNREFUSED by "The service refused the connection ...")
+      assert.match(String(ex.error?.message), /^TAXII server 127\.0\.0\.1:9 not reachable: connection refused \((GET|POST) http:\/\/127\.0\.0\.1:9\//);
+      assert.match(String((ex.error as { description?: string } | undefined)?.description), /code NETWORK, system error ECONNREFUSED/);
       assert.equal((ex.error as { node?: { name?: string } } | undefined)?.node?.name, 'Forward to partner TAXII');
       await waitUntil(async () => (await messages(dlq)) === 1, 15_000, 'the message in the dead-letter queue');
     } finally {
@@ -278,13 +281,18 @@ describe('n8n engine: SETS producer over RabbitMQ → SETS Trigger (flows/sets-p
     };
     h.credentials.add('deadBroker', amqpCredential('amqp://guest:guest@127.0.0.1:9/', { timeout: 1500 }));
     const before = await quietResources();
+    const t0 = Date.now();
     await assert.rejects(h.activate(broken), (err: Error) => {
-      // n8n's WorkflowActivationError quotes the trigger's NodeOperationError, whose message n8n
-      // replaced by its generic text for ECONNREFUSED; the node is named
-      assert.equal(err.message, 'There was a problem activating the workflow: "The service refused the connection - perhaps it is offline"');
+      // n8n's WorkflowActivationError quotes the trigger's NodeOperationError: the broker's
+      // host:port and the reason in words, not n8n's generic text for ECONNREFUSED; the node is named
+      assert.equal(err.message, 'There was a problem activating the workflow: "RabbitMQ broker 127.0.0.1:9 not reachable: connection refused"');
+      assert.doesNotMatch(err.message, /perhaps it is offline/);
       assert.equal((err as { node?: { name?: string } }).node?.name, 'Shared CTI');
       return true;
     });
+    // the first refused attempt fails the activation (not the 30 s consumer wait, nor 1.5 s timeout)
+    const took = Date.now() - t0;
+    assert.ok(took < 5_000, `activation against a dead port failed after ${took} ms`);
     assert.deepEqual(await settledResources(before), {}, 'a failed activation leaves nothing open');
 
     const bad = subscriber({ collection: 'not a collection id' }).wf;

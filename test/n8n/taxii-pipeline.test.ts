@@ -322,19 +322,19 @@ describe('n8n engine: SETS TAXII server, publisher, inquirer and subscriber work
     const r = await h.run(wf, { startNode: 'Distribute (step 3)', input });
     assert.equal(r.status, 'error');
     assert.equal(r.error?.name, 'NodeOperationError');
-    // n8n's NodeError replaces a message containing ECONNREFUSED by its generic text and keeps ours in `messages`
-    assert.equal(r.error?.message, 'The service refused the connection - perhaps it is offline');
-    assert.ok(
-      ((r.error as { messages?: string[] }).messages ?? []).some((m) => /RabbitMQ broker not reachable: .*ECONNREFUSED 127\.0\.0\.1:9/.test(m)),
-      JSON.stringify((r.error as { messages?: string[] }).messages),
-    );
+    // the broker's host:port and the reason in words — not n8n's generic "The service refused the
+    // connection - perhaps it is offline", which a message containing ECONNREFUSED would get
+    assert.equal(r.error?.message, 'RabbitMQ broker 127.0.0.1:9 not reachable: connection refused');
+    assert.equal((r.error as { description?: string }).description, 'code CONNECT_FAILED, system error ECONNREFUSED (127.0.0.1:9)');
     n.onError = 'continueRegularOutput';
     const r2 = await h.run(wf, { startNode: 'Distribute (step 3)', input });
     assert.equal(r2.status, 'success');
     const out = r2.output('Distribute (step 3)');
     assert.equal(out.length, 2);
     out.forEach((item, i) => {
-      assert.match(String(item.json.error), /RabbitMQ broker not reachable: .*ECONNREFUSED/);
+      assert.equal(item.json.error, 'RabbitMQ broker 127.0.0.1:9 not reachable: connection refused');
+      assert.equal(item.json.code, 'CONNECT_FAILED');
+      assert.equal(item.json.systemCode, 'ECONNREFUSED');
       assert.deepEqual(item.pairedItem, { item: i });
     });
   });
