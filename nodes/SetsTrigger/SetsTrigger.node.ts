@@ -82,7 +82,7 @@ export class SetsTrigger implements INodeType {
     // "collection 91a7b528… · indicator, malware" / "keys: *.indicator, #": the collection id cut
     // to its first 8 characters, the lists joined with ", "
     subtitle:
-      '={{ $parameter["subscribeTo"] === "keys" ? "keys: " + (String($parameter["bindingKeys"] || "").split(/[\\n,]/).map(k => k.trim()).filter(k => k).join(", ") || "none") : ($parameter["collection"] ? "collection " + (String($parameter["collection"]).trim().length > 9 ? String($parameter["collection"]).trim().slice(0, 8) + "…" : String($parameter["collection"]).trim()) : "all collections") + " · " + (String($parameter["types"] || "").split(",").map(t => t.trim()).filter(t => t).join(", ") || "all types") }}',
+      '={{ $parameter["subscribeTo"] === "keys" ? "keys: " + (String($parameter["bindingKeys"] || "").split(/[\\n,]/).map(k => k.trim()).filter(k => k).join(", ") || "none") : ($parameter["collection"] ? "collection " + (String($parameter["collection"]).trim().length > 9 ? String($parameter["collection"]).trim().slice(0, 8) + "…" : String($parameter["collection"]).trim()) : "all collections") + (String($parameter["types"] || "").split(",").some(t => t.trim()) ? " · " + String($parameter["types"]).split(",").map(t => t.trim()).filter(t => t).join(", ") : "") }}',
     description: 'Receive STIX objects from RabbitMQ and verify them against the SETS ledger',
     eventTriggerDescription: 'Waiting for a STIX object on RabbitMQ',
     defaults: { name: 'SETS Trigger' },
