@@ -51,6 +51,8 @@ import {
   WorkflowExecute,
 } from 'n8n-core';
 import { Container } from '@n8n/di';
+// not exported from n8n-core's root; see releaseSshCleanupTimer
+import { SSHClientsManager } from 'n8n-core/dist/execution-engine/ssh-clients-manager';
 import {
   ICredentialsHelper,
   NodeHelpers,
@@ -639,7 +641,9 @@ export class N8nHarness {
         responsePromise?.reject(error);
         changed();
       };
-      return new TriggerContext(wf, node, additionalData, m, activation, emit, emitError);
+      const ctx = new TriggerContext(wf, node, additionalData, m, activation, emit, emitError);
+      releaseSshCleanupTimer();
+      return ctx;
     };
     const { hooks } = this.hooks(mode, file, workflow);
     const id = workflow.id;
@@ -728,6 +732,16 @@ function isNested(input: INodeExecutionData[] | INodeExecutionData[][]): input i
 // workflow files
 
 /** The repository root (where flows/ lives), from the build output or the working directory. */
+/**
+ * n8n-core's SSHClientsManager, a DI singleton created with the first TriggerContext, starts a
+ * 60 s cleanup interval that the n8n app clears at shutdown. A test process has no such shutdown,
+ * so the interval kept mocha alive after the last test: unref it (it holds no client of ours).
+ */
+function releaseSshCleanupTimer(): void {
+  const manager = Container.get(SSHClientsManager) as unknown as { cleanupTimer?: NodeJS.Timeout };
+  manager.cleanupTimer?.unref();
+}
+
 export function repoRoot(): string {
   for (const start of [path.resolve(__dirname, '..', '..'), process.cwd()]) {
     let dir = start;
