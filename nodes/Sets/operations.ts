@@ -15,11 +15,11 @@ import {
   integrityTarget,
   parseStatusQuery,
   queryStatuses,
-  recordVerdict,
   settleIntegrity,
+  storeVerdictRecorder,
   verificationOf,
-  type VerdictRecorder,
 } from '../../lib/ops/server-integrity';
+import { integrityPolicyOf } from '../../lib/taxii/server-config';
 import { list } from '../../lib/ops/settings';
 import { createTaxiiConnection, type TaxiiConnection } from '../../lib/ops/taxii-connection';
 import { buildFilters, inquireItems, publishToTaxii, rejectionError, type InquireOperation } from '../../lib/ops/taxii';
@@ -27,7 +27,6 @@ import { verifyPayload } from '../../lib/ops/verify';
 import { acquireStore, type StoreLease } from '../../lib/store/shared';
 import type { Store } from '../../lib/store/store';
 import type { AddObjectsResult } from '../../lib/taxii/client';
-import type { IntegrityPolicy } from '../../lib/taxii/server';
 import { CRED, brokerFromCredential, ledgerFromCredential, storeFromCredential, taxiiFromCredential } from '../n8n-shared/connections';
 import { connectBroker } from '../n8n-shared/broker';
 import { errorJson, toNodeError } from '../n8n-shared/errors';
@@ -437,10 +436,9 @@ export async function markIntegrity(ctx: OpContext): Promise<OpOutput> {
       const v = verificationOf(sets);
       if (!v) throw new OpsError('BAD_PAYLOAD', 'the item has no json.sets.verification: put a SETS "Verify" step between the TAXII server trigger and this one');
       const target = integrityTarget(sets, v);
-      const policy = typeof sets.policy === 'string' ? (sets.policy as IntegrityPolicy) : undefined;
-      const record: VerdictRecorder = (collection, id, version, verdict, reason, statusId) =>
-        recordVerdict(store, { collection, id, version, verdict, ...(reason ? { reason } : {}), ...(statusId ? { statusId } : {}), ...(policy ? { policy } : {}) });
-      const result = await settleIntegrity(record, target, v);
+      // the policy the server emitted with the record; anything else (absent, unknown) -> required
+      const policy = integrityPolicyOf(sets.policy) ?? undefined;
+      const result = await settleIntegrity(storeVerdictRecorder(store, () => policy), target, v);
       out.push(outItem(ctx.items[i], i, {}, { integrity: toJson(result) }));
     } catch (err) {
       out.push(fail(ctx, i, err));
