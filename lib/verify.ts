@@ -8,7 +8,14 @@ import type { Ledger } from './ledger/ledger';
 import { hashObject, ledgerKey, objectVersion } from './digest';
 import type { StixObject } from './stix';
 
-export type VerificationStatus = 'verified' | 'mismatch' | 'not-anchored';
+/**
+ * `unknown`: the check could not decide — the ledger could not be read, or the wait for a pending
+ * anchor ran out without a final read settling it. Never a rejection: retry later.
+ */
+export type VerificationStatus = 'verified' | 'mismatch' | 'not-anchored' | 'unknown';
+
+/** Why a verification is `unknown`. */
+export type UnknownCause = 'timeout' | 'unreachable';
 
 export interface Verification {
   status: VerificationStatus;
@@ -28,6 +35,8 @@ export interface Verification {
   timestamp?: number;
   /** human-readable reason for anything but `verified` */
   reason?: string;
+  /** why the check could not decide (only with status `unknown`) */
+  cause?: UnknownCause;
 }
 
 export interface VerifyOptions {

@@ -48,9 +48,10 @@ export async function verifyPayload(ledger: Ledger, input: VerifyInput): Promise
   return out;
 }
 
-/** Worst status of several: mismatch > not-anchored > verified. */
+/** Worst status of several: mismatch > not-anchored > unknown > verified. */
 export function overallStatus(verifications: Verification[]): VerificationStatus {
   if (verifications.some((v) => v.status === 'mismatch')) return 'mismatch';
   if (verifications.some((v) => v.status === 'not-anchored')) return 'not-anchored';
+  if (verifications.some((v) => v.status === 'unknown')) return 'unknown';
   return 'verified';
 }

@@ -247,6 +247,7 @@ async function startTaxii(store: Store, ledger: Ledger): Promise<{ url: string; 
     if (e.policy === 'off') return;
     void (async () => {
       const v = await verifyObject(ledger, e.collection, e.record.object as StixObject, { waitMs: 10_000 });
+      if (v.status === 'unknown') return; // undecided: the record stays pending
       await server.recordVerification(e.collection, e.record.id, e.record.version, v.status, v.reason, e.statusId);
     })().catch((err) => log(`server-side verification failed: ${String(err)}`));
   });
