@@ -40,6 +40,13 @@ export interface RabbitHandle {
   /** Run `rabbitmqctl <args>` against this node; resolves with stdout, rejects with stderr. */
   ctl(args: string[]): Promise<string>;
   /**
+   * A full restart of the broker node: the Erlang node is stopped (gracefully, SIGKILL after 20 s)
+   * and started again on the same data dir, node name and ports; durable queues and persistent
+   * messages survive. Resolves once AMQP connections are accepted again. Only for a broker this
+   * handle started (rejects for SETS_TEST_AMQP_URL brokers).
+   */
+  restart(): Promise<void>;
+  /**
    * Environment that lets another process (a child mocha) drive this node with `rabbitmqctl`:
    * pass it as JSON in `SETS_TEST_RABBIT_CTL` next to `SETS_TEST_AMQP_URL`.
    */
@@ -148,7 +155,14 @@ function runCtl(t: CtlTarget, args: string[]): Promise<string> {
   });
 }
 
-function handleFor(url: string, ctlTarget: CtlTarget | null, node: string | undefined, stop: () => Promise<void>, ctlEnv?: Record<string, string>): RabbitHandle {
+function handleFor(
+  url: string,
+  ctlTarget: CtlTarget | null,
+  node: string | undefined,
+  stop: () => Promise<void>,
+  ctlEnv?: Record<string, string>,
+  restart: () => Promise<void> = () => Promise.reject(new Error('restart(): this broker was not started by this process (SETS_TEST_AMQP_URL)')),
+): RabbitHandle {
   const ctl = (args: string[]): Promise<string> => {
     if (!ctlTarget) return Promise.reject(new Error('rabbitmqctl is not available for this broker'));
     return runCtl(ctlTarget, args);
@@ -157,6 +171,7 @@ function handleFor(url: string, ctlTarget: CtlTarget | null, node: string | unde
     url,
     node,
     stop,
+    restart,
     ctl,
     ctlEnv,
     async closeAllConnections(vhost?: string) {
@@ -275,42 +290,53 @@ async function privateRabbit(): Promise<RabbitHandle> {
   const env: NodeJS.ProcessEnv = { ...baseEnv, ...nodeEnv };
   const url = `amqp://guest:guest@127.0.0.1:${amqpPort}`;
 
-  const outFd = fs.openSync(files.out, 'a');
-  let child: ChildProcess;
-  try {
-    child = spawn('/bin/sh', ['-c', WATCHDOG, 'sets-rabbit-watchdog', path.join(binDir, 'rabbitmq-server'), dir], {
-      env,
-      cwd: dir,
-      uid: user?.uid,
-      gid: user?.gid,
-      detached: true, // own process group: stop() signals the whole group
-      stdio: ['pipe', outFd, outFd], // stdin: the parent-death pipe (never written)
-    });
-  } finally {
-    fs.closeSync(outFd);
+  // One launch of the node (the watchdog and rabbitmq-server under it, in their own process
+  // group); restart() launches it again on the same dir, node name and ports.
+  interface Launch {
+    child: ChildProcess;
+    pgid: number | undefined;
+    exited: boolean;
+    exitedP: Promise<void>;
   }
-  let exited = false;
-  const exitedP = new Promise<void>((resolve) => {
-    child.once('exit', () => {
-      exited = true;
-      resolve();
+  const launch = (): Launch => {
+    const outFd = fs.openSync(files.out, 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn('/bin/sh', ['-c', WATCHDOG, 'sets-rabbit-watchdog', path.join(binDir, 'rabbitmq-server'), dir], {
+        env,
+        cwd: dir,
+        uid: user?.uid,
+        gid: user?.gid,
+        detached: true, // own process group: stop() signals the whole group
+        stdio: ['pipe', outFd, outFd], // stdin: the parent-death pipe (never written)
+      });
+    } finally {
+      fs.closeSync(outFd);
+    }
+    const l: Launch = { child, pgid: child.pid, exited: false, exitedP: Promise.resolve() };
+    l.exitedP = new Promise<void>((resolve) => {
+      child.once('exit', () => {
+        l.exited = true;
+        resolve();
+      });
+      child.once('error', () => {
+        l.exited = true;
+        resolve();
+      });
     });
-    child.once('error', () => {
-      exited = true;
-      resolve();
-    });
-  });
-  child.unref();
-  // the pipe must not keep this process alive either
-  const stdin: unknown = child.stdin;
-  if (stdin && typeof (stdin as { unref?: unknown }).unref === 'function') (stdin as { unref(): void }).unref();
-  child.stdin?.on('error', () => undefined);
-  const pgid = child.pid;
+    child.unref();
+    // the pipe must not keep this process alive either
+    const stdin: unknown = child.stdin;
+    if (stdin && typeof (stdin as { unref?: unknown }).unref === 'function') (stdin as { unref(): void }).unref();
+    child.stdin?.on('error', () => undefined);
+    return l;
+  };
+  let current = launch();
 
   const killGroup = (sig: NodeJS.Signals): void => {
-    if (pgid === undefined) return;
+    if (current.pgid === undefined) return;
     try {
-      process.kill(-pgid, sig);
+      process.kill(-current.pgid, sig);
     } catch {
       // already gone
     }
@@ -325,26 +351,48 @@ async function privateRabbit(): Promise<RabbitHandle> {
   };
   process.on('exit', onExit);
 
+  /** Stop the current launch: SIGTERM to the group (graceful broker stop), SIGKILL after the grace period. */
+  const halt = async (): Promise<void> => {
+    if (!current.exited) {
+      killGroup('SIGTERM');
+      let t: NodeJS.Timeout | undefined;
+      await Promise.race([current.exitedP, new Promise<void>((r) => (t = setTimeout(r, STOP_GRACE_MS)))]);
+      clearTimeout(t);
+    }
+    killGroup('SIGKILL'); // stragglers of the group (or all of it after the grace period)
+    await current.exitedP;
+    current.child.stdin?.destroy();
+  };
+
   let stopped: Promise<void> | undefined;
+  let restarting: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
-      if (!exited) {
-        killGroup('SIGTERM');
-        let t: NodeJS.Timeout | undefined;
-        await Promise.race([exitedP, new Promise<void>((r) => (t = setTimeout(r, STOP_GRACE_MS)))]);
-        clearTimeout(t);
-      }
-      killGroup('SIGKILL'); // stragglers of the group (or all of it after the grace period)
-      await exitedP;
-      child.stdin?.destroy();
+      await restarting?.catch(() => undefined);
+      await halt();
       process.removeListener('exit', onExit);
       fs.rmSync(dir, { recursive: true, force: true });
     })();
     return stopped;
   };
 
+  const restart = (): Promise<void> => {
+    if (stopped) return Promise.reject(new Error(`RabbitMQ node ${node} was stopped: cannot restart it`));
+    restarting ??= (async () => {
+      try {
+        await halt();
+        current = launch();
+        const l = current;
+        await waitAmqp(url, START_TIMEOUT_MS, () => !l.exited);
+      } finally {
+        restarting = undefined;
+      }
+    })();
+    return restarting;
+  };
+
   try {
-    await waitAmqp(url, START_TIMEOUT_MS, () => !exited);
+    await waitAmqp(url, START_TIMEOUT_MS, () => !current.exited);
   } catch (err) {
     let tail = '';
     try {
@@ -366,11 +414,16 @@ async function privateRabbit(): Promise<RabbitHandle> {
     gid: user?.gid,
     cwd: dir,
   };
-  return handleFor(url, ctlTarget, node, stop, nodeEnv);
+  return handleFor(url, ctlTarget, node, stop, nodeEnv, restart);
 }
 
-export async function startRabbit(): Promise<RabbitHandle> {
+/**
+ * The broker of the tests: SETS_TEST_AMQP_URL when set, else a private node.
+ * `{ private: true }`: always a private node this process owns (it can be restarted), whatever
+ * SETS_TEST_AMQP_URL says.
+ */
+export async function startRabbit(opts: { private?: boolean } = {}): Promise<RabbitHandle> {
   const url = process.env.SETS_TEST_AMQP_URL;
-  if (url) return externalRabbit(url);
+  if (url && !opts.private) return externalRabbit(url);
   return privateRabbit();
 }
