@@ -3,7 +3,7 @@
  * collection and read the server's verdict; inquire a collection with filters, page after page.
  */
 import { extractObjects, type StixObject } from '../stix';
-import type { AddObjectsResult, ManifestRecord, TaxiiClient, TaxiiFilters, TaxiiObject } from '../taxii/client';
+import { normaliseAddedAfter, type AddObjectsResult, type ManifestRecord, type TaxiiClient, type TaxiiFilters, type TaxiiObject } from '../taxii/client';
 import { checkCollection } from './collection';
 import { OpsError, type ObjectProblem } from './errors';
 
@@ -117,10 +117,15 @@ export function buildFilters(...layers: Array<FilterSettings | undefined>): Taxi
   const match: NonNullable<TaxiiFilters['match']> = {};
   for (const layer of layers) {
     if (!layer) continue;
-    if (layer.added_after !== undefined && layer.added_after !== '') {
-      if (layer.added_after instanceof Date) f.addedAfter = layer.added_after;
-      else if (typeof layer.added_after === 'string') f.addedAfter = layer.added_after.trim();
-      else throw new OpsError('BAD_FILTER', 'added_after must be a timestamp string');
+    const aa = typeof layer.added_after === 'string' ? layer.added_after.trim() : layer.added_after;
+    if (aa !== undefined && aa !== '') {
+      if (!(aa instanceof Date) && typeof aa !== 'string') throw new OpsError('BAD_FILTER', 'added_after must be a timestamp string');
+      // refused here (at deploy time for a node setting), sent as UTC Z with 6 fractional digits
+      try {
+        f.addedAfter = normaliseAddedAfter(aa);
+      } catch (err) {
+        throw new OpsError('BAD_FILTER', `added_after ${typeof aa === 'string' ? JSON.stringify(aa) : String(aa)} is not a timestamp: use RFC 3339 such as 2024-01-31T12:00:00Z (an offset such as +01:00 is converted to UTC)`, { cause: err });
+      }
     }
     if (layer.limit !== undefined && layer.limit !== '' && layer.limit !== null) {
       const n = typeof layer.limit === 'number' ? layer.limit : Number(String(layer.limit));

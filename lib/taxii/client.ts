@@ -17,8 +17,12 @@
  *   X-TAXII-Date-Added-Last (1 µs earlier, so records sharing that date_added are not skipped);
  *   an expired `next` token restarts the same way (or from the query's own `added_after` when
  *   the server sends no date headers). Records already delivered are dropped by (id, version),
- *   so a restart neither loses nor duplicates. A server that repeats a page or does not advance
- *   is detected (no endless loop) and reported as `BAD_RESPONSE`.
+ *   so a restart neither loses nor duplicates, however many pages share one date_added. A server
+ *   that repeats a page (beyond what a restart re-serves) or does not advance is detected (no
+ *   endless loop) and reported as `BAD_RESPONSE`.
+ * - `added_after` is sent as UTC `Z` with 6 fractional digits whatever spelling was given
+ *   (`normaliseAddedAfter`); an unparsable one is refused before any request.
+ * - `deleteObject` without versions sends `match[version]=all` (every version is deleted).
  */
 import type { AxiosInstance, AxiosResponse } from 'axios';
 import { classifyTransportError, closeHttpClient, createHttpClient, type HttpOptions, type TlsOptions } from '../http';
@@ -147,6 +151,31 @@ function invalid(msg: string): TaxiiError {
 }
 
 /**
+ * An `added_after` value as it goes on the wire: UTC, `Z`, exactly 6 fractional digits
+ * (`YYYY-MM-DDTHH:MM:SS.ffffffZ`), whatever RFC 3339 spelling was given (an offset, `t`/`z`, a space
+ * for `T`, no or more fractional digits). The OASIS reference server medallion parses it with
+ * `%Y-%m-%dT%H:%M:%S.%fZ` and answers 500 to anything else. Digits beyond the microsecond are
+ * dropped (rounded down, never up): added_after is "strictly later than", so an earlier bound can
+ * only re-serve records, never lose one — and as date_added has µs precision, it selects exactly
+ * the same records. Anything that is not an RFC 3339 timestamp (or an invalid Date) is refused
+ * with INVALID_ARGUMENT.
+ */
+export function normaliseAddedAfter(value: string | Date): string {
+  const shown = value instanceof Date ? String(value) : JSON.stringify(value);
+  const fail = (): TaxiiError => invalid(`addedAfter is not an RFC 3339 timestamp such as 2024-01-31T12:00:00Z or 2024-01-31T13:00:00.123+01:00: ${shown}`);
+  let p: { epochMs: number; micros: number } | null;
+  if (value instanceof Date) p = Number.isFinite(value.getTime()) ? { epochMs: value.getTime(), micros: 0 } : null;
+  else p = typeof value === 'string' ? parseTimestamp(value) : null;
+  if (!p) throw fail();
+  try {
+    return taxiiTimestamp(new Date(p.epochMs), p.micros);
+  } catch {
+    // a year outside 0000..9999 once in UTC
+    throw fail();
+  }
+}
+
+/**
  * The query string for a set of filters, without the leading `?`:
  * `added_after=…&limit=…&next=…&match%5Bid%5D=a,b&…` (names percent-encoded as taxii2-client
  * sends them, values percent-encoded except the commas that separate alternatives).
@@ -154,16 +183,7 @@ function invalid(msg: string): TaxiiError {
 export function buildTaxiiQuery(filters: TaxiiFilters = {}): string {
   const parts: string[] = [];
   const enc = (v: string): string => encodeURIComponent(v);
-  if (filters.addedAfter !== undefined) {
-    let v: string;
-    if (filters.addedAfter instanceof Date) {
-      v = taxiiTimestamp(filters.addedAfter);
-    } else {
-      if (!parseTimestamp(filters.addedAfter)) throw invalid(`addedAfter is not an RFC 3339 timestamp: ${JSON.stringify(filters.addedAfter)}`);
-      v = filters.addedAfter;
-    }
-    parts.push(`added_after=${enc(v)}`);
-  }
+  if (filters.addedAfter !== undefined) parts.push(`added_after=${enc(normaliseAddedAfter(filters.addedAfter))}`);
   if (filters.limit !== undefined) {
     if (!Number.isInteger(filters.limit) || filters.limit < 1) throw invalid(`limit must be a positive integer, got ${String(filters.limit)}`);
     parts.push(`limit=${filters.limit}`);
@@ -723,8 +743,9 @@ export class TaxiiClient {
 
   /** GET `{collection}/objects/` — one page. */
   async getObjects(collectionId: string, filters: TaxiiFilters = {}, opts: CallOptions = {}): Promise<ObjectsPage> {
+    const query = buildTaxiiQuery(filters);
     const url = `${await this.collectionUrl(collectionId, opts)}objects/`;
-    const { body, raw } = await this.getJson(url, { query: buildTaxiiQuery(filters), signal: opts.signal });
+    const { body, raw } = await this.getJson(url, { query, signal: opts.signal });
     return this.objectsPage(body, raw);
   }
 
@@ -735,8 +756,9 @@ export class TaxiiClient {
 
   /** GET `{collection}/objects/{object-id}/` — one page of that object's versions. */
   async getObject(collectionId: string, objectId: string, filters: TaxiiFilters = {}, opts: CallOptions = {}): Promise<ObjectsPage> {
+    const query = buildTaxiiQuery(filters);
     const url = `${await this.collectionUrl(collectionId, opts)}objects/${seg(objectId, 'object id')}/`;
-    const { body, raw } = await this.getJson(url, { query: buildTaxiiQuery(filters), signal: opts.signal });
+    const { body, raw } = await this.getJson(url, { query, signal: opts.signal });
     return this.objectsPage(body, raw);
   }
 
@@ -747,8 +769,9 @@ export class TaxiiClient {
 
   /** GET `{collection}/objects/{object-id}/versions/` — one page (order as the server sent it). */
   async getVersions(collectionId: string, objectId: string, filters: TaxiiFilters = {}, opts: CallOptions = {}): Promise<VersionsPage> {
+    const query = buildTaxiiQuery(filters);
     const url = `${await this.collectionUrl(collectionId, opts)}objects/${seg(objectId, 'object id')}/versions/`;
-    const { body, raw } = await this.getJson(url, { query: buildTaxiiQuery(filters), signal: opts.signal });
+    const { body, raw } = await this.getJson(url, { query, signal: opts.signal });
     const meta = this.pageMeta(body, raw);
     const list = body['versions'];
     if (list === undefined) return { ...meta, versions: [] };
@@ -762,8 +785,9 @@ export class TaxiiClient {
 
   /** GET `{collection}/manifest/` — one page. */
   async getManifest(collectionId: string, filters: TaxiiFilters = {}, opts: CallOptions = {}): Promise<ManifestPage> {
+    const query = buildTaxiiQuery(filters);
     const url = `${await this.collectionUrl(collectionId, opts)}manifest/`;
-    const { body, raw } = await this.getJson(url, { query: buildTaxiiQuery(filters), signal: opts.signal });
+    const { body, raw } = await this.getJson(url, { query, signal: opts.signal });
     const meta = this.pageMeta(body, raw);
     const list = body['objects'];
     if (list === undefined) return { ...meta, objects: [] };
@@ -780,10 +804,18 @@ export class TaxiiClient {
     return this.paginate((f) => this.getManifest(collectionId, f, opts), (p) => p.objects, (r) => `${r.id}|${r.version}`, filters, `manifest of collection ${collectionId}`);
   }
 
-  /** DELETE `{collection}/objects/{object-id}/` (all versions unless match[version]/match[spec_version] narrow it). */
+  /**
+   * DELETE `{collection}/objects/{object-id}/`: every version unless `match[version]` names some.
+   * Without versions from the caller, `match[version]=all` is sent: servers differ in what a DELETE
+   * without it removes (the OASIS reference server medallion applies its usual default, `last`,
+   * and leaves the older versions in place), and erasing an object (the right to be forgotten)
+   * must not depend on that. `match[spec_version]` is sent only when given.
+   */
   async deleteObject(collectionId: string, objectId: string, filters: TaxiiFilters = {}, opts: CallOptions = {}): Promise<void> {
+    const f: TaxiiFilters = filters.match?.version === undefined ? { ...filters, match: { ...filters.match, version: 'all' } } : filters;
+    const query = buildTaxiiQuery(f);
     const url = `${await this.collectionUrl(collectionId, opts)}objects/${seg(objectId, 'object id')}/`;
-    await this.send('DELETE', url, { query: buildTaxiiQuery(filters), signal: opts.signal });
+    await this.send('DELETE', url, { query, signal: opts.signal });
   }
 
   // ---- pagination ----------------------------------------------------------------------------
@@ -800,11 +832,17 @@ export class TaxiiClient {
    *   that, BAD_RESPONSE says so instead of skipping records;
    * - an expired or forgotten `next` token (400/404/410) restarts from the latest date seen (minus
    *   1 µs), or, when the server sends no date headers, from the added_after of the query being
-   *   paged — again without duplicates;
+   *   paged — again without duplicates. The restart re-serves every record of that date_added
+   *   already delivered, which can be many pages: the OASIS reference server medallion gives all
+   *   objects of one POST one date_added, so a consumer slower than its session lifetime resumes
+   *   at the start of a whole batch. Those records are dropped one by one;
    * - duplicates are recognised by (id, version, spec_version) for objects, (id, version) for
    *   manifest records, the version for versions, within the last `dedupeWindow` deliveries;
-   * - a server that repeats pages, does not advance or keeps answering empty pages with more=true
-   *   is stopped with BAD_RESPONSE instead of looping.
+   * - a loop is told apart from such a replay by counting: a restart may re-serve at most the
+   *   records delivered since the point it restarts from (those of pages whose latest date_added
+   *   is the one restarted before; all since the query's added_after without date headers). A page
+   *   with nothing new beyond that budget, the same `next` token again with nothing new beyond it,
+   *   empty pages with more=true, or a position that does not advance stop with BAD_RESPONSE.
    */
   private async *paginate<P extends PageMeta, T>(
     fetchPage: (f: TaxiiFilters) => Promise<P>,
@@ -815,17 +853,21 @@ export class TaxiiClient {
   ): AsyncGenerator<T> {
     let f: TaxiiFilters = { ...filters };
     if (f.limit === undefined) f.limit = this.opts.pageSize ?? 100;
+    // refused here, before any request, when unusable; sent and compared in one spelling
+    if (f.addedAfter !== undefined) f.addedAfter = normaliseAddedAfter(f.addedAfter);
     const seen = new RecentKeys(this.opts.dedupeWindow ?? 100_000);
     /** added_after of the query currently paged with `next` (where a restart without dates goes back to) */
     let segmentStart: string | Date | undefined = f.addedAfter;
+    /** records delivered since segmentStart (what a restart from it re-serves at most) */
+    let segmentDelivered = 0;
     /** the latest date_added seen in any page header */
     let latestSeen: string | undefined;
+    /** records delivered in pages whose latest date_added is latestSeen (a restart from just before it re-serves at most these) */
+    let deliveredAtLatest = 0;
+    /** already delivered records the server may serve again after the last restart (not a loop) */
+    let replayLeft = 0;
     let emptyPages = 0;
     let restartsWithoutNews = 0;
-    /** pages fetched since segmentStart was set */
-    let segmentPages = 0;
-    /** after a restart: how many pages of already delivered records are expected (not a loop) */
-    let replayBudget = 0;
     for (;;) {
       let page: P;
       try {
@@ -839,17 +881,15 @@ export class TaxiiClient {
         // the paging token expired or was forgotten: restart just before the latest date seen
         const restart: TaxiiFilters = { ...f };
         delete restart.next;
-        const from = latestSeen !== undefined ? microBefore(latestSeen) : segmentStart;
+        const from: string | Date | undefined = latestSeen !== undefined ? microBefore(latestSeen) : segmentStart;
         if (from === undefined) delete restart.addedAfter;
         else restart.addedAfter = from;
-        // replaying from the segment start re-serves every page of it; from a date, one page at most
-        replayBudget = latestSeen !== undefined ? 1 : segmentPages + 1;
+        replayLeft = latestSeen !== undefined ? deliveredAtLatest : segmentDelivered;
         f = restart;
         segmentStart = from;
-        segmentPages = 0;
+        segmentDelivered = replayLeft;
         continue;
       }
-      segmentPages++;
       const items = itemsOf(page);
       let fresh = 0;
       for (const it of items) {
@@ -857,10 +897,13 @@ export class TaxiiClient {
         fresh++;
         yield it;
       }
-      if (fresh > 0) {
-        restartsWithoutNews = 0;
-        replayBudget = 0;
-      }
+      segmentDelivered += fresh;
+      if (fresh > 0) restartsWithoutNews = 0;
+      // records delivered before: expected (up to replayLeft) after a restart, else a repeat
+      const dup = items.length - fresh;
+      const replayed = Math.min(dup, replayLeft);
+      replayLeft -= replayed;
+      const unexpected = dup - replayed;
       if (!page.more) return;
       const where = `${f.next !== undefined ? `next=${f.next}` : f.addedAfter !== undefined ? `added_after=${stamp(f.addedAfter)}` : 'the first page'}`;
       if (items.length === 0) {
@@ -869,12 +912,20 @@ export class TaxiiClient {
         emptyPages = 0;
       }
       const latest = latestOf(page.dateAddedFirst, page.dateAddedLast);
-      if (latest !== undefined && (latestSeen === undefined || safeCompare(latest, latestSeen) > 0)) latestSeen = latest;
+      if (latest !== undefined) {
+        const cmp = latestSeen === undefined ? 1 : safeCompare(latest, latestSeen);
+        if (cmp > 0) {
+          latestSeen = latest;
+          deliveredAtLatest = fresh;
+        } else if (cmp === 0) {
+          deliveredAtLatest += fresh;
+        }
+      }
       if (page.next !== undefined) {
-        if (items.length > 0 && fresh === 0 && replayBudget-- <= 0) {
+        if (items.length > 0 && fresh === 0 && unexpected > 0) {
           throw new TaxiiError(`TAXII paging (${what}): the server repeated the previous page (after ${where}); stopped to avoid a loop`, { code: 'BAD_RESPONSE' });
         }
-        if (page.next === f.next && fresh === 0) {
+        if (page.next === f.next && fresh === 0 && (items.length === 0 || unexpected > 0)) {
           throw new TaxiiError(`TAXII paging (${what}): the server returned the same next token ${page.next} without new records`, { code: 'BAD_RESPONSE' });
         }
         f = { ...f, next: page.next };
@@ -889,7 +940,9 @@ export class TaxiiClient {
           delete nf.next;
           f = nf;
           segmentStart = overlap;
-          segmentPages = 0;
+          // the records of date_added `latest` come again
+          replayLeft = deliveredAtLatest;
+          segmentDelivered = deliveredAtLatest;
         } else {
           // every record of this page shares one date_added (Last = added_after + 1 µs): only a
           // larger page gets past them; resuming at Last would skip the rest of them silently
@@ -902,6 +955,7 @@ export class TaxiiClient {
             );
           }
           f = { ...f, limit: Math.min(lim * 2, MAX_TIE_PAGE) };
+          replayLeft = deliveredAtLatest;
         }
       } else {
         throw new TaxiiError(`TAXII paging (${what}): the server said more=true but sent neither next nor X-TAXII-Date-Added-Last (after ${where}); cannot continue`, { code: 'BAD_RESPONSE' });

@@ -246,7 +246,7 @@ describe('TaxiiClient over HTTP against the test TAXII server', function () {
       const r = srv.requestsTo('/objects/').at(-1);
       assert.ok(r);
       assert.equal(r.rawQuery,
-        `added_after=2000-01-01T00%3A00%3A00Z&limit=5&match%5Bid%5D=indicator--${uuid(1)},indicator--${uuid(2)}` +
+        `added_after=2000-01-01T00%3A00%3A00.000000Z&limit=5&match%5Bid%5D=indicator--${uuid(1)},indicator--${uuid(2)}` +
         '&match%5Btype%5D=indicator&match%5Bversion%5D=all&match%5Bspec_version%5D=2.1');
       assert.equal(page.objects.length, 3);
       assert.equal(page.more, false);
@@ -371,7 +371,7 @@ describe('TaxiiClient over HTTP against the test TAXII server', function () {
       srv.seed(RW, mods.map((m) => indicator(1, m)));
       const p = await client.getVersions(RW, id, { addedAfter: '2000-01-01T00:00:00Z', match: { spec_version: '2.1' } });
       assert.deepEqual(p.versions, mods);
-      assert.equal(srv.requestsTo('/versions/').at(-1)?.rawQuery, 'added_after=2000-01-01T00%3A00%3A00Z&match%5Bspec_version%5D=2.1');
+      assert.equal(srv.requestsTo('/versions/').at(-1)?.rawQuery, 'added_after=2000-01-01T00%3A00%3A00.000000Z&match%5Bspec_version%5D=2.1');
       assert.deepEqual(await collect(client.iterVersions(RW, id, { limit: 2 })), mods);
       srv.setFault({ versionsNewestFirst: true });
       assert.deepEqual((await collect(client.iterVersions(RW, id, { limit: 2 }))).sort(), mods);

@@ -14,6 +14,16 @@
  * connection resets, versions newest-first, no X-TAXII-Date-Added headers, `more` without `next`,
  * expired `next` tokens, repeated pages, inconsistent status counts).
  *
+ * With `medallion: {...}` it behaves as the OASIS reference server medallion does where that
+ * differs (read from medallion/backends/memory_backend.py and medallion/common.py, not copied):
+ * every object of one POST gets the same date_added (the request time); a query's `next` token is
+ * one id for the whole paging session (the same token on every page), the session is a snapshot
+ * of the result taken at the first page and is forgotten after `nextTokenTtlMs` without use (or by
+ * `expireSessions()`), after which the token is answered 400 "'next' not valid"; `added_after`
+ * must be `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` (Python strptime `%f`: 1 to 6 digits) or the server fails
+ * with a 500 HTML page; DELETE without match[version] deletes only the latest version (its filter
+ * defaults to `last`).
+ *
  * Also `makeTestPki()`: a throw-away CA, a server certificate for 127.0.0.1/localhost and a client
  * certificate, made with the `openssl` CLI.
  */
@@ -87,6 +97,19 @@ export interface TestServerOptions {
   pendingPolls?: number;
   /** API root path (default /api1/) */
   apiRootPath?: string;
+  /** behave as medallion (see the file comment) */
+  medallion?: MedallionOptions;
+}
+
+export interface MedallionOptions {
+  /** a paging session unused for this long is forgotten (default: never; see expireSessions) */
+  nextTokenTtlMs?: number;
+}
+
+interface MedallionSession {
+  key: string;
+  remaining: StoredVersion[];
+  lastUsed: number;
 }
 
 export interface Fault {
@@ -118,7 +141,7 @@ export interface Fault {
   moreWithoutNext?: boolean;
   /** every `next` token is unknown (400) */
   expireNextTokens?: boolean;
-  /** ignore `next`/`added_after` and answer the first page again */
+  /** ignore `next` and answer the first page again (medallion mode: the session stops advancing) */
   repeatFirstPage?: boolean;
   /** status resources whose counts do not add up */
   badStatusCounts?: boolean;
@@ -150,8 +173,12 @@ export interface TestTaxiiServer {
   /** requests recorded since start (or the last clearRequests) whose path contains `part` */
   requestsTo(part: string): RecordedRequest[];
   clearRequests(): void;
-  /** store objects directly (no HTTP), with date_added from the server clock */
+  /** store objects directly (no HTTP), with date_added from the server clock (one date for all in medallion mode) */
   seed(collectionId: string, objects: Record<string, unknown>[]): StoredVersion[];
+  /** medallion mode: forget every paging session now (as its session checker does after the timeout) */
+  expireSessions(): void;
+  /** medallion mode: paging sessions alive */
+  sessionCount(): number;
   stop(): Promise<void>;
 }
 
@@ -199,6 +226,9 @@ function specVersionOf(o: Record<string, unknown>): string {
   return typeof o['spec_version'] === 'string' ? o['spec_version'] : '2.0';
 }
 
+/** An exception medallion does not handle: Flask answers 500 with its HTML page. */
+class MedallionCrash extends Error {}
+
 class HttpFail extends Error {
   constructor(readonly status: number, readonly title: string, readonly description?: string, readonly headers: Record<string, string> = {}) {
     super(title);
@@ -221,6 +251,8 @@ export async function startTestTaxiiServer(opts: TestServerOptions = {}): Promis
     pendingPolls: opts.pendingPolls ?? 0,
   };
   let fault: (Fault & { left: number }) | null = null;
+  const medallion = opts.medallion;
+  const sessions = new Map<string, MedallionSession>();
   const jwks = opts.jwks ? createRemoteJWKSet(new URL(opts.jwks.jwksUrl), { timeoutDuration: 5000 }) : undefined;
   const sockets = new Set<Socket>();
   let base = '';
@@ -237,11 +269,11 @@ export async function startTestTaxiiServer(opts: TestServerOptions = {}): Promis
     return f;
   }
 
-  function store(collectionId: string, o: Record<string, unknown>): { stored: StoredVersion | null; duplicate: boolean } {
+  function store(collectionId: string, o: Record<string, unknown>, requestTime?: string): { stored: StoredVersion | null; duplicate: boolean } {
     const list = state.objects.get(collectionId) ?? [];
     state.objects.set(collectionId, list);
     const id = o['id'] as string;
-    const dateAdded = clock();
+    const dateAdded = requestTime ?? clock();
     const version = typeof o['modified'] === 'string' ? o['modified'] : typeof o['created'] === 'string' ? o['created'] : dateAdded;
     const dup = list.find((v) => v.id === id && v.version === version && v.specVersion === specVersionOf(o));
     if (dup) return { stored: dup, duplicate: true };
@@ -320,6 +352,10 @@ export async function startTestTaxiiServer(opts: TestServerOptions = {}): Promis
     recs = selectVersions(recs, q);
     const after = q.get('added_after');
     if (after !== undefined) {
+      if (medallion && !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$/.test(after)) {
+        // medallion parses with strptime and does not catch the ValueError: Flask's 500 page
+        throw new MedallionCrash(`time data '${after}' does not match format '%Y-%m-%dT%H:%M:%S.%fZ'`);
+      }
       const m = micros(after);
       if (m === null) throw new HttpFail(400, 'Bad filter', `added_after ${after} is not a TAXII timestamp`);
       recs = recs.filter((v) => (micros(v.dateAdded) ?? 0n) > m);
@@ -342,6 +378,7 @@ export async function startTestTaxiiServer(opts: TestServerOptions = {}): Promis
       limit = Math.min(n, state.maxPageSize);
     }
     const key = [...q.entries()].filter(([k]) => k !== 'next').map(([k, v]) => `${k}=${v}`).sort().join('&');
+    if (medallion) return medallionPage(items, dateOf, q, key, limit, f);
     let offset = 0;
     const nextTok = q.get('next');
     if (nextTok !== undefined && !f?.repeatFirstPage) {
@@ -363,6 +400,37 @@ export async function startTestTaxiiServer(opts: TestServerOptions = {}): Promis
       state.nextTokens.set(next, { key, offset: offset + page.length });
     }
     return { page, more, ...(next ? { next } : {}), headers };
+  }
+
+  /** medallion: the first page snapshots the result; the same token pages through it until the end. */
+  function medallionPage<T>(items: T[], dateOf: (t: T) => string, q: Map<string, string>, key: string, limit: number, f: Fault | null): { page: T[]; more: boolean; next?: string; headers: Record<string, string> } {
+    const now = Date.now();
+    const ttl = medallion?.nextTokenTtlMs;
+    if (ttl !== undefined) for (const [k, s] of sessions) if (now - s.lastUsed > ttl) sessions.delete(k);
+    let token = q.get('next');
+    let remaining: T[];
+    if (token === undefined) {
+      token = crypto.randomUUID();
+      remaining = [...items];
+      sessions.set(token, { key, remaining: remaining as unknown as StoredVersion[], lastUsed: now });
+    } else {
+      const s = sessions.get(token);
+      if (!s) throw new HttpFail(400, 'ProcessingError', "The server did not understand the request or filter parameters: 'next' not valid");
+      if (s.key !== key) throw new HttpFail(400, 'ProcessingError', 'The server did not understand the request or filter parameters: params changed over subsequent transaction');
+      s.lastUsed = now;
+      remaining = s.remaining as unknown as T[];
+    }
+    // repeatFirstPage: a broken session that never advances (same page, same token)
+    const page = f?.repeatFirstPage ? remaining.slice(0, limit) : remaining.splice(0, limit);
+    const more = f?.repeatFirstPage ? remaining.length > page.length : remaining.length > 0;
+    if (!more) sessions.delete(token);
+    const headers: Record<string, string> = {};
+    if (page.length > 0) {
+      const dates = page.map(dateOf).sort();
+      headers['X-TAXII-Date-Added-First'] = dates[0];
+      headers['X-TAXII-Date-Added-Last'] = dates[dates.length - 1];
+    }
+    return { page, more, ...(more ? { next: token } : {}), headers };
   }
 
   function statusResource(id: string, f: Fault | null): Record<string, unknown> {
@@ -490,7 +558,7 @@ export async function startTestTaxiiServer(opts: TestServerOptions = {}): Promis
       if (method === 'DELETE') {
         if (!col.can_read || !col.can_write) throw new HttpFail(403, 'Forbidden', 'delete needs can_read and can_write');
         const q = parseQuery(rec.rawQuery, ['match[version]', 'match[spec_version]']);
-        if (!q.has('match[version]')) q.set('match[version]', 'all');
+        if (!q.has('match[version]')) q.set('match[version]', medallion ? 'last' : 'all');
         if (!q.has('match[spec_version]')) q.set('match[spec_version]', [...new Set(versionsOf.map((v) => v.specVersion))].join(','));
         const doomed = new Set(selectVersions(versionsOf, q));
         if (doomed.size === 0) throw new HttpFail(404, 'Object not found', `no ${objectId} matching the filters`);
@@ -548,12 +616,13 @@ export async function startTestTaxiiServer(opts: TestServerOptions = {}): Promis
     if (!isObj(env) || !Array.isArray(env['objects'])) throw new HttpFail(422, 'Unprocessable Entity', 'envelope without objects');
     const successes: Record<string, unknown>[] = [];
     const failures: Record<string, unknown>[] = [];
+    const requestTime = medallion ? clock() : undefined;
     for (const o of env['objects'] as unknown[]) {
       if (!isObj(o) || typeof o['id'] !== 'string' || typeof o['type'] !== 'string') {
         failures.push({ id: isObj(o) && typeof o['id'] === 'string' ? o['id'] : 'unknown', version: 'unknown', message: 'object needs id and type' });
         continue;
       }
-      const { stored, duplicate } = store(col.id, o);
+      const { stored, duplicate } = store(col.id, o, requestTime);
       const d: Record<string, unknown> = { id: o['id'], version: stored?.version };
       if (duplicate) d['message'] = 'Object already added';
       successes.push(d);
@@ -626,6 +695,7 @@ export async function startTestTaxiiServer(opts: TestServerOptions = {}): Promis
       }
     } catch (e) {
       if (e instanceof HttpFail) sendError(res, e.status, 'taxii', e.title, e.description, e.headers);
+      else if (e instanceof MedallionCrash) sendError(res, 500, 'html', 'Internal Server Error', 'The server encountered an internal error and was unable to complete your request.');
       else sendError(res, 500, 'taxii', 'Internal Server Error', (e as Error).message);
     }
   }
@@ -671,11 +741,18 @@ export async function startTestTaxiiServer(opts: TestServerOptions = {}): Promis
     },
     seed(collectionId: string, objects: Record<string, unknown>[]): StoredVersion[] {
       collectionOr404(collectionId);
+      const requestTime = medallion ? clock() : undefined;
       return objects.map((o) => {
-        const r = store(collectionId, o);
+        const r = store(collectionId, o, requestTime);
         if (!r.stored) throw new Error('seed failed');
         return r.stored;
       });
+    },
+    expireSessions(): void {
+      sessions.clear();
+    },
+    sessionCount(): number {
+      return sessions.size;
     },
     async stop(): Promise<void> {
       for (const s of sockets) s.destroy();

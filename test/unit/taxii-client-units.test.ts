@@ -3,7 +3,9 @@
  * resources and messages, client-side auth encodings, transport error classification.
  */
 import { strict as assert } from 'node:assert';
-import { buildTaxiiQuery, splitEnvelopes, TaxiiClient } from '../../lib/taxii/client';
+import { buildTaxiiQuery, normaliseAddedAfter, splitEnvelopes, TaxiiClient } from '../../lib/taxii/client';
+import { buildFilters } from '../../lib/ops/taxii';
+import { OpsError } from '../../lib/ops/errors';
 import { TaxiiError, bodySnippet, httpErrorMessage, parseTaxiiErrorResource, reasonPhrase, taxiiErrorResource } from '../../lib/taxii/errors';
 import { AuthError, BasicAuth, BearerAuth, NoAuth } from '../../lib/auth/client';
 import { OAuth2ClientCredentials, keycloakTokenUrl } from '../../lib/auth/oauth2';
@@ -40,6 +42,50 @@ describe('taxii client: query building', () => {
       { match: { id: [] } }, { match: { type: [''] } }, { match: { 'a]b': 'x' } },
     ];
     for (const f of bad) assert.throws(() => buildTaxiiQuery(f), (e: unknown) => code(e) === 'INVALID_ARGUMENT', JSON.stringify(f));
+  });
+  it('sends added_after as UTC Z with exactly 6 fractional digits (medallion parses nothing else)', () => {
+    const cases: Array<[string | Date, string]> = [
+      ['2021-01-01T00:00:00Z', '2021-01-01T00:00:00.000000Z'],
+      ['2021-01-01T00:00:00.1Z', '2021-01-01T00:00:00.100000Z'],
+      ['2021-01-01T00:00:00.123456Z', '2021-01-01T00:00:00.123456Z'],
+      // beyond the µs: truncated (an earlier bound re-serves, never loses)
+      ['2021-01-01T00:00:00.1234569Z', '2021-01-01T00:00:00.123456Z'],
+      ['2021-01-01T00:00:00.999999999Z', '2021-01-01T00:00:00.999999Z'],
+      ['2021-01-01T00:00:00+00:00', '2021-01-01T00:00:00.000000Z'],
+      ['2021-01-01T02:30:00.5+02:30', '2021-01-01T00:00:00.500000Z'],
+      ['2020-12-31T19:00:00.000001-05:00', '2021-01-01T00:00:00.000001Z'],
+      ['2021-01-01t00:00:00z', '2021-01-01T00:00:00.000000Z'],
+      ['2021-01-01 00:00:00Z', '2021-01-01T00:00:00.000000Z'],
+      ['2016-12-31T23:59:60Z', '2016-12-31T23:59:59.000000Z'],
+      [new Date(Date.UTC(2021, 0, 1, 0, 0, 0, 7)), '2021-01-01T00:00:00.007000Z'],
+    ];
+    for (const [given, sent] of cases) {
+      assert.equal(normaliseAddedAfter(given), sent, String(given));
+      assert.equal(buildTaxiiQuery({ addedAfter: given }), `added_after=${encodeURIComponent(sent)}`, String(given));
+    }
+  });
+  it('refuses an added_after that is not an RFC 3339 timestamp, naming it', () => {
+    const bad: Array<string | Date> = [
+      'yesterday', '', '2021-01-01', '2021-01-01T00:00:00', '2021-01-01T00:00Z', '2021-02-29T00:00:00Z',
+      '2021-01-01T24:00:00Z', '2021-01-01T00:00:00+24:00', '2021-01-01T00:00:00.Z', ' 2021-01-01T00:00:00Z',
+      '0000-01-01T00:00:00+01:00', new Date(NaN),
+    ];
+    for (const v of bad) {
+      assert.throws(() => buildTaxiiQuery({ addedAfter: v }), (e: unknown) => code(e) === 'INVALID_ARGUMENT' && (e as Error).message.includes(v instanceof Date ? 'Invalid Date' : JSON.stringify(v)), String(v));
+    }
+  });
+});
+
+describe('ops: TAXII filters from node and workflow settings', () => {
+  it('added_after is trimmed and normalised; a bad one is BAD_FILTER naming the value', () => {
+    assert.equal(buildFilters({ added_after: ' 2021-01-01T01:00:00+01:00 ' }).addedAfter, '2021-01-01T00:00:00.000000Z');
+    assert.equal(buildFilters({ added_after: '2021-01-01T00:00:00Z' }, { added_after: '2022-01-01T00:00:00.12345678Z' }).addedAfter, '2022-01-01T00:00:00.123456Z');
+    assert.equal(buildFilters({ added_after: new Date(Date.UTC(2021, 0, 1)) }).addedAfter, '2021-01-01T00:00:00.000000Z');
+    assert.equal(buildFilters({ added_after: '' }).addedAfter, undefined);
+    assert.equal(buildFilters({ added_after: '2021-01-01T00:00:00Z' }, { added_after: '  ' }).addedAfter, '2021-01-01T00:00:00.000000Z');
+    for (const v of ['last week', '2021-13-01T00:00:00Z', 12]) {
+      assert.throws(() => buildFilters({ added_after: v }), (e: unknown) => e instanceof OpsError && e.code === 'BAD_FILTER' && (typeof v !== 'string' || e.message.includes(JSON.stringify(v))), String(v));
+    }
   });
 });
 
