@@ -4,12 +4,23 @@
  * One `AmqpBus` = one AMQP connection to one broker config, shared by every user of that config
  * (see `SharedBus` for reference counting), with
  * - a durable topic exchange (default `sets`); routing keys `<collection>.<stix-type>` (./routing.ts);
+ * - TWO AMQP connections per bus: one for publishing, one for consuming. A broker resource alarm
+ *   (memory / disk: `connection.blocked`) stops only connections that publish, so acks, nacks and
+ *   deliveries keep flowing while publishers wait; `stats().blocked` and the state detail say so;
  * - one confirm channel for publishing: persistent messages, `publish()` resolves only when the
- *   broker confirmed the message, rejects with a `BusError` on nack, timeout, closed bus, full queue;
+ *   broker confirmed the message, rejects with a `BusError` on nack, timeout, closed bus, full queue,
+ *   and — for a `mandatory` publish — UNROUTABLE when no queue is bound for it;
+ * - two bounds per publish: the wait for a broker connection (`brokerWaitMs`, default 120 s, while
+ *   the bus reconnects) and, once written, the wait for the confirm (`confirmTimeoutMs`, 30 s); a
+ *   publish that timed out after it was written says that it may have arrived (`maybeDelivered`);
  * - one channel per subscription, with its own prefetch bound; deliveries are settled explicitly
  *   (`ack`/`nack`/`reject`), or — `ackMode: 'auto'` — acked when the handler's promise resolves;
- * - automatic reconnect with exponential backoff and jitter; subscriptions are re-declared
- *   (queue, bindings, consumer) after each reconnect.
+ * - automatic reconnect with exponential backoff (capped at 10 s, and at a quarter of brokerWaitMs)
+ *   and jitter; subscriptions are re-declared (queue, bindings, consumer) after each reconnect;
+ * - per subscription: classic or quorum queue, a delivery limit (quorum: `x-delivery-limit`;
+ *   classic: counted by the consumer), message TTL, a dead-letter exchange + queue declared for the
+ *   user; a queue that exists with other arguments fails the subscription with a message naming
+ *   the argument and the fix (no silent retry loop).
  *
  * Delivery guarantee: **at least once**. Every `publish()` either resolves (the broker confirmed:
  * the message is in every bound queue, on disk for durable queues) or rejects; nothing is dropped
@@ -22,7 +33,7 @@
  *
  * Temporary (server-named, exclusive) queues — the paper's client — exist only while connected:
  * messages published while such a subscriber is reconnecting do not reach it. Use a named durable
- * queue when nothing may be missed.
+ * queue when nothing may be missed (the Node-RED and n8n subscribers do by default).
  */
 import { randomUUID } from 'node:crypto';
 import * as amqp from 'amqplib';
@@ -30,7 +41,7 @@ import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } f
 import { BusError, amqpCodeOf, messageOf, type BusErrorCode } from './errors';
 import { parseRoutingKey } from './routing';
 import type { Bus } from './bus';
-import { STIX_CONTENT_TYPE, bodyToBuffer, cleanHeaders, parseDeliveryJson, stixPublishRequest } from './common';
+import { STIX_CONTENT_TYPE, bodyToBuffer, checkQueueOptions, cleanHeaders, explainInequivalent, parseDeliveryJson, stixPublishRequest } from './common';
 
 export type BusState = 'connecting' | 'connected' | 'disconnected' | 'error' | 'closed';
 
@@ -56,7 +67,7 @@ export interface AmqpTlsOptions {
 export interface ReconnectOptions {
   /** first delay after a failure, ms (default 500) */
   initialDelayMs?: number;
-  /** upper bound of the delay, ms (default 30000) */
+  /** upper bound of the delay, ms (default 10000; never more than a quarter of brokerWaitMs) */
   maxDelayMs?: number;
   /** random spread of each delay, as a fraction: 0.2 = ±20 % (default 0.2) */
   jitter?: number;
@@ -81,7 +92,14 @@ export interface AmqpBusConfig {
   tls?: AmqpTlsOptions;
   /** shown by the broker as the connection name (management UI, rabbitmqctl list_connections) */
   clientName?: string;
-  /** default time a publish may take, including waiting for a reconnect, ms (default 30000) */
+  /**
+   * how long a publish may wait for a broker connection (while the bus connects or reconnects)
+   * before it is rejected with TIMEOUT, ms (default 120000)
+   */
+  brokerWaitMs?: number;
+  /** how long a written publish may wait for the broker's confirm, ms (default 30000) */
+  confirmTimeoutMs?: number;
+  /** @deprecated the confirm timeout (confirmTimeoutMs); it no longer includes the wait for a reconnect */
   publishTimeoutMs?: number;
   /** publishes waiting or unconfirmed at one time; more are rejected with QUEUE_FULL (default 10000) */
   maxPendingPublishes?: number;
@@ -97,7 +115,7 @@ export interface PublishRequest {
   routingKey: string;
   /** Buffer and string are sent as they are; anything else is sent as JSON */
   body: unknown;
-  /** default: a random UUID; kept across resends (dedupe key for consumers) */
+  /** default: a random UUID (publishStix: derived from collection, id, version, hash); kept across resends (dedupe key for consumers) */
   messageId?: string;
   headers?: Record<string, unknown>;
   /** default application/stix+json */
@@ -111,8 +129,12 @@ export interface PublishRequest {
    * for pub/sub with nobody listening.
    */
   mandatory?: boolean;
-  /** default: publishTimeoutMs of the bus */
+  /** overall bound (wait for the broker + confirm), ms; default: none beyond brokerWaitMs / confirmTimeoutMs */
   timeoutMs?: number;
+  /** default: the bus's brokerWaitMs */
+  brokerWaitMs?: number;
+  /** default: the bus's confirmTimeoutMs */
+  confirmTimeoutMs?: number;
 }
 
 export interface PublishResult {
@@ -133,9 +155,12 @@ export interface StixLike {
 export interface PublishStixOptions {
   /** h_t, put in the `x-sets-hash` header (informational: consumers recompute it) */
   hash?: string;
+  /** default: derived from (collection, object id, version, hash) — the same for a re-send */
   messageId?: string;
   headers?: Record<string, unknown>;
   timeoutMs?: number;
+  /** reject with UNROUTABLE when no queue is bound for `<collection>.<type>` (default false here; lib/ops publishes mandatory) */
+  mandatory?: boolean;
 }
 
 export type AckMode = 'auto' | 'manual';
@@ -162,6 +187,16 @@ export interface SubscribeOptions {
   autoDeleteDelayMs?: number;
   /** 'quorum' needs a durable, non-exclusive named queue */
   queueType?: 'classic' | 'quorum';
+  /**
+   * Most deliveries of one message: a message requeued (nack, failed handler, lost channel) after
+   * its last allowed delivery goes to the dead-letter exchange (dropped, with a warning, when there
+   * is none) instead of looping for ever. Quorum queues: also the broker's `x-delivery-limit`
+   * (counted by the broker, survives restarts). Classic queues: counted by this consumer by
+   * messageId (a restarted consumer starts counting again). Default / 0: no limit.
+   */
+  deliveryLimit?: number;
+  /** messages older than this are dead-lettered (or dropped) by the broker, ms (x-message-ttl) */
+  messageTtlMs?: number;
   /** extra queue arguments (x-max-length, ...) */
   arguments?: Record<string, unknown>;
   /**
@@ -189,6 +224,11 @@ export interface BusDelivery {
   readonly contentType?: string;
   readonly correlationId?: string;
   readonly redelivered: boolean;
+  /**
+   * 1 for the first delivery; more after requeues (quorum: the broker's x-delivery-count; classic:
+   * counted by this consumer, or 2 when only the broker's `redelivered` flag says so)
+   */
+  readonly deliveryCount: number;
   readonly deliveryTag: number;
   /** queue it came from */
   readonly queue: string;
@@ -246,10 +286,11 @@ const DEFAULTS = {
   heartbeatSec: 30,
   connectTimeoutMs: 10_000,
   initialDelayMs: 500,
-  maxDelayMs: 30_000,
+  maxDelayMs: 10_000,
   jitter: 0.2,
   prefetch: 100,
-  publishTimeoutMs: 30_000,
+  brokerWaitMs: 120_000,
+  confirmTimeoutMs: 30_000,
   maxPendingPublishes: 10_000,
   maxPublishAttempts: 5,
   closeTimeoutMs: 10_000,
@@ -358,6 +399,12 @@ interface PendingPublish {
   /** the broker returned it (mandatory, no queue bound) before confirming */
   returned: boolean;
   timer?: NodeJS.Timeout;
+  /** when the current wait for a broker connection ends (set while queued) */
+  waitUntil: number;
+  /** overall bound from the request's timeoutMs, if any */
+  overallUntil?: number;
+  brokerWaitMs: number;
+  confirmTimeoutMs: number;
   lastError?: unknown;
   resolve(r: PublishResult): void;
   reject(e: BusError): void;
@@ -383,7 +430,8 @@ export class AmqpBus implements Bus {
   private readonly cfg: AmqpBusConfig;
   private readonly args: ConnectArgs;
   private readonly connectTimeoutMs: number;
-  private readonly publishTimeoutMs: number;
+  private readonly brokerWaitMs: number;
+  private readonly confirmTimeoutMs: number;
   private readonly maxPending: number;
   private readonly maxAttempts: number;
   private readonly closeTimeoutMs: number;
@@ -398,7 +446,10 @@ export class AmqpBus implements Bus {
   private closePromise?: Promise<void>;
   private everConnected = false;
 
+  /** the publishing connection (its confirm channel; blocked by broker alarms) */
   private conn?: ChannelModel;
+  /** the consuming connection (subscriptions, queue utilities): acks go through while publishers are blocked */
+  private cconn?: ChannelModel;
   private pub?: ChanRef<ConfirmChannel>;
   private waitingDrain = false;
   private connecting?: Promise<void>;
@@ -443,7 +494,12 @@ export class AmqpBus implements Bus {
     }
     this.connectTimeoutMs = positive('connectTimeoutMs', config.connectTimeoutMs, DEFAULTS.connectTimeoutMs);
     const heartbeat = positive('heartbeatSec', config.heartbeatSec, DEFAULTS.heartbeatSec, true);
-    this.publishTimeoutMs = positive('publishTimeoutMs', config.publishTimeoutMs, DEFAULTS.publishTimeoutMs);
+    this.brokerWaitMs = positive('brokerWaitMs', config.brokerWaitMs, DEFAULTS.brokerWaitMs);
+    this.confirmTimeoutMs = positive(
+      'confirmTimeoutMs',
+      config.confirmTimeoutMs,
+      positive('publishTimeoutMs', config.publishTimeoutMs, DEFAULTS.confirmTimeoutMs),
+    );
     this.maxPending = positive('maxPendingPublishes', config.maxPendingPublishes, DEFAULTS.maxPendingPublishes);
     this.maxAttempts = positive('maxPublishAttempts', config.maxPublishAttempts, DEFAULTS.maxPublishAttempts);
     this.closeTimeoutMs = positive('closeTimeoutMs', config.closeTimeoutMs, DEFAULTS.closeTimeoutMs);
@@ -451,7 +507,11 @@ export class AmqpBus implements Bus {
     const r = config.reconnect ?? {};
     this.backoff = {
       initialDelayMs: positive('reconnect.initialDelayMs', r.initialDelayMs, DEFAULTS.initialDelayMs),
-      maxDelayMs: positive('reconnect.maxDelayMs', r.maxDelayMs, DEFAULTS.maxDelayMs),
+      // a publish waiting for the broker should see a few attempts within its wait
+      maxDelayMs: Math.max(
+        positive('reconnect.initialDelayMs', r.initialDelayMs, DEFAULTS.initialDelayMs),
+        Math.min(positive('reconnect.maxDelayMs', r.maxDelayMs, DEFAULTS.maxDelayMs), Math.floor(this.brokerWaitMs / 4)),
+      ),
       jitter: Math.min(1, positive('reconnect.jitter', r.jitter, DEFAULTS.jitter, true)),
     };
     this.args = connectArgs(config, this.connectTimeoutMs, heartbeat);
@@ -562,21 +622,40 @@ export class AmqpBus implements Bus {
       });
   }
 
-  private async openConnection(): Promise<void> {
-    const attempt = amqp.connect(this.args.options, this.args.socket);
-    let conn: ChannelModel;
+  private async connectOne(role: 'publish' | 'consume'): Promise<ChannelModel> {
+    const base = this.args.socket.clientProperties as Record<string, unknown>;
+    const socket = { ...this.args.socket, clientProperties: { ...base, connection_name: `${String(base.connection_name)} (${role})` } };
+    const attempt = amqp.connect(this.args.options, socket);
     try {
-      conn = await withTimeout(attempt, this.connectTimeoutMs + 1000, 'AMQP connect', this.target);
+      return await withTimeout(attempt, this.connectTimeoutMs + 1000, 'AMQP connect', this.target);
     } catch (err) {
       // a connection that arrives after we gave up is closed at once
       attempt.then((late) => late.close().catch(() => undefined), () => undefined);
       throw err;
     }
+  }
+
+  private async openConnection(): Promise<void> {
+    const conn = await this.connectOne('publish');
+    let cconn: ChannelModel;
+    try {
+      cconn = await this.connectOne('consume');
+    } catch (err) {
+      await withTimeout(conn.close(), this.connectTimeoutMs, 'AMQP close', this.target).catch(() => destroy(conn));
+      throw err;
+    }
     const gen = ++this.generation;
-    conn.on('error', (err: unknown) => {
-      if (gen === this.generation) this.cfg.logger?.debug?.(`amqp ${this.target}: connection error: ${messageOf(err)}`);
-    });
-    conn.on('close', (err: unknown) => this.onConnectionClosed(gen, err));
+    for (const [c, role] of [
+      [conn, 'publish'],
+      [cconn, 'consume'],
+    ] as const) {
+      c.on('error', (err: unknown) => {
+        if (gen === this.generation) this.cfg.logger?.debug?.(`amqp ${this.target}: ${role} connection error: ${messageOf(err)}`);
+      });
+      // either connection lost: both are recycled together (one generation, one reconnect)
+      c.on('close', (err: unknown) => this.onConnectionClosed(gen, err));
+    }
+    // only the publishing connection is blocked by a broker alarm
     conn.on('blocked', (reason: unknown) => {
       if (gen !== this.generation) return;
       this.blocked = true;
@@ -587,16 +666,24 @@ export class AmqpBus implements Bus {
       this.blocked = false;
       this.setState(this._state, `connected to ${this.target}`);
     });
+    const closeBoth = async (): Promise<void> => {
+      await Promise.all(
+        [conn, cconn].map((c) => withTimeout(c.close(), this.connectTimeoutMs, 'AMQP close', this.target).catch(() => destroy(c))),
+      );
+    };
     if (this.closing) {
-      await withTimeout(conn.close(), this.connectTimeoutMs, 'AMQP close', this.target).catch(() => destroy(conn));
+      await closeBoth();
       return;
     }
     this.conn = conn;
+    this.cconn = cconn;
     try {
       await this.openPublisher(conn, gen);
     } catch (err) {
       this.conn = undefined;
-      await withTimeout(conn.close(), this.connectTimeoutMs, 'AMQP close', this.target).catch(() => destroy(conn));
+      this.cconn = undefined;
+      this.generation++;
+      await closeBoth();
       throw err;
     }
     if (this.closing || gen !== this.generation) return; // closing, or the connection already dropped again
@@ -605,7 +692,7 @@ export class AmqpBus implements Bus {
     this.failures = 0;
     this.setState('connected', `connected to ${this.target}`);
     this.pump();
-    for (const s of this.subs) s.attach(conn, gen);
+    for (const s of this.subs) s.attach(cconn, gen);
   }
 
   private async openPublisher(conn: ChannelModel, gen: number): Promise<void> {
@@ -672,6 +759,11 @@ export class AmqpBus implements Bus {
   private onConnectionClosed(gen: number, err: unknown): void {
     if (gen !== this.generation) return;
     this.generation++; // late events of this connection are stale from now on
+    // the sibling connection goes too: the next attempt opens both again
+    for (const c of [this.conn, this.cconn]) {
+      if (c) withTimeout(c.close(), this.connectTimeoutMs, 'AMQP close', this.target).catch(() => destroy(c));
+    }
+    this.cconn = undefined;
     this.conn = undefined;
     this.pub = undefined;
     this.waitingDrain = false;
@@ -710,9 +802,9 @@ export class AmqpBus implements Bus {
     }, d);
   }
 
-  /** @internal the live connection and its generation, for subscriptions */
+  /** @internal the live consuming connection and its generation, for subscriptions */
   current(): { conn: ChannelModel; gen: number } | undefined {
-    return this.conn && this._state === 'connected' ? { conn: this.conn, gen: this.generation } : undefined;
+    return this.cconn && this._state === 'connected' ? { conn: this.cconn, gen: this.generation } : undefined;
   }
 
   /** @internal */
@@ -760,7 +852,18 @@ export class AmqpBus implements Bus {
     }
     this.start();
     const messageId = req.messageId ?? randomUUID();
-    const timeoutMs = req.timeoutMs ?? this.publishTimeoutMs;
+    let brokerWaitMs: number;
+    let confirmTimeoutMs: number;
+    let overallMs: number | undefined;
+    try {
+      brokerWaitMs = positive('brokerWaitMs', req.brokerWaitMs, this.brokerWaitMs);
+      confirmTimeoutMs = positive('confirmTimeoutMs', req.confirmTimeoutMs, this.confirmTimeoutMs);
+      overallMs = req.timeoutMs === undefined ? undefined : positive('timeoutMs', req.timeoutMs, 1);
+    } catch (err) {
+      this.counters.publishFailed++;
+      return Promise.reject(err);
+    }
+    const now = Date.now();
     return new Promise<PublishResult>((resolve, reject) => {
       const p: PendingPublish = {
         seq: ++this.seq,
@@ -782,16 +885,58 @@ export class AmqpBus implements Bus {
         done: false,
         inQueue: false,
         returned: false,
+        waitUntil: now + brokerWaitMs,
+        overallUntil: overallMs === undefined ? undefined : now + overallMs,
+        brokerWaitMs,
+        confirmTimeoutMs,
         resolve,
         reject,
       };
-      p.timer = setTimeout(() => {
-        const where = this.inflight.has(p) ? 'not confirmed by the broker' : `not sent (${this._detail})`;
-        this.fail(p, new BusError('TIMEOUT', `publish ${p.routingKey} ${where} within ${timeoutMs} ms (it may still arrive)`, { target: this.target }));
-      }, timeoutMs);
       this.enqueue(p);
+      this.armTimer(p, false);
       this.pump();
     });
+  }
+
+  /**
+   * (Re)arm the publish's deadline: queued, the wait for a broker connection; written, the wait
+   * for the confirm — whichever phase it is in, never beyond the request's overall timeoutMs.
+   */
+  private armTimer(p: PendingPublish, sent: boolean): void {
+    clearTimeout(p.timer);
+    if (p.done) return;
+    const now = Date.now();
+    let until = sent ? now + p.confirmTimeoutMs : p.waitUntil;
+    if (p.overallUntil !== undefined) until = Math.min(until, p.overallUntil);
+    p.timer = setTimeout(() => this.onPublishTimeout(p, sent), Math.max(0, until - now));
+  }
+
+  private onPublishTimeout(p: PendingPublish, sent: boolean): void {
+    if (p.done) return;
+    const id = `${p.routingKey} (messageId ${p.messageId})`;
+    const overall = p.overallUntil !== undefined && Date.now() >= p.overallUntil;
+    let err: BusError;
+    if (sent) {
+      err = new BusError(
+        'TIMEOUT',
+        `publish ${id} was sent but not confirmed by the broker within ${overall ? 'the publish timeout' : `${p.confirmTimeoutMs} ms`}: ` +
+          'it may have arrived (a re-send carries the same messageId, so consumers can recognise the copy)',
+        { target: this.target, maybeDelivered: true },
+      );
+    } else if (p.attempts > 0) {
+      err = new BusError(
+        'TIMEOUT',
+        `publish ${id} was sent, the connection dropped before the confirm, and no broker connection came back within ${overall ? 'the publish timeout' : `${p.brokerWaitMs} ms`} (${this._detail}): it may have arrived`,
+        { target: this.target, maybeDelivered: true },
+      );
+    } else {
+      err = new BusError(
+        'TIMEOUT',
+        `publish ${id} not sent: no broker connection within ${overall ? 'the publish timeout' : `${p.brokerWaitMs} ms`} (${this._detail})`,
+        { target: this.target },
+      );
+    }
+    this.fail(p, err);
   }
 
   /** Publish a STIX object to `<collection>.<type>` with the SETS headers. */
@@ -853,6 +998,8 @@ export class AmqpBus implements Bus {
           // the channel went away under us: send again on the next channel
           p.attempts--;
           this.enqueue(p, true);
+          p.waitUntil = Date.now() + p.brokerWaitMs;
+          this.armTimer(p, false);
           return;
         }
         // amqplib could not encode it; its confirm bookkeeping now holds a slot for a message
@@ -863,6 +1010,7 @@ export class AmqpBus implements Bus {
         return;
       }
       this.counters.published++;
+      this.armTimer(p, true);
       if (!writable) {
         this.waitingDrain = true;
         ref.ch.once('drain', () => {
@@ -883,7 +1031,15 @@ export class AmqpBus implements Bus {
     if (err === null || err === undefined) {
       this.counters.confirmed++;
       if (p.returned) {
-        this.fail(p, new BusError('UNROUTABLE', `no queue is bound for ${p.routingKey} on exchange ${this.exchange}`, { target: this.target }));
+        this.fail(
+          p,
+          new BusError(
+            'UNROUTABLE',
+            `no queue is bound for routing key "${p.routingKey}" on exchange "${this.exchange}": nobody would receive the message, so the broker returned it ` +
+              '(start the subscriber once so its durable queue exists, or allow unroutable publishes)',
+            { target: this.target },
+          ),
+        );
       } else {
         this.finish(p);
       }
@@ -897,14 +1053,20 @@ export class AmqpBus implements Bus {
     // channel closed before the confirm: at-least-once => send again
     p.lastError = err;
     if (this.closing) {
-      this.fail(p, new BusError('CLOSED', `bus closed before the broker confirmed ${p.routingKey} (it may still arrive)`, { target: this.target, cause: err }));
+      this.fail(p, new BusError('CLOSED', `bus closed before the broker confirmed ${p.routingKey} (it may still arrive)`, { target: this.target, cause: err, maybeDelivered: true }));
     } else if (p.attempts >= this.maxAttempts) {
       this.fail(
         p,
-        new BusError('PUBLISH_FAILED', `gave up on ${p.routingKey} after ${p.attempts} attempts: ${msg}`, { target: this.target, cause: err }),
+        new BusError('PUBLISH_FAILED', `gave up on ${p.routingKey} after ${p.attempts} attempts (it may have arrived): ${msg}`, {
+          target: this.target,
+          cause: err,
+          maybeDelivered: true,
+        }),
       );
     } else {
       this.enqueue(p);
+      p.waitUntil = Date.now() + p.brokerWaitMs;
+      this.armTimer(p, false);
       this.queueUnsorted = true;
       // pump once the current channel-close cascade is over
       setImmediate(() => this.pump());
@@ -952,6 +1114,7 @@ export class AmqpBus implements Bus {
     if (opts.queue !== undefined && (typeof opts.queue !== 'string' || opts.queue === '' || opts.queue.startsWith('amq.'))) {
       throw new BusError('BAD_CONFIG', `queue name ${JSON.stringify(opts.queue)} is empty or reserved`);
     }
+    checkQueueOptions(opts);
     const sub = new SubscriptionImpl(this, opts, handler);
     this.subs.add(sub);
     this.start();
@@ -1047,20 +1210,21 @@ export class AmqpBus implements Bus {
     const rest = [...this.queue, ...this.inflight];
     for (const p of rest) {
       const where = p.inQueue ? 'was sent' : 'was confirmed (it may still arrive)';
-      this.fail(p, new BusError('CLOSED', `bus closed before ${p.routingKey} ${where}`, { target: this.target }));
+      this.fail(p, new BusError('CLOSED', `bus closed before ${p.routingKey} ${where}`, { target: this.target, maybeDelivered: !p.inQueue || p.attempts > 0 }));
     }
     this.queue = [];
     this.queuedLive = 0;
 
     // 3. channels and connection
-    const conn = this.conn;
+    const conns = [this.conn, this.cconn];
     const pub = this.pub;
     this.conn = undefined;
+    this.cconn = undefined;
     this.pub = undefined;
     if (pub?.open) await withTimeout(pub.ch.close(), left(), 'closing the publish channel').catch(() => undefined);
-    if (conn) {
-      await withTimeout(conn.close(), left(), 'closing the connection').catch(() => destroy(conn));
-    }
+    await Promise.all(
+      conns.map((conn) => (conn ? withTimeout(conn.close(), left(), 'closing the connection').catch(() => destroy(conn)) : undefined)),
+    );
     this.generation++;
     this.setState('closed', 'closed');
   }
@@ -1092,6 +1256,7 @@ class DeliveryImpl implements BusDelivery {
   readonly redelivered: boolean;
   readonly deliveryTag: number;
   readonly queue: string;
+  readonly deliveryCount: number;
   private _settled = false;
   private parsed?: { value: unknown };
 
@@ -1100,7 +1265,9 @@ class DeliveryImpl implements BusDelivery {
     private readonly ref: ChanRef,
     private readonly msg: ConsumeMessage,
     queue: string,
+    deliveryCount: number,
   ) {
+    this.deliveryCount = deliveryCount;
     this.content = msg.content;
     this.routingKey = msg.fields.routingKey;
     this.exchange = msg.fields.exchange;
@@ -1144,6 +1311,10 @@ class DeliveryImpl implements BusDelivery {
     if (this._settled) return false;
     this._settled = true;
     this.sub.settled(this);
+    if (kind !== 'ack' && requeue && this.sub.limitReached(this.deliveryCount)) {
+      requeue = false;
+      this.sub.bus.warn('HANDLER_FAILED', `${this.sub.limitText(this)}; not requeued`, { target: this.queue });
+    }
     if (!this.ref.open) {
       this.sub.bus.warn('SETTLE_FAILED', `${kind} of delivery ${this.messageId ?? this.deliveryTag} not sent: its channel is closed (the broker redelivers it)`, {
         target: this.queue,
@@ -1187,6 +1358,8 @@ class SubscriptionImpl implements Subscription {
   readonly settleTimeoutMs: number;
   private readonly prefetch: number;
   private readonly ackMode: AckMode;
+  /** classic queues: deliveries seen per messageId (bounded), for the delivery limit */
+  private readonly counts = new Map<string, number>();
 
   constructor(
     readonly bus: AmqpBus,
@@ -1280,6 +1453,9 @@ class SubscriptionImpl implements Subscription {
       const named = o.queue !== undefined;
       const args: Record<string, unknown> = { ...(o.arguments ?? {}) };
       if (o.queueType) args['x-queue-type'] = o.queueType;
+      // the broker's own count (quorum) backs ours up: it dead-letters what loops across restarts
+      if (o.queueType === 'quorum' && o.deliveryLimit) args['x-delivery-limit'] = o.deliveryLimit;
+      if (o.messageTtlMs) args['x-message-ttl'] = o.messageTtlMs;
       const q = await withTimeout(
         ch.assertQueue(o.queue ?? '', {
           durable: o.durable ?? named,
@@ -1324,7 +1500,7 @@ class SubscriptionImpl implements Subscription {
       }
       if (this._state === 'cancelled' || gen !== this.gen) return;
       const permanent = amqpCode === 403 || amqpCode === 406;
-      const msg = `subscription ${this.label}: ${messageOf(cause)}`;
+      const msg = `subscription ${this.label}: ${explainInequivalent(messageOf(cause), this.opts.queue) ?? messageOf(cause)}`;
       bus.warn('SUBSCRIBE_FAILED', permanent ? msg : `${msg}; retrying`, { target: this.label, amqpCode, cause });
       if (permanent) {
         this._state = 'failed';
@@ -1337,7 +1513,7 @@ class SubscriptionImpl implements Subscription {
   }
 
   private retryLater(conn: ChannelModel, gen: number): void {
-    if (this._state === 'cancelled' || this.bus.isClosing) return;
+    if (this._state === 'cancelled' || this._state === 'failed' || this.bus.isClosing) return;
     const d = this.bus.subscriptionBackoff(this.attempt++);
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
@@ -1359,6 +1535,8 @@ class SubscriptionImpl implements Subscription {
     // again after a delay. If the connection is going down, detach()/attach() handle it.
     const gen = this.gen;
     setImmediate(() => {
+      // a refused declaration (403/406) has failed the subscription for good: no retry loop
+      if (this._state === 'failed' || this._state === 'cancelled') return;
       const cur = this.bus.current();
       if (!cur || cur.gen !== gen || this.gen !== gen || this.ref) return;
       this.bus.warn('CHANNEL_ERROR', `consumer channel of ${this.label} closed: ${r.error ? messageOf(r.error) : 'closed'}; re-subscribing`, {
@@ -1378,13 +1556,19 @@ class SubscriptionImpl implements Subscription {
       return;
     }
     this.bus.counters.delivered++;
-    const d = new DeliveryImpl(this, r, m, queue);
+    const d = new DeliveryImpl(this, r, m, queue, this.countDelivery(m));
     if (this._state === 'cancelled') {
       // arrived between cancel() and the broker's cancel-ok: hand it back, the handler is gone
       d.nack({ requeue: true });
       return;
     }
     this.open.add(d);
+    if (this.opts.deliveryLimit && d.deliveryCount > this.opts.deliveryLimit) {
+      // came back once more than allowed (a lost channel, a crashed consumer): not handed out again
+      d.nack({ requeue: false });
+      this.bus.warn('HANDLER_FAILED', `${this.limitText(d)}; not handed out again`, { target: queue });
+      return;
+    }
     let result: unknown;
     try {
       result = this.handler(d);
@@ -1398,6 +1582,50 @@ class SubscriptionImpl implements Subscription {
       },
       (err: unknown) => this.onHandlerError(d, err),
     );
+  }
+
+  /**
+   * The delivery number of a message: the broker's x-delivery-count (quorum queues) + 1, else our
+   * own count by messageId (1 on a first delivery; redelivered ones count up from what we saw, 2
+   * when we never saw it).
+   */
+  private countDelivery(m: ConsumeMessage): number {
+    const hdr = m.properties.headers?.['x-delivery-count'];
+    if (typeof hdr === 'number' && Number.isFinite(hdr)) return hdr + 1;
+    const id = m.properties.messageId === undefined || m.properties.messageId === null ? undefined : String(m.properties.messageId);
+    if (!m.fields.redelivered) {
+      if (id !== undefined && this.opts.deliveryLimit) this.remember(id, 1);
+      return 1;
+    }
+    if (id === undefined) return 2;
+    const n = (this.counts.get(id) ?? 1) + 1;
+    if (this.opts.deliveryLimit) this.remember(id, n);
+    return n;
+  }
+
+  private remember(id: string, n: number): void {
+    this.counts.delete(id);
+    this.counts.set(id, n);
+    if (this.counts.size > 10_000) {
+      const oldest = this.counts.keys().next().value;
+      if (oldest !== undefined) this.counts.delete(oldest);
+    }
+  }
+
+  /** @internal the delivery limit is reached: a requeue now dead-letters */
+  limitReached(deliveryCount: number): boolean {
+    const limit = this.opts.deliveryLimit;
+    return Boolean(limit) && deliveryCount >= (limit as number);
+  }
+
+  /** @internal */
+  limitText(d: BusDelivery): string {
+    const where = this.opts.deadLetterQueue
+      ? `dead-lettered to ${this.opts.deadLetterQueue}`
+      : this.opts.deadLetterExchange
+        ? `dead-lettered to exchange ${this.opts.deadLetterExchange}`
+        : 'DROPPED (the queue has no dead-letter queue)';
+    return `message ${d.messageId ?? d.deliveryTag} on ${d.routingKey} reached the delivery limit (${d.deliveryCount} of ${this.opts.deliveryLimit} deliveries): ${where}`;
   }
 
   private onHandlerError(d: DeliveryImpl, err: unknown): void {

@@ -3,6 +3,7 @@
  * message headers, turning a body and headers into what AMQP can carry, the STIX publish request,
  * and reading a delivery as JSON. One copy here, so the two brokers cannot drift apart.
  */
+import { createHash } from 'node:crypto';
 import { BusError, messageOf } from './errors';
 import { routingKey as makeRoutingKey } from './routing';
 import type { PublishRequest, PublishStixOptions, StixLike } from './amqp';
@@ -67,6 +68,18 @@ export function cleanHeaders(h: Record<string, unknown> | undefined, copyBuffers
   return out;
 }
 
+/**
+ * The messageId of a STIX publish: the same for every publish of one object version with one
+ * hash to one collection — a re-send after a timeout or a restart carries the same id, so a
+ * consumer recognises it as a copy (dedupe by messageId). UUID-shaped (version nibble 8,
+ * "custom"), from SHA-256 over collection, id, version and hash.
+ */
+export function stixMessageId(collection: string, id: string, version: string | undefined, hash: string | undefined): string {
+  const h = createHash('sha256').update(JSON.stringify(['sets-msg-1', collection, id, version ?? '', hash ?? ''])).digest('hex');
+  const variant = ((parseInt(h[16], 16) & 0x3) | 0x8).toString(16);
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
 /** The publish request for a STIX object: routing key `<collection>.<type>` and the SETS headers. Throws BAD_INPUT. */
 export function stixPublishRequest(collection: string, object: StixLike, opts: PublishStixOptions = {}): PublishRequest {
   if (typeof object !== 'object' || object === null || typeof object.type !== 'string' || typeof object.id !== 'string') {
@@ -77,8 +90,9 @@ export function stixPublishRequest(collection: string, object: StixLike, opts: P
   return {
     routingKey,
     body: object,
-    messageId: opts.messageId,
+    messageId: opts.messageId ?? stixMessageId(collection, object.id, version, opts.hash),
     timeoutMs: opts.timeoutMs,
+    ...(opts.mandatory !== undefined ? { mandatory: opts.mandatory } : {}),
     headers: {
       ...opts.headers,
       [HEADER_COLLECTION]: collection,
@@ -96,5 +110,40 @@ export function parseDeliveryJson(content: Buffer, label: string, routingKey: st
     return JSON.parse(content.toString('utf8'));
   } catch (err) {
     throw new BusError('BAD_INPUT', `message ${label} on ${routingKey} is not JSON: ${messageOf(err)}`, { target: queue, cause: err });
+  }
+}
+
+/**
+ * A queue declaration refused because the queue exists with other arguments (406
+ * PRECONDITION_FAILED "inequivalent arg"), in words: which argument differs and how to fix it.
+ * Undefined for any other error.
+ */
+export function explainInequivalent(message: string, queue: string | undefined): string | undefined {
+  const m = /inequivalent arg '([^']+)' for queue '([^']*)'[^:]*:\s*(.*?)\s*"?$/i.exec(message);
+  if (!m) return undefined;
+  const [, arg, q, detail] = m;
+  const name = q || queue || '?';
+  return (
+    `queue "${name}" already exists on the broker with a different ${arg} (${detail.replace(/^received /, 'asked ')}); ` +
+    `a queue's arguments cannot change: delete the queue on the broker (e.g. rabbitmqctl delete_queue ${name} — its messages are lost) ` +
+    'or use a new queue name, or set the option back to what the queue has'
+  );
+}
+
+/** Validate the queue options every broker must check the same way (throws BAD_CONFIG). */
+export function checkQueueOptions(o: { queue?: string; queueType?: string; exclusive?: boolean; autoDelete?: boolean; durable?: boolean; deliveryLimit?: unknown; messageTtlMs?: unknown }): void {
+  if (o.queueType !== undefined && o.queueType !== 'classic' && o.queueType !== 'quorum') {
+    throw new BusError('BAD_CONFIG', `queue type must be "classic" or "quorum", got ${JSON.stringify(o.queueType)}`);
+  }
+  if (o.queueType === 'quorum' && (o.queue === undefined || o.exclusive === true || o.autoDelete === true || o.durable === false)) {
+    throw new BusError('BAD_CONFIG', 'a quorum queue must be a named, durable queue (not temporary, exclusive or auto-delete)');
+  }
+  for (const [k, v] of [
+    ['deliveryLimit', o.deliveryLimit],
+    ['messageTtlMs', o.messageTtlMs],
+  ] as const) {
+    if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < 0)) {
+      throw new BusError('BAD_CONFIG', `${k} must be a whole number >= 0, got ${String(v)}`);
+    }
   }
 }

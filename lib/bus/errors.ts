@@ -8,7 +8,7 @@ export type BusErrorCode =
   | 'CONNECTION_LOST' // an established connection dropped (the bus reconnects)
   | 'TIMEOUT' // connect, broker operation or publish confirm took longer than configured
   | 'NACKED' // the broker refused to take responsibility for a published message
-  | 'UNROUTABLE' // a mandatory publish matched no queue
+  | 'UNROUTABLE' // a mandatory publish matched no queue (nobody would have received it)
   | 'QUEUE_FULL' // too many publishes waiting for the broker (maxPendingPublishes)
   | 'PUBLISH_FAILED' // a publish was resent maxPublishAttempts times without a confirm
   | 'CHANNEL_ERROR' // the broker closed a channel (PRECONDITION_FAILED, NOT_FOUND, ...)
@@ -24,12 +24,19 @@ export class BusError extends Error {
   readonly target?: string;
   /** AMQP reply code from the broker when there is one (403, 404, 405, 406, 320, ...) */
   readonly amqpCode?: number;
-  constructor(code: BusErrorCode, message: string, opts: { target?: string; amqpCode?: number; cause?: unknown } = {}) {
+  /**
+   * A publish that failed after it was written to the broker (TIMEOUT waiting for the confirm,
+   * CLOSED, PUBLISH_FAILED after a resend): the broker may have taken it. Re-sending is safe —
+   * a STIX publish carries the same messageId, so consumers recognise the copy.
+   */
+  readonly maybeDelivered?: boolean;
+  constructor(code: BusErrorCode, message: string, opts: { target?: string; amqpCode?: number; cause?: unknown; maybeDelivered?: boolean } = {}) {
     super(message, opts.cause !== undefined ? { cause: opts.cause } : undefined);
     this.name = 'BusError';
     this.code = code;
     this.target = opts.target;
     this.amqpCode = opts.amqpCode;
+    if (opts.maybeDelivered) this.maybeDelivered = true;
   }
 }
 

@@ -32,12 +32,18 @@
  * beyond that, publishes are refused with NACKED instead of eating the heap. Use RabbitMQ
  * (`AmqpBus`) for anything that must survive a restart or cross a process boundary.
  *
+ * - **Delivery limit** (`deliveryLimit`): counted per message in the queue; a requeue after the
+ *   last allowed delivery dead-letters it, as on RabbitMQ. `queueType: 'quorum'` is accepted
+ *   (same checks: named, durable) and behaves like a classic queue otherwise.
+ *
  * Not modelled: connection loss and reconnects (the bus is connected from `start()` until
- * `close()`), per-message TTL, priorities, single-active-consumer, quorum delivery limits.
- * Queue arguments the broker cannot honour (`x-message-ttl`, …) are refused, never ignored.
+ * `close()`), per-message TTL, priorities, single-active-consumer. The typed option
+ * `messageTtlMs` is ACCEPTED AND NOT HONOURED (messages do not expire here — an in-process broker
+ * holds them only as long as the process lives anyway). Raw queue arguments the broker cannot
+ * honour (`x-message-ttl`, … in `arguments`) are refused, never ignored.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { STIX_CONTENT_TYPE, bodyToBuffer, cleanHeaders, isPlainObject, parseDeliveryJson, stixPublishRequest } from './common';
+import { STIX_CONTENT_TYPE, bodyToBuffer, checkQueueOptions, cleanHeaders, explainInequivalent, isPlainObject, parseDeliveryJson, stixPublishRequest } from './common';
 import type {
   AckMode,
   Bus,
@@ -176,6 +182,8 @@ interface Entry {
   seq: number;
   redelivered: boolean;
   size: number;
+  /** times handed to a consumer */
+  deliveries?: number;
 }
 
 /** Deep copy of cleaned header values: every delivery gets its own, as from the wire. */
@@ -948,6 +956,7 @@ export class MemoryBus implements Bus {
     if (opts.queue !== undefined && (typeof opts.queue !== 'string' || opts.queue === '' || opts.queue.startsWith('amq.'))) {
       throw new BusError('BAD_CONFIG', `queue name ${JSON.stringify(opts.queue)} is empty or reserved`);
     }
+    checkQueueOptions(opts);
     const sub = new MemorySubscription(this, opts, handler);
     this.subs.add(sub);
     this.start();
@@ -1057,6 +1066,7 @@ class MemoryConsumer implements Consumer {
 
   deliver(entry: Entry): void {
     const tag = ++this.tagSeq;
+    entry.deliveries = (entry.deliveries ?? 0) + 1;
     this.unacked.set(tag, entry);
     this.sub.onMessage(this, entry, tag);
   }
@@ -1078,6 +1088,7 @@ class MemoryDelivery implements BusDelivery {
   readonly correlationId?: string;
   readonly redelivered: boolean;
   readonly queue: string;
+  readonly deliveryCount: number;
   private _settled = false;
   private parsed?: { value: unknown };
 
@@ -1101,6 +1112,7 @@ class MemoryDelivery implements BusDelivery {
     this.contentType = m.props.contentType;
     this.correlationId = m.props.correlationId;
     this.redelivered = entry.redelivered;
+    this.deliveryCount = entry.deliveries ?? 1;
     this.queue = consumer.queue.name;
   }
 
@@ -1138,6 +1150,10 @@ class MemoryDelivery implements BusDelivery {
       return false;
     }
     c.unacked.delete(this.deliveryTag);
+    if (kind !== 'ack' && requeue && this.sub.limitReached(this.deliveryCount)) {
+      requeue = false;
+      bus.warn('HANDLER_FAILED', `${this.sub.limitText(this)}; not requeued`, { target: this.queue });
+    }
     bus.settleEntry(c.queue, this.entry, kind, requeue);
     if (kind === 'ack') bus.counters.acked++;
     else if (kind === 'nack') bus.counters.nacked++;
@@ -1238,7 +1254,7 @@ class MemorySubscription implements Subscription {
       this.readyResolve();
     } catch (err) {
       const amqpCode = err instanceof Refusal ? err.amqpCode : undefined;
-      const msg = `subscription ${this.label}: ${messageOf(err)}`;
+      const msg = `subscription ${this.label}: ${explainInequivalent(messageOf(err), this.opts.queue) ?? messageOf(err)}`;
       // RESOURCE_LOCKED may pass (its owner closes); the rest is a configuration that cannot work
       const retry = amqpCode === 405;
       this.bus.warn('SUBSCRIBE_FAILED', retry ? `${msg}; retrying` : msg, { target: this.label, amqpCode, cause: err });
@@ -1304,6 +1320,22 @@ class MemorySubscription implements Subscription {
     setImmediate(() => {
       if (this._state === 'pending') this.attach();
     });
+  }
+
+  /** @internal the delivery limit is reached: a requeue now dead-letters */
+  limitReached(deliveryCount: number): boolean {
+    const limit = this.opts.deliveryLimit;
+    return Boolean(limit) && deliveryCount >= (limit as number);
+  }
+
+  /** @internal */
+  limitText(d: BusDelivery): string {
+    const where = this.opts.deadLetterQueue
+      ? `dead-lettered to ${this.opts.deadLetterQueue}`
+      : this.opts.deadLetterExchange
+        ? `dead-lettered to exchange ${this.opts.deadLetterExchange}`
+        : 'DROPPED (the queue has no dead-letter queue)';
+    return `message ${d.messageId ?? d.deliveryTag} on ${d.routingKey} reached the delivery limit (${d.deliveryCount} of ${this.opts.deliveryLimit} deliveries): ${where}`;
   }
 
   /** @internal a delivery was settled (or given up) */

@@ -4,7 +4,13 @@
  * publisher confirms. Validation comes first (lib/stix, all-or-nothing), so a bad payload sends
  * nothing. The broker confirms each message separately: if some are refused, the error names
  * them and says how many were confirmed (those are delivered; resending is safe — consumers
- * verify, and dedupe by message id if they care).
+ * verify, and each object keeps its messageId across re-sends, derived from collection, id,
+ * version and hash, so consumers recognise a copy).
+ *
+ * Unroutable (no queue bound for `<collection>.<type>`): by default refused — the publish is
+ * `mandatory`, the broker returns the message, and the error says UNROUTABLE with the exchange
+ * and routing key — because a confirmed-but-dropped message looks like a delivered one.
+ * `allowUnroutable: true` is fire-and-forget pub/sub: nobody listening = dropped, not an error.
  */
 import type { Bus, PublishResult } from '../bus/bus';
 import { extractObjects, type StixObject } from '../stix';
@@ -20,7 +26,10 @@ export interface PublishInput {
    * Not recomputed here: with the keyed-hash option a plain hash in a header would undo the privacy.
    */
   hashes?: ReadonlyMap<string, string>;
+  /** overall bound per object (wait for the broker + confirm), ms; default: the bus's bounds */
   timeoutMs?: number;
+  /** true: a message no queue is bound for is dropped by the broker without an error (default false: UNROUTABLE) */
+  allowUnroutable?: boolean;
 }
 
 export interface PublishOutcome {
@@ -53,6 +62,7 @@ export async function publishPayload(bus: Bus, input: PublishInput): Promise<Pub
       bus.publishStix(collection, o, {
         ...(input.hashes?.get(o.id) ? { hash: input.hashes.get(o.id) } : {}),
         ...(input.timeoutMs !== undefined ? { timeoutMs: input.timeoutMs } : {}),
+        mandatory: input.allowUnroutable !== true,
       }),
     ),
   );
@@ -63,15 +73,23 @@ export async function publishPayload(bus: Bus, input: PublishInput): Promise<Pub
     else problems.push({ index, id: objects[index].id, message: messageOf(s.reason) });
   });
   if (problems.length > 0) {
-    const first = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    const rejected = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected');
+    const first = rejected[0];
+    const codeOf = (e: unknown): string | undefined => (typeof e === 'object' && e !== null ? ((e as { code?: unknown }).code as string | undefined) : undefined);
+    const unroutable = rejected.filter((r) => codeOf(r.reason) === 'UNROUTABLE').length;
+    const maybeDelivered = rejected.filter((r) => (r.reason as { maybeDelivered?: unknown } | undefined)?.maybeDelivered === true).length;
     const lines = problems.slice(0, 5).map((p) => `${p.id}: ${p.message}`);
+    const head =
+      unroutable === problems.length
+        ? `UNROUTABLE: ${problems.length} of ${objects.length} object(s) not published — no queue is bound for them on exchange "${bus.exchange}"`
+        : `${problems.length} of ${objects.length} object(s) not confirmed by the broker`;
+    const tail = maybeDelivered > 0 ? `; ${maybeDelivered} of them may have arrived (a re-send carries the same messageId)` : '';
     throw Object.assign(
-      new OpsError(
-        'PUBLISH_FAILED',
-        `${problems.length} of ${objects.length} object(s) not confirmed by the broker (${ok.length} confirmed): ${lines.join('; ')}${problems.length > 5 ? '; …' : ''}`,
-        { problems, cause: first?.reason },
-      ),
-      { confirmed: ok.length },
+      new OpsError('PUBLISH_FAILED', `${head} (${ok.length} confirmed)${tail}: ${lines.join('; ')}${problems.length > 5 ? '; …' : ''}`, {
+        problems,
+        cause: first?.reason,
+      }),
+      { confirmed: ok.length, unroutable, maybeDelivered },
     );
   }
   return {

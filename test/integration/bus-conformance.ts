@@ -243,6 +243,39 @@ export function busConformance(factory: BusFactory): void {
       await bus.deleteQueue(queue);
     });
 
+    it('a delivery limit dead-letters a message requeued after its last allowed delivery; deliveryCount counts', async () => {
+      const bus = newBus();
+      const queue = qn('limit');
+      const dlq = `${queue}.dead`;
+      const counts: number[] = [];
+      const { sub } = collect(bus, { queue, bindings: ['cl.#'], deliveryLimit: 2, deadLetterExchange: `${dlq}.dlx`, deadLetterQueue: dlq, ackMode: 'manual' }, (d) => {
+        counts.push(d.deliveryCount);
+        d.nack({ requeue: true });
+      });
+      await sub.ready();
+      await bus.publish({ routingKey: 'cl.indicator', body: { n: 0 }, messageId: `lim-${tag}` });
+      await waitFor('dead-lettered', async () => (await bus.queueInfo(dlq)).messageCount === 1);
+      assert.deepEqual(counts, [1, 2]);
+      await sub.cancel();
+      await bus.deleteQueue(queue);
+      await bus.deleteQueue(dlq);
+    });
+
+    it('gives publishStix a messageId derived from collection, id, version and hash', async () => {
+      const bus = newBus();
+      const o = { type: 'indicator', id: 'indicator--00000000-0000-4000-8000-000000000001', modified: '2024-01-01T00:00:00.000Z' };
+      const queue = qn('stixid');
+      const { sub } = collect(bus, { queue, bindings: ['cs.#'] });
+      await sub.ready();
+      const a = await bus.publishStix('cs', o, { hash: 'x' });
+      const b = await bus.publishStix('cs', o, { hash: 'x' });
+      const c = await bus.publishStix('cs', o, { hash: 'y' });
+      assert.equal(a.messageId, b.messageId);
+      assert.notEqual(a.messageId, c.messageId);
+      await sub.cancel();
+      await bus.deleteQueue(queue);
+    });
+
     it('nack with requeue puts the message back at its place: redelivered, same messageId', async () => {
       const bus = newBus();
       const queue = qn('requeue');

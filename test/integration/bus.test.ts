@@ -98,7 +98,7 @@ describe('bus: without a broker', () => {
 
   it('keeps publishes waiting while the broker is unreachable, bounded by count and time', async () => {
     const port = await freePort(); // nothing listens there
-    const bus = new AmqpBus({ url: `amqp://127.0.0.1:${port}`, publishTimeoutMs: 400, maxPendingPublishes: 2, reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
+    const bus = new AmqpBus({ url: `amqp://127.0.0.1:${port}`, brokerWaitMs: 400, maxPendingPublishes: 2, reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
     const states: BusState[] = [];
     bus.onState((s) => states.push(s));
     try {
