@@ -117,6 +117,10 @@ export interface Fault {
   method?: string;
   /** only requests whose path contains this string or matches this RegExp */
   path?: string | RegExp;
+  /** only requests whose raw query string contains this string or matches this RegExp */
+  query?: string | RegExp;
+  /** let this many matching requests pass unaffected first (default 0) */
+  skip?: number;
   /** apply to this many matching requests, then remove the fault (default: until cleared) */
   times?: number;
   /** answer this status instead of the normal answer */
@@ -250,7 +254,7 @@ export async function startTestTaxiiServer(opts: TestServerOptions = {}): Promis
     maxPageSize: opts.maxPageSize ?? 1000,
     pendingPolls: opts.pendingPolls ?? 0,
   };
-  let fault: (Fault & { left: number }) | null = null;
+  let fault: (Fault & { left: number; toSkip: number }) | null = null;
   const medallion = opts.medallion;
   const sessions = new Map<string, MedallionSession>();
   const jwks = opts.jwks ? createRemoteJWKSet(new URL(opts.jwks.jwksUrl), { timeoutDuration: 5000 }) : undefined;
@@ -263,6 +267,14 @@ export async function startTestTaxiiServer(opts: TestServerOptions = {}): Promis
     if (fault.path !== undefined) {
       const ok = typeof fault.path === 'string' ? req.path.includes(fault.path) : fault.path.test(req.path);
       if (!ok) return null;
+    }
+    if (fault.query !== undefined) {
+      const ok = typeof fault.query === 'string' ? req.rawQuery.includes(fault.query) : fault.query.test(req.rawQuery);
+      if (!ok) return null;
+    }
+    if (fault.toSkip > 0) {
+      fault.toSkip--;
+      return null;
     }
     const f = fault;
     if (--f.left <= 0) fault = null;
@@ -414,7 +426,7 @@ export async function startTestTaxiiServer(opts: TestServerOptions = {}): Promis
       remaining = [...items];
       sessions.set(token, { key, remaining: remaining as unknown as StoredVersion[], lastUsed: now });
     } else {
-      const s = sessions.get(token);
+      const s = f?.expireNextTokens ? undefined : sessions.get(token);
       if (!s) throw new HttpFail(400, 'ProcessingError', "The server did not understand the request or filter parameters: 'next' not valid");
       if (s.key !== key) throw new HttpFail(400, 'ProcessingError', 'The server did not understand the request or filter parameters: params changed over subsequent transaction');
       s.lastUsed = now;
@@ -731,7 +743,7 @@ export async function startTestTaxiiServer(opts: TestServerOptions = {}): Promis
     apiRootUrl: `${base}${apiRootPath}`,
     state,
     setFault(f: Fault | null): void {
-      fault = f ? { ...f, left: f.times ?? Infinity } : null;
+      fault = f ? { ...f, left: f.times ?? Infinity, toSkip: f.skip ?? 0 } : null;
     },
     requestsTo(part: string): RecordedRequest[] {
       return state.requests.filter((r) => r.path.includes(part));
