@@ -231,7 +231,10 @@ describe(`in-process broker nodes on Node-RED ${nodeRedVersion}`, function () {
 
   it('config nodes with different broker names do not see each other', async () => {
     const coll = collectionId();
-    const flow = nodesFor(coll, { name: brokerName('left') }).map((n) => (n.id === 'mqC' ? { ...n, brokerName: brokerName('right') } : n));
+    // the publisher drops silently what nobody is bound for (its default refuses it: UNROUTABLE)
+    const flow = nodesFor(coll, { name: brokerName('left') }).map((n) =>
+      n.id === 'mqC' ? { ...n, brokerName: brokerName('right') } : n.type === 'rabbit-publish' ? { ...n, unroutable: 'allow' } : n,
+    );
     await helper.load(allNodes, flow, creds());
     const published = new Collector(helper.getNode('published'));
     const received = new Collector(helper.getNode('received'));

@@ -69,19 +69,24 @@ describe(`rabbit-subscribe removed from the flows, on Node-RED ${nodeRedVersion}
       { id: 'tab', type: 'tab', label: 'removed' },
       { id: 'mq', type: 'sets-broker', host: '127.0.0.1', port: Number(new URL(r.url).port), vhost, exchange, prefetch: 10, heartbeat: 30, timeout: 2000 },
       // a temporary queue (server-named, exclusive) and a named durable one, both on `coll`
-      { id: 'tmp', type: 'rabbit-subscribe', z: 'tab', broker: 'mq', bindingMode: 'types', collection: coll, types: '', queue: '', ackMode: 'auto', wires: [[]] },
+      { id: 'tmp', type: 'rabbit-subscribe', z: 'tab', broker: 'mq', bindingMode: 'types', collection: coll, types: '', queueMode: 'temporary', queue: '', ackMode: 'auto', wires: [[]] },
+      // no queue name, durable (the default): the node's own queue sets.own
+      { id: 'own', type: 'rabbit-subscribe', z: 'tab', broker: 'mq', bindingMode: 'types', collection: coll, types: '', queue: '', ackMode: 'auto', wires: [[]] },
       { id: 'named', type: 'rabbit-subscribe', z: 'tab', broker: 'mq', bindingMode: 'types', collection: coll, types: '', queue: named, ackMode: 'auto', wires: [[]] },
       // stays deployed, so the shared connection stays open while the others are removed
-      { id: 'stay', type: 'rabbit-subscribe', z: 'tab', broker: 'mq', bindingMode: 'keys', keys: `${coll}.stay`, queue: '', ackMode: 'auto', wires: [[]] },
+      { id: 'stay', type: 'rabbit-subscribe', z: 'tab', broker: 'mq', bindingMode: 'keys', keys: `${coll}.stay`, queueMode: 'temporary', queue: '', ackMode: 'auto', wires: [[]] },
     ];
     return all.filter((n) => n.type === 'tab' || n.type === 'sets-broker' || ids.includes(n.id)).map(placed);
   }
   const creds = { mq: { username: user, password } };
 
-  it('deleted: cancels its consumer and deletes its temporary queue; keeps a named queue and its bindings', async function () {
+  it('deleted: cancels its consumer and deletes its temporary queue and its own sets.<id> queue; keeps a named queue and its bindings', async function () {
     this.timeout(90_000);
     const coll = collectionId();
-    await helper.load(allNodes, flow(coll, ['tmp', 'named', 'stay']), creds);
+    await helper.load(allNodes, flow(coll, ['tmp', 'own', 'named', 'stay']), creds);
+    await until('the own durable queue sets.own is consumed', async () => (await queues()).find((q) => q.name === 'sets.own')?.consumers === 1);
+    await helper.setFlows(flow(coll, ['tmp', 'named', 'stay']), 'nodes', creds);
+    await until('the removed node deleted its own queue sets.own', async () => !(await queues()).some((q) => q.name === 'sets.own'));
     const consumers = (): Promise<QueueRow[]> =>
       until('three consumers', async () => {
         const rows = await queues();
