@@ -2,9 +2,10 @@
  * Integrity check of one STIX object against the ledger (paper steps 2.a/2.b, 4, 5, 6):
  * recompute h_t = H(t), derive the key from m_t, read the anchored hash and compare.
  * "Pending is a state, not an error": with `waitMs` > 0 the check waits for the producer's
- * anchor to be mined before concluding `not-anchored`.
+ * anchor to be mined before concluding `not-anchored`, and a ledger it cannot read by the end of
+ * the wait gives `unknown` (retry later), never `not-anchored`.
  */
-import type { Ledger } from './ledger/ledger';
+import { LedgerError, type Ledger, type LedgerRecord } from './ledger/ledger';
 import { hashObject, ledgerKey, objectVersion } from './digest';
 import type { StixObject } from './stix';
 
@@ -46,6 +47,25 @@ export interface VerifyOptions {
   hmacKey?: string | Buffer;
 }
 
+/** Ledger error codes after which a verification with a wait is `unknown` (retry later), not an error. */
+const UNDECIDED_CODES = new Set(['UNREACHABLE', 'TIMEOUT', 'TX_FAILED']);
+/** pause between attempts to reach an unreachable ledger during the wait, ms */
+const RETRY_MS = 1000;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Verify one object: recompute its hash and compare with the ledger's.
+ *
+ * - `waitMs` 0: one read. A ledger that cannot be read throws its LedgerError (UNREACHABLE, …)
+ *   unchanged — the caller asked for one look and gets the ledger's own error.
+ * - `waitMs` > 0: waits for a not-yet-mined anchor (`ledger.waitForAnchor`, which ends with a
+ *   final read when the wait runs out). An unreachable ledger during the wait is tried again
+ *   until the deadline. Outcomes: `verified` / `mismatch` as soon as a hash is read;
+ *   `not-anchored` ("… within N ms") only when the final read succeeded and found nothing;
+ *   `unknown` with `cause: 'unreachable'` (or `'timeout'`) and a reason naming the ledger's error
+ *   when that final read could not be made. Configuration errors (BAD_CONFIG, …) still throw.
+ */
 export async function verifyObject(
   ledger: Ledger,
   collection: string,
@@ -57,7 +77,32 @@ export async function verifyObject(
   const actual = hashObject(object, opts.hmacKey);
   const base = { id: object.id, collection, version, key, actual };
   const waitMs = opts.waitMs ?? 0;
-  const record = waitMs > 0 ? await ledger.waitForAnchor(key, waitMs) : await ledger.lookup(key);
+  let record: LedgerRecord | null;
+  if (waitMs > 0) {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      try {
+        record = await ledger.waitForAnchor(key, Math.max(1, deadline - Date.now()));
+        break;
+      } catch (err) {
+        if (!(err instanceof LedgerError) || !UNDECIDED_CODES.has(err.code)) throw err;
+        const left = deadline - Date.now();
+        if (left <= 0) {
+          return {
+            ...base,
+            status: 'unknown',
+            cause: err.code === 'TIMEOUT' ? 'timeout' : 'unreachable',
+            reason:
+              `could not decide for ${object.id} (version ${version ?? 'none'}) in collection ${collection} within ${waitMs} ms: ` +
+              `the ledger could not be read (${err.message}); retry later`,
+          };
+        }
+        await sleep(Math.min(RETRY_MS, left));
+      }
+    }
+  } else {
+    record = await ledger.lookup(key);
+  }
   if (!record) {
     return {
       ...base,

@@ -1,16 +1,25 @@
 /**
  * The per-account transaction pipeline of the EVM adapter.
  *
- * One `AccountSender` exists per (chain id, RPC URL, account) in a process — ledgers and the
+ * One `AccountSender` exists per (chain id, node, account) in a process — ledgers and the
  * deploy/admin helpers that sign with the same key share it through `acquireSender`, so one
- * nonce allocator serves them all. It
+ * nonce allocator serves them all. The node is identified by its normalised URL
+ * (`http://localhost:8545/` and `http://127.0.0.1:8545` are one node). It
  *
  * - signs locally and sends raw transactions (`eth_sendRawTransaction`) strictly in nonce
  *   order, one request after the other, without waiting for mining between sends
  *   (pipelined), with at most `maxInFlight` sent-but-unconfirmed transactions;
- * - after a failed send asks the node for the account's `pending` nonce and decides: the
- *   transaction is in (track it), or it is not (the nonce is free again: the failed job and any
- *   dropped ones are re-signed from that nonce, so no gap is ever left — automine rejects gaps);
+ * - binds every nonce it signs to that one signed transaction until it is mined, its nonce is
+ *   used by another transaction, or the node refused it: this process never puts two
+ *   transactions on one nonce;
+ * - after a refused send asks the node for the account's `pending` nonce and decides: the
+ *   transaction is in (track it), its nonce was taken by another signer of the same key (another
+ *   process: re-sign from the node's nonce, bounded retries), or the node misses earlier
+ *   transactions of ours (re-broadcast them, then send again);
+ * - re-broadcasts (same signed raw transaction) what the node does not hold any more — dropped
+ *   from its pool, or sent while it was unreachable / restarting — every few seconds until it is
+ *   mined or its nonce is used; while the node is unreachable, anchors wait, bounded by the
+ *   anchor deadline (`txTimeoutMs`, counted from submission);
  * - tracks receipts with one loop per new block, not one poller per transaction: the mined
  *   nonce count at the new head tells which in-flight transactions were mined, and only their
  *   receipts are fetched (batched).
@@ -36,6 +45,8 @@ export interface TxSpec {
   confirmations: number;
   /** names the transaction in error messages, e.g. "writeCTIHash(0x12…)" */
   label: string;
+  /** the (first) ledger key the transaction writes, named in errors */
+  key?: string;
 }
 
 export interface TxLog {
@@ -59,14 +70,26 @@ interface Job {
   spec: TxSpec;
   resolve: (m: MinedTx) => void;
   reject: (e: LedgerError) => void;
+  /** sends refused for other reasons than a nonce taken by another signer */
   attempts: number;
+  /** times the nonce it was signed with was taken by another signer of this key */
+  collisions: number;
+  /** submission time + txTimeoutMs */
+  deadline: number;
+  done: boolean;
 }
 
 interface Sent {
   job: Job;
   nonce: number;
   hash: string;
-  sentAt: number;
+  /** the signed transaction, re-broadcast as is */
+  raw: string;
+  /** last time the node was seen holding it, or it was (re)broadcast */
+  seenAt: number;
+  /** the last send was not acknowledged (node unreachable): it may not be in the node */
+  unconfirmed: boolean;
+  rebroadcasts: number;
   mined?: MinedTx;
   /** scans in which the nonce was used but no receipt came back */
   misses: number;
@@ -74,14 +97,28 @@ interface Sent {
 
 export interface SenderOptions {
   maxInFlight: number;
-  /** how long a sent transaction may stay unmined before its job fails with TIMEOUT */
+  /**
+   * Anchor deadline: how long a transaction may take from submission until mined — queueing,
+   * node outages and re-broadcasts included — before its job fails with TIMEOUT (or
+   * UNREACHABLE when the node is unreachable at that moment).
+   */
   txTimeoutMs: number;
+  /** a sent transaction the node has not been seen holding for this long is re-broadcast (default 3000) */
+  rebroadcastAfterMs?: number;
 }
 
+/** refused sends of one job (other than nonce collisions) before it fails */
 const MAX_ATTEMPTS = 4;
+/** nonce collisions with another signer of the same key before a job fails */
+const MAX_COLLISIONS = 40;
 const FEE_CACHE_MS = 5000;
+/** watchdog period: deadlines, re-broadcasts, resuming after an outage */
+const CHECK_MS = 1000;
+/** transactions looked up per watchdog pass (the lowest nonces: they block the others) */
+const CHECK_BATCH = 128;
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 function hexNum(v: unknown, what: string): number {
   if (typeof v !== 'string' || !/^0x[0-9a-fA-F]+$/.test(v)) throw new Error(`bad ${what} from node: ${String(v)}`);
@@ -108,9 +145,14 @@ function parseReceipt(r: Record<string, unknown>, hash: string, gasLimit: bigint
   };
 }
 
-/** Send errors after which the same job is simply re-signed with the node's nonce and resent. */
+/** The node already holds this very transaction. */
+function isKnown(e: NodeError): boolean {
+  return /already known|known transaction|already imported|already in (the )?(mem)?pool/i.test(e.body.message);
+}
+
+/** Send errors about the nonce (taken, too low, too high, replacement). */
 function isNonceTrouble(e: NodeError): boolean {
-  return /nonce|known transaction|already known|already imported|replacement/i.test(e.body.message);
+  return /nonce|replacement|underpriced/i.test(e.body.message);
 }
 
 export class AccountSender {
@@ -118,17 +160,26 @@ export class AccountSender {
   private readonly key: SigningKey;
   private readonly queue: Job[] = [];
   private readonly sent = new Map<number, Sent>();
+  private readonly rebroadcastAfterMs: number;
   private nextNonce: number | null = null;
   /** re-read the nonce from the node before the next send */
   private resync = false;
+  /** the node did not answer: sending waits for the watchdog to reach it again */
+  private stalled = false;
   private pumping = false;
   private scanning = false;
   private rescan = false;
+  private checking = false;
+  private checkSoon = false;
   private lastScanHead = -1;
   private unsubHeads: (() => void) | null = null;
-  private timeoutTimer: NodeJS.Timeout | null = null;
+  private checkTimer: NodeJS.Timeout | null = null;
   private feeCache = new Map<number, { at: number; fees: FeeSettings }>();
   private closed = false;
+  /** re-broadcasts so far (tests, diagnostics) */
+  rebroadcasts = 0;
+  /** nonce collisions with another signer so far (tests, diagnostics) */
+  collisions = 0;
   refs = 1;
 
   constructor(
@@ -138,6 +189,7 @@ export class AccountSender {
   ) {
     this.key = new SigningKey(privateKey);
     this.address = computeAddress(this.key.publicKey);
+    this.rebroadcastAfterMs = opts.rebroadcastAfterMs ?? 3000;
   }
 
   /** Numbers for tests and status displays. */
@@ -147,9 +199,27 @@ export class AccountSender {
 
   /** Queue a transaction; resolves when it is mined with `confirmations` (status 0 included). */
   submit(spec: TxSpec): Promise<MinedTx> {
-    if (this.closed) return Promise.reject(new LedgerError('TX_FAILED', `${spec.label}: the sender is closed`));
+    if (this.closed) return Promise.reject(new LedgerError('TX_FAILED', `${spec.label}: the sender is closed`, { key: spec.key }));
     return new Promise<MinedTx>((resolve, reject) => {
-      this.queue.push({ spec, resolve, reject, attempts: 0 });
+      const job: Job = {
+        spec,
+        attempts: 0,
+        collisions: 0,
+        deadline: Date.now() + this.opts.txTimeoutMs,
+        done: false,
+        resolve: (m) => {
+          if (job.done) return;
+          job.done = true;
+          resolve(m);
+        },
+        reject: (e) => {
+          if (job.done) return;
+          job.done = true;
+          reject(e);
+        },
+      };
+      this.queue.push(job);
+      this.startWatchdog();
       void this.pump();
     });
   }
@@ -160,6 +230,13 @@ export class AccountSender {
       what: `reading the nonce of ${this.address}`,
     });
     return hexNum(n, 'nonce');
+  }
+
+  /** The first nonce neither the node nor this sender has used: never one bound to a tracked transaction. */
+  private freeNonce(pending: number): number {
+    let n = pending;
+    for (const s of this.sent.values()) n = Math.max(n, s.nonce + 1);
+    return n;
   }
 
   private async fees(spec: FeeSettings): Promise<FeeSettings> {
@@ -216,20 +293,30 @@ export class AccountSender {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      while (!this.closed && this.queue.length > 0 && this.sent.size < this.opts.maxInFlight) {
+      while (!this.closed && !this.stalled && this.queue.length > 0 && this.sent.size < this.opts.maxInFlight) {
         const job = this.queue[0];
+        if (job.done) {
+          this.queue.shift();
+          continue;
+        }
         let fees: FeeSettings;
         let nonce: number;
         try {
           if (this.nextNonce === null || this.resync) {
             this.resync = false;
-            this.nextNonce = await this.pendingNonce();
+            this.nextNonce = this.freeNonce(await this.pendingNonce());
           }
           nonce = this.nextNonce;
           fees = await this.fees(job.spec.fees);
         } catch (e) {
-          // cannot even ask the node: fail what waits, rather than hang
-          this.failQueued(e);
+          if (e instanceof LedgerError && e.code === 'UNREACHABLE') {
+            // the node does not answer: the queue waits (bounded by each job's deadline) and the
+            // watchdog resumes sending once the node answers again
+            this.resync = true;
+            this.stalled = true;
+          } else {
+            this.failQueued(e);
+          }
           break;
         }
         this.queue.shift();
@@ -237,16 +324,16 @@ export class AccountSender {
         try {
           signed = this.sign(job.spec, fees, nonce);
         } catch (e) {
-          job.reject(new LedgerError('TX_FAILED', `${job.spec.label}: cannot sign: ${(e as Error).message}`, { cause: e }));
+          job.reject(new LedgerError('TX_FAILED', `${job.spec.label}: cannot sign: ${(e as Error).message}`, { key: job.spec.key, cause: e }));
           continue;
         }
         const { raw, hash } = signed;
         try {
           await this.client.call('eth_sendRawTransaction', [raw], { send: true, retry: false, what: `sending ${job.spec.label}` });
           this.nextNonce = nonce + 1;
-          this.track(job, nonce, hash);
+          this.track(job, nonce, hash, raw, false);
         } catch (err) {
-          await this.recover(job, nonce, hash, err);
+          await this.recover(job, nonce, hash, raw, err);
         }
       }
     } catch (e) {
@@ -259,79 +346,111 @@ export class AccountSender {
     if (this.queue.length > 0 && this.sent.size >= this.opts.maxInFlight) this.client.kick();
   }
 
-  private track(job: Job, nonce: number, hash: string): void {
-    this.sent.set(nonce, { job, nonce, hash, sentAt: Date.now(), misses: 0 });
+  private track(job: Job, nonce: number, hash: string, raw: string, unconfirmed: boolean): void {
+    this.sent.set(nonce, { job, nonce, hash, raw, seenAt: Date.now(), unconfirmed, rebroadcasts: 0, misses: 0 });
     // the block that mined it may already be known (automine, WebSocket heads): make sure a
     // scan at the latest head sees it, instead of waiting for a next block that may never come
     if (!this.unsubHeads) this.unsubHeads = this.client.onHead(() => void this.scan());
     else if (this.scanning) this.rescan = true;
     else if (this.client.latestHead > this.lastScanHead) void this.scan();
-    if (!this.timeoutTimer) {
-      this.timeoutTimer = setInterval(() => this.expire(), Math.min(1000, this.opts.txTimeoutMs));
-    }
+    this.startWatchdog();
   }
 
   /**
-   * A send failed. Ask the node where the account's nonce stands and leave no gap: either the
-   * transaction is in the node (track it), or its nonce is free again (re-sign from there).
+   * A send failed. Leave no nonce gap and never sign a second transaction for a nonce that may
+   * still be mined: the transaction is in the node (track it), its nonce was taken by another
+   * signer (re-sign from the node's nonce), the node misses earlier ones of ours (re-broadcast
+   * them, then send this one again), or the node refused it (fail the job).
    */
-  private async recover(job: Job, nonce: number, hash: string, err: unknown): Promise<void> {
+  private async recover(job: Job, nonce: number, hash: string, raw: string, err: unknown): Promise<void> {
     const reason = err instanceof Error ? err.message : String(err);
+    if (!(err instanceof NodeError)) {
+      // no answer: whether the node got it is unknown. The nonce stays bound to this very
+      // transaction, which the watchdog re-broadcasts once the node answers again.
+      this.nextNonce = nonce + 1;
+      this.track(job, nonce, hash, raw, true);
+      this.stalled = true;
+      return;
+    }
+    if (isKnown(err)) {
+      this.nextNonce = nonce + 1;
+      this.track(job, nonce, hash, raw, false);
+      return;
+    }
     let pending: number;
     try {
       pending = await this.pendingNonce();
     } catch {
+      // refused, so its nonce is free again; send it anew once the node answers
+      this.queue.unshift(job);
+      this.nextNonce = nonce;
       this.resync = true;
-      job.reject(
-        new LedgerError(
-          'UNREACHABLE',
-          `${job.spec.label}: ${reason}; whether transaction ${hash} reached the node is unknown (anchoring again is safe)`,
-          { cause: err },
-        ),
-      );
+      this.stalled = true;
       return;
     }
     if (pending > nonce) {
       // the nonce is used: by our transaction (e.g. hardhat automine reports a revert as a send
-      // error although it mined the transaction) or by someone else signing with this key
+      // error although it mined the transaction) or by another signer of this key
       let ours = false;
       try {
         ours = isRecord(await this.client.call('eth_getTransactionByHash', [hash], { send: true }));
       } catch {
         ours = false;
       }
-      this.nextNonce = pending;
-      if (ours) this.track(job, nonce, hash);
-      else this.retryOrFail(job, err, reason);
+      if (ours) {
+        this.track(job, nonce, hash, raw, false);
+        this.nextNonce = this.freeNonce(pending);
+        return;
+      }
+      this.nextNonce = this.freeNonce(pending);
+      await this.collided(job, reason);
       return;
     }
-    // our transaction is not in the node: its nonce (and any later in-flight one, dropped by
-    // the node) is free again; all of them are re-signed from the node's nonce, in order
-    this.nextNonce = pending;
-    const dropped = this.takeDropped(pending);
-    if (!(err instanceof NodeError) || isNonceTrouble(err)) {
-      this.retryOrFail(job, err, reason);
-    } else {
-      job.reject(new LedgerError('TX_FAILED', `the node refused ${job.spec.label}: ${err.body.message}`, { cause: err }));
-    }
-    this.queue.unshift(...dropped);
-  }
-
-  /** Put `job` back at the head of the queue, or fail it after MAX_ATTEMPTS. */
-  private retryOrFail(job: Job, err: unknown, reason: string): void {
-    if (++job.attempts < MAX_ATTEMPTS) {
-      this.queue.unshift(job);
+    if (!isNonceTrouble(err)) {
+      this.nextNonce = nonce;
+      job.reject(new LedgerError('TX_FAILED', `the node refused ${job.spec.label}: ${err.body.message}`, { key: job.spec.key, cause: err }));
       return;
     }
-    const code = err instanceof NodeError ? 'TX_FAILED' : 'UNREACHABLE';
-    job.reject(new LedgerError(code, `${job.spec.label}: gave up after ${job.attempts} attempts: ${reason}`, { cause: err }));
+    // the node holds fewer nonces than we sent (a gap: it lost earlier transactions of ours,
+    // e.g. dropped from its pool or restarted): this one goes again after the watchdog has
+    // re-broadcast the missing ones, in order
+    this.nextNonce = nonce;
+    this.queue.unshift(job);
+    let ownGap = pending < nonce;
+    for (let n = pending; n < nonce; n++) {
+      const s = this.sent.get(n);
+      if (s && !s.mined) s.unconfirmed = true;
+      else ownGap = false;
+    }
+    if (!ownGap && ++job.attempts >= MAX_ATTEMPTS) {
+      // a gap we cannot fill (nonces not ours), or a nonce error we do not understand
+      this.queue.shift();
+      this.resync = true;
+      job.reject(new LedgerError('TX_FAILED', `${job.spec.label}: gave up after ${job.attempts} attempts: ${reason}`, { key: job.spec.key, cause: err }));
+      return;
+    }
+    if (!ownGap) this.resync = true;
+    this.stalled = true;
+    this.kickWatchdog();
   }
 
-  /** In-flight transactions with nonce >= `from` are not in the node: take them back, in nonce order. */
-  private takeDropped(from: number): Job[] {
-    const dropped = [...this.sent.values()].filter((s) => s.nonce >= from && !s.mined).sort((a, b) => a.nonce - b.nonce);
-    for (const s of dropped) this.sent.delete(s.nonce);
-    return dropped.map((s) => s.job);
+  /** The nonce of `job` was taken by another signer of this key: re-sign it from the node's nonce. */
+  private async collided(job: Job, reason: string): Promise<void> {
+    this.collisions++;
+    if (++job.collisions > MAX_COLLISIONS) {
+      job.reject(
+        new LedgerError(
+          'TX_FAILED',
+          `${job.spec.label}: its nonce was taken ${job.collisions - 1} times by another signer of ${this.address} (${reason}); ` +
+            'another process or node sends with the same key as fast as we do (anchoring again is safe)',
+          { key: job.spec.key },
+        ),
+      );
+      return;
+    }
+    this.queue.unshift(job);
+    // two senders in lockstep would collide on every nonce: step aside a little, at random
+    if (job.collisions > 1) await sleep(Math.floor(Math.random() * 10 * Math.min(job.collisions, 10)));
   }
 
   private failQueued(e: unknown): void {
@@ -339,8 +458,8 @@ export class AccountSender {
     for (const j of jobs) {
       j.reject(
         e instanceof LedgerError
-          ? new LedgerError(e.code, `${j.spec.label} not sent: ${e.message}`, { cause: e })
-          : new LedgerError('TX_FAILED', `${j.spec.label} not sent: ${String(e)}`, { cause: e }),
+          ? new LedgerError(e.code, `${j.spec.label} not sent: ${e.message}`, { key: j.spec.key, cause: e })
+          : new LedgerError('TX_FAILED', `${j.spec.label} not sent: ${String(e)}`, { key: j.spec.key, cause: e }),
       );
     }
   }
@@ -358,11 +477,11 @@ export class AccountSender {
         await this.scanOnce();
       } while (this.rescan && !this.closed);
     } catch {
-      // node unreachable this time: the next block (or poll) tries again; expire() bounds waits
+      // node unreachable this time: the next block (or the watchdog) tries again; deadlines bound waits
     } finally {
       this.scanning = false;
     }
-    if (this.sent.size === 0) this.idle();
+    if (this.sent.size === 0) this.unlisten();
     void this.pump();
   }
 
@@ -382,7 +501,8 @@ export class AccountSender {
           this.client.call('eth_getTransactionReceipt', [s.hash], { what: `reading the receipt of ${s.hash}` }).catch(() => undefined),
         ),
       );
-      due.forEach((s, i) => {
+      for (let i = 0; i < due.length; i++) {
+        const s = due[i];
         const r = receipts[i];
         if (isRecord(r) && typeof r.blockNumber === 'string') {
           s.mined = parseReceipt(r, s.hash, s.job.spec.gasLimit);
@@ -390,9 +510,9 @@ export class AccountSender {
           // the nonce was used by another transaction (same key elsewhere): ours will never be mined
           this.sent.delete(s.nonce);
           this.resync = true;
-          this.retryOrFail(s.job, new Error('replaced'), `nonce ${s.nonce} was used by another transaction`);
+          await this.collided(s.job, `nonce ${s.nonce} was used by another transaction`);
         }
-      });
+      }
     }
     for (const s of [...this.sent.values()]) {
       if (s.mined && head >= s.mined.block + Math.max(1, s.job.spec.confirmations) - 1) {
@@ -402,55 +522,190 @@ export class AccountSender {
     }
   }
 
-  /** Transactions unmined for longer than txTimeoutMs fail with TIMEOUT. */
+  // ---- watchdog: deadlines, re-broadcasts, resuming after an outage -------------------------
+
+  private startWatchdog(): void {
+    if (this.closed || this.checkTimer) return;
+    this.checkTimer = setInterval(() => void this.check(), Math.min(CHECK_MS, this.opts.txTimeoutMs));
+  }
+
+  private kickWatchdog(): void {
+    if (this.checking) {
+      this.checkSoon = true;
+      return;
+    }
+    setImmediate(() => void this.check());
+  }
+
+  private async check(): Promise<void> {
+    if (this.checking || this.closed) return;
+    this.checking = true;
+    try {
+      do {
+        this.checkSoon = false;
+        this.expire();
+        await this.rebroadcastMissing();
+        // the node answered: sending may go on (after the re-broadcasts, so in nonce order)
+        this.stalled = false;
+        if (this.sent.size > 0) void this.scan();
+        else void this.pump();
+      } while (this.checkSoon && !this.closed);
+    } catch {
+      // the node does not answer: next time; deadlines bound the waits
+    } finally {
+      this.checking = false;
+    }
+    if (this.sent.size === 0 && this.queue.length === 0 && !this.stalled) this.stopWatchdog();
+  }
+
+  /**
+   * Re-broadcast, in nonce order, the signed transactions the node does not hold: not seen for
+   * `rebroadcastAfterMs` (or never acknowledged) and `eth_getTransactionByHash` says null while
+   * their nonce is still unused. Throws (UNREACHABLE) when the node does not answer.
+   */
+  private async rebroadcastMissing(): Promise<void> {
+    const now = Date.now();
+    const candidates = [...this.sent.values()]
+      .filter((s) => !s.mined && (s.unconfirmed || now - s.seenAt >= this.rebroadcastAfterMs))
+      .sort((a, b) => a.nonce - b.nonce)
+      .slice(0, CHECK_BATCH);
+    if (candidates.length === 0) {
+      if (this.stalled) await this.pendingNonce(); // is the node back?
+      return;
+    }
+    const minedCount = hexNum(
+      await this.client.call('eth_getTransactionCount', [this.address, 'latest'], { what: 'checking transactions in flight' }),
+      'nonce',
+    );
+    const open = candidates.filter((s) => s.nonce >= minedCount); // used nonces: the head scan settles them
+    const held = await Promise.all(
+      open.map((s) => this.client.call('eth_getTransactionByHash', [s.hash], { what: `looking for transaction ${s.hash}` })),
+    );
+    const missing: Sent[] = [];
+    open.forEach((s, i) => {
+      if (isRecord(held[i])) {
+        s.seenAt = now;
+        s.unconfirmed = false;
+      } else {
+        missing.push(s);
+      }
+    });
+    for (const s of missing) {
+      if (this.sent.get(s.nonce) !== s || s.mined) continue;
+      try {
+        await this.client.call('eth_sendRawTransaction', [s.raw], { send: true, retry: false, what: `re-broadcasting ${s.job.spec.label}` });
+      } catch (e) {
+        if (!(e instanceof NodeError)) throw e;
+        if (!isKnown(e)) {
+          // e.g. nonce too low: used meanwhile (the head scan settles it); anything else: the
+          // later ones cannot go in before this one, try again next time
+          s.seenAt = Date.now();
+          break;
+        }
+      }
+      s.seenAt = Date.now();
+      s.unconfirmed = false;
+      s.rebroadcasts++;
+      this.rebroadcasts++;
+    }
+  }
+
+  /** Jobs past their deadline fail: TIMEOUT, or UNREACHABLE when the node does not answer. */
   private expire(): void {
     const now = Date.now();
+    const down = this.client.state !== 'connected';
+    const why = (job: Job) =>
+      `${job.spec.key ? `anchoring key ${job.spec.key}: ` : ''}${job.spec.label}`;
     let any = false;
     for (const s of [...this.sent.values()]) {
-      if (!s.mined && now - s.sentAt > this.opts.txTimeoutMs) {
+      if (!s.mined && now > s.job.deadline) {
         this.sent.delete(s.nonce);
         any = true;
         s.job.reject(
           new LedgerError(
-            'TIMEOUT',
-            `${s.job.spec.label}: transaction ${s.hash} (nonce ${s.nonce}) not mined within ${this.opts.txTimeoutMs} ms; ` +
-              'it may still be mined later (anchoring again is safe)',
+            down ? 'UNREACHABLE' : 'TIMEOUT',
+            `${why(s.job)}: transaction ${s.hash} (nonce ${s.nonce}) not mined within ${this.opts.txTimeoutMs} ms` +
+              `${down ? ` and the node ${this.client.rpcUrl} does not answer` : ''}` +
+              `${s.rebroadcasts ? ` (re-broadcast ${s.rebroadcasts} times)` : ''}; it may still be mined later (anchoring again is safe)`,
+            { key: s.job.spec.key },
+          ),
+        );
+      }
+    }
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const j = this.queue[i];
+      if (now > j.deadline || j.done) {
+        this.queue.splice(i, 1);
+        j.reject(
+          new LedgerError(
+            down ? 'UNREACHABLE' : 'TIMEOUT',
+            `${why(j)}: not sent within ${this.opts.txTimeoutMs} ms${down ? `: the node ${this.client.rpcUrl} does not answer` : ''}`,
+            { key: j.spec.key },
           ),
         );
       }
     }
     if (any) this.resync = true;
-    if (this.sent.size === 0) this.idle();
-    if (any) void this.pump();
+    if (this.sent.size === 0) this.unlisten();
   }
 
-  private idle(): void {
+  private unlisten(): void {
     this.unsubHeads?.();
     this.unsubHeads = null;
-    if (this.timeoutTimer) clearInterval(this.timeoutTimer);
-    this.timeoutTimer = null;
+  }
+
+  private stopWatchdog(): void {
+    if (this.checkTimer) clearInterval(this.checkTimer);
+    this.checkTimer = null;
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
     for (const j of this.queue.splice(0)) {
-      j.reject(new LedgerError('TX_FAILED', `${j.spec.label}: the ledger was closed before it was sent`));
+      j.reject(new LedgerError('TX_FAILED', `${j.spec.label}: the ledger was closed before it was sent`, { key: j.spec.key }));
     }
     for (const s of this.sent.values()) {
       s.job.reject(
-        new LedgerError('TIMEOUT', `${s.job.spec.label}: the ledger was closed while transaction ${s.hash} waited to be mined; it may still be mined`),
+        new LedgerError('TIMEOUT', `${s.job.spec.label}: the ledger was closed while transaction ${s.hash} waited to be mined; it may still be mined`, {
+          key: s.job.spec.key,
+        }),
       );
     }
     this.sent.clear();
-    this.idle();
+    this.unlisten();
+    this.stopWatchdog();
     this.client.release();
   }
 }
 
 // ---- one sender per (chain, node, account) in the process ------------------------------------
 
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]', '::1', '0.0.0.0']);
+
+/**
+ * One spelling per node: scheme family (http/ws, https/wss: one server answers both on a port),
+ * lower-case host with every loopback spelling as one, explicit port, no trailing slash, no
+ * password. `http://localhost:8545/` and `http://127.0.0.1:8545` are the same node.
+ */
+export function normaliseRpcUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return url;
+  }
+  const tls = u.protocol === 'https:' || u.protocol === 'wss:';
+  const host = LOOPBACK.has(u.hostname.toLowerCase()) || /^127\./.test(u.hostname) ? 'loopback' : u.hostname.toLowerCase();
+  const port = u.port || (tls ? '443' : '80');
+  const path = u.pathname.replace(/\/+$/, '');
+  const user = u.username ? `${decodeURIComponent(u.username)}@` : '';
+  return `${tls ? 'tls' : 'plain'}://${user}${host}:${port}${path}${u.search}`;
+}
+
 const senders = new Map<string, AccountSender>();
+
+const senderId = (chainId: bigint, rpcUrl: string, address: string) => `${chainId}|${normaliseRpcUrl(rpcUrl)}|${address.toLowerCase()}`;
 
 /**
  * The process-wide sender for this key on this chain and node: created on first use with
@@ -459,7 +714,7 @@ const senders = new Map<string, AccountSender>();
  */
 export function acquireSender(client: ChainClient, privateKey: string, opts: SenderOptions): AccountSender {
   const address = computeAddress(new SigningKey(privateKey).publicKey);
-  const id = `${client.network.chainId}|${client.rpcUrl}|${address}`;
+  const id = senderId(client.network.chainId, client.rpcUrl, address);
   const have = senders.get(id);
   if (have && !have.client.isClosed) {
     have.refs++;
@@ -472,7 +727,7 @@ export function acquireSender(client: ChainClient, privateKey: string, opts: Sen
 
 export function releaseSender(s: AccountSender): void {
   if (--s.refs > 0) return;
-  const id = `${s.client.network.chainId}|${s.client.rpcUrl}|${s.address}`;
+  const id = senderId(s.client.network.chainId, s.client.rpcUrl, s.address);
   if (senders.get(id) === s) senders.delete(id);
   s.close();
 }

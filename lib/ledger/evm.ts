@@ -65,8 +65,14 @@ export interface EvmLedgerConfig {
   waitPollMs?: number;
   /** sent-but-unmined transactions allowed per account (default 64) */
   maxInFlight?: number;
-  /** how long a sent transaction may stay unmined before its anchor fails with TIMEOUT (default 120000) */
+  /**
+   * anchor deadline, ms (default 120000): how long an anchor may take from submission until
+   * mined — node outages and re-broadcasts included — before it fails with TIMEOUT (UNREACHABLE
+   * when the node does not answer at that moment) naming the key
+   */
   txTimeoutMs?: number;
+  /** a sent transaction the node no longer holds (dropped, node restarted) is re-broadcast after this long, ms (default 3000) */
+  rebroadcastAfterMs?: number;
   /** background connection probe while idle, ms (default 15000; 0 = none) */
   healthCheckMs?: number;
 }
@@ -194,6 +200,7 @@ function seconds(ts: bigint): number {
 
 interface Waiter {
   key: string;
+  timeoutMs: number;
   resolve: (r: LedgerRecord | null) => void;
   reject: (e: LedgerError) => void;
   timer: NodeJS.Timeout;
@@ -258,23 +265,49 @@ export class EvmLedger implements Ledger {
     const waitPollMs = positiveInt(config.waitPollMs, 500, 'waitPollMs');
     const maxInFlight = positiveInt(config.maxInFlight, 64, 'maxInFlight');
     const txTimeoutMs = positiveInt(config.txTimeoutMs, 120_000, 'txTimeoutMs');
+    const rebroadcastAfterMs = positiveInt(config.rebroadcastAfterMs, 3000, 'rebroadcastAfterMs', 100);
     const healthCheckMs = positiveInt(config.healthCheckMs, 15_000, 'healthCheckMs', 0);
     const privateKey = config.privateKey ? checkPrivateKey(config.privateKey) : undefined;
 
     this.client = new ChainClient({ rpcUrl, wsUrl, chainId: this.chainId, requestTimeoutMs, waitPollMs, healthCheckMs });
     this.client.onState((s, d) => {
-      if (!this.fatal) this.emitState(s, d);
+      if (this.fatal) return;
+      if (s === 'connected' && this.watchError) this.emitState('error', this.watchDetail());
+      else this.emitState(s, d);
     });
     if (privateKey) {
-      this.sender = acquireSender(this.client, privateKey, { maxInFlight, txTimeoutMs });
+      this.sender = acquireSender(this.client, privateKey, { maxInFlight, txTimeoutMs, rebroadcastAfterMs });
       this.account = this.sender.address;
     }
     this.client.startHealth();
     this.ready().catch(() => undefined); // connect early; failures surface through state and calls
   }
 
+  /**
+   * `error` for a configuration that cannot work, and while the search for awaited anchors
+   * fails although the node answers (e.g. `eth_getLogs` refused): waiters would then only be
+   * settled by their final read, so the badge must not say `connected`.
+   */
   get state(): LedgerState {
-    return this.fatal ? 'error' : this.client.state;
+    if (this.fatal) return 'error';
+    const s = this.client.state;
+    return s === 'connected' && this.watchError ? 'error' : s;
+  }
+
+  private watchDetail(): string {
+    return `searching new blocks for anchors fails: ${this.watchError?.message ?? ''}`;
+  }
+
+  /** Note (or clear) a failing anchor search, and tell the state listeners. */
+  private setWatchError(e: LedgerError | null): void {
+    const had = this.watchError;
+    this.watchError = e;
+    if (this.fatal || this.closed) return;
+    if (e && (!had || had.message !== e.message)) {
+      if (this.client.state === 'connected') this.emitState('error', this.watchDetail());
+    } else if (!e && had) {
+      this.emitState(this.client.state);
+    }
   }
 
   onState(listener: (state: LedgerState, detail?: string) => void): () => void {
@@ -300,6 +333,11 @@ export class EvmLedger implements Ledger {
     for (const s of this.waiters.values()) waiters += s.size;
     const s = this.sender?.stats() ?? { queued: 0, inFlight: 0 };
     return { waiters, headListeners: this.client.headListenerCount, queued: s.queued, inFlight: s.inFlight };
+  }
+
+  /** Recovery counters of the account's send queue (shared by ledgers with the same key and node). */
+  sendStats(): { rebroadcasts: number; collisions: number } {
+    return { rebroadcasts: this.sender?.rebroadcasts ?? 0, collisions: this.sender?.collisions ?? 0 };
   }
 
   /** Resolves once the node answered with the configured chain id and the contract exists. */
@@ -495,7 +533,7 @@ export class EvmLedger implements Ledger {
       : registryInterface.encodeFunctionData('writeCTIHashes', [chunk.map((e) => e.key), chunk.map((e) => e.hash)]);
     const gasLimit = single ? this.gasLimit : this.batchGasBase + this.gasPerItem * BigInt(chunk.length);
     const label = single ? `writeCTIHash(${short(chunk[0].key)})` : `writeCTIHashes(${chunk.length} keys from ${short(chunk[0].key)})`;
-    const mined = await sender.submit({ to: this.address, data, gasLimit, fees: this.fees, confirmations: this.confirmations, label });
+    const mined = await sender.submit({ to: this.address, data, gasLimit, fees: this.fees, confirmations: this.confirmations, label, key: chunk[0].key });
     if (mined.status !== 1) return this.explainFailure(sender, chunk, mined, data, label);
     const written = new Map<string, string>();
     for (const log of mined.logs) {
@@ -559,7 +597,7 @@ export class EvmLedger implements Ledger {
     if (!(timeoutMs > 0)) return this.read(k);
     let w: Waiter | undefined;
     const p = new Promise<LedgerRecord | null>((resolve, reject) => {
-      w = { key: k, resolve, reject, done: false, timer: setTimeout(() => this.expireWaiter(w as Waiter), timeoutMs) };
+      w = { key: k, timeoutMs, resolve, reject, done: false, timer: setTimeout(() => this.expireWaiter(w as Waiter), timeoutMs) };
     });
     const waiter = w as Waiter;
     let set = this.waiters.get(k);
@@ -575,13 +613,30 @@ export class EvmLedger implements Ledger {
     return p;
   }
 
+  /**
+   * The wait ran out: one final read decides (the event search may have failed or missed it).
+   * Found → the record; nothing → null; the read fails → UNREACHABLE naming the RPC error (and
+   * the search's error during the wait).
+   */
   private expireWaiter(w: Waiter): void {
-    const err = this.watchError;
-    if (err && this.client.state !== 'connected') {
-      this.settle(w, new LedgerError('UNREACHABLE', `waiting for key ${w.key}: ${err.message}`, { key: w.key, cause: err }));
-    } else {
-      this.settle(w, null);
-    }
+    if (w.done) return;
+    this.read(w.key).then(
+      (rec) => this.settle(w, rec),
+      (e: unknown) => {
+        const during = this.watchError;
+        const msg = e instanceof Error ? e.message : String(e);
+        const code = e instanceof LedgerError && e.code !== 'TX_FAILED' ? e.code : 'UNREACHABLE';
+        this.settle(
+          w,
+          new LedgerError(
+            code,
+            `waiting ${w.timeoutMs} ms for key ${w.key}: the final read failed: ${msg}` +
+              (during && during.message !== msg ? `; during the wait: ${during.message}` : ''),
+            { key: w.key, cause: e },
+          ),
+        );
+      },
+    );
   }
 
   private settle(w: Waiter, outcome: LedgerRecord | null | LedgerError): void {
@@ -603,7 +658,6 @@ export class EvmLedger implements Ledger {
       const head = hexNum(await this.client.call('eth_blockNumber', [], { what: 'starting to watch for anchors' }), 'block number');
       if (this.closed || this.waiters.size === 0 || this.unwatch) return;
       this.watchFrom = head;
-      this.watchError = null;
       this.unwatch = this.client.onHead(() => void this.scanLogs());
     })().finally(() => {
       this.watchStarting = null;
@@ -615,6 +669,7 @@ export class EvmLedger implements Ledger {
     this.unwatch?.();
     this.unwatch = null;
     this.watchFrom = null;
+    this.setWatchError(null);
   }
 
   private async scanLogs(): Promise<void> {
@@ -628,9 +683,10 @@ export class EvmLedger implements Ledger {
         this.watchRescan = false;
         await this.scanLogsOnce();
       } while (this.watchRescan && !this.closed);
-      this.watchError = null;
+      this.setWatchError(null);
     } catch (e) {
-      this.watchError = e instanceof LedgerError ? e : new LedgerError('UNREACHABLE', String(e), { cause: e });
+      // surfaced, not swallowed: the state leaves `connected`, and each waiter's final read decides
+      this.setWatchError(e instanceof LedgerError ? e : new LedgerError('UNREACHABLE', String(e), { cause: e }));
     } finally {
       this.watchScanning = false;
     }

@@ -53,7 +53,9 @@ export interface Ledger {
   lookup(key: string): Promise<LedgerRecord | null>;
   /**
    * Wait until the key is anchored (contract event, or polling), at most `timeoutMs`.
-   * Resolves with the record, or null when the deadline passed with nothing anchored.
+   * Resolves with the record; when the deadline passes, one final read decides: null when it
+   * found nothing. Rejects (LedgerError UNREACHABLE, naming the RPC error) when the ledger cannot
+   * be read at the start or for that final read — never null for "could not look".
    */
   waitForAnchor(key: string, timeoutMs: number): Promise<LedgerRecord | null>;
   /** Release connections, listeners and timers. Safe to call twice. */
