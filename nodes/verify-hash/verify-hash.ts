@@ -1,9 +1,12 @@
 /**
  * verify-hash (paper steps 4 and 6 on the consumer side): recompute H(t) of each object
  * received, read the anchored hash, and route: output 1 verified, output 2 rejected
- * (`mismatch` or `not-anchored`, with the reason). A not-yet-mined anchor is waited for up to
- * the configured time — pending is a state, not an error. A ledger that cannot be read is an
- * error (Catch node), never a rejection.
+ * (`mismatch` or `not-anchored`, with the reason), output 3 undecided (`unknown`: the ledger could
+ * not be read by the end of the wait — retry later). A not-yet-mined anchor is waited for up to
+ * the configured time — pending is a state, not an error. An undecided object is never a
+ * rejection. Flows saved when the node had two outputs have no third wire: there an undecided
+ * message goes to node.error(…, msg) (a Catch node), never silently nowhere. With wait 0 a ledger
+ * that cannot be read is an error (Catch node), as before.
  */
 import type { NodeAPI, NodeDef, Node, NodeMessage, SetsMessage } from '../shared/types';
 import type { LedgerOwner } from '../shared/owners';
@@ -14,7 +17,7 @@ import { useConnection } from '../shared/use-connection';
 import type { Ledger } from '../../lib/ledger/ledger';
 import { resolveCollection } from '../../lib/ops/collection';
 import { VERIFY_KEYS, mergeSets, verificationFragment, wholeVerificationFragment } from '../../lib/ops/result';
-import { verifyPayload } from '../../lib/ops/verify';
+import { overallStatus, verifyPayload } from '../../lib/ops/verify';
 
 interface VerifyDef extends NodeDef {
   ledger?: string;
@@ -49,12 +52,23 @@ export = function register(RED: NodeAPI): void {
 
     let verified = 0;
     let rejected = 0;
+    let undecided = 0;
     let conn: { state: ConnectionState; detail?: string } = { state: 'disconnected' };
-    const counts = (): string => `✓ ${verified}  ✗ ${rejected}`;
+    const counts = (): string => `✓ ${verified}  ✗ ${rejected}${undecided > 0 ? `  ? ${undecided}` : ''}`;
     const idle = () =>
-      conn.state === 'connected' && verified + rejected > 0
-        ? { fill: rejected > 0 ? ('yellow' as const) : ('green' as const), shape: 'dot' as const, text: counts() }
+      conn.state === 'connected' && verified + rejected + undecided > 0
+        ? { fill: rejected + undecided > 0 ? ('yellow' as const) : ('green' as const), shape: 'dot' as const, text: counts() }
         : connectionStatus(conn.state, conn.detail);
+    // Node-RED drops what is sent to an output without a wire entry: a flow saved when this node
+    // had two outputs has no third, so undecided messages go to node.error there (the runtime's
+    // Node has `wires`; @types/node-red does not declare it)
+    const hasThirdOutput = (): boolean => ((node as unknown as { wires?: unknown[] }).wires?.length ?? 0) >= 3;
+    const route = (m: NodeMessage, status: string, reason: string | undefined, send: (out: Array<NodeMessage | null>) => void): void => {
+      if (status === 'verified') send([m, null, null]);
+      else if (status !== 'unknown') send([null, m, null]);
+      else if (hasThirdOutput()) send([null, null, m]);
+      else node.error(`undecided (retry later): ${reason ?? 'the ledger could not be read'}`, m);
+    };
     const owner = (def.ledger ? RED.nodes.getNode(def.ledger) : null) as LedgerOwner | null;
     const ledger = useConnection<Ledger>(node, owner, {
       what: 'ledger',
@@ -71,12 +85,16 @@ export = function register(RED: NodeAPI): void {
       const collection = resolveCollection(msg.collection, str(def.collection));
       const results = await verifyPayload(l, { collection, payload: msg.payload, waitMs, hmacKey });
       const ok = results.filter((r) => r.verification.status === 'verified').length;
+      const unsure = results.filter((r) => r.verification.status === 'unknown').length;
       verified += ok;
-      rejected += results.length - ok;
+      undecided += unsure;
+      rejected += results.length - ok - unsure;
 
       if (mode === 'whole' && results.length > 1) {
-        msg.sets = mergeSets(msg.sets, VERIFY_KEYS, wholeVerificationFragment(results.map((r) => r.verification)));
-        send(ok === results.length ? [msg, null] : [null, msg]);
+        const vs = results.map((r) => r.verification);
+        msg.sets = mergeSets(msg.sets, VERIFY_KEYS, wholeVerificationFragment(vs));
+        const first = vs.find((v) => v.status === 'unknown');
+        route(msg, overallStatus(vs), first?.reason, send);
         return;
       }
       const seq = results.length > 1 ? RED.util.generateId() : undefined;
@@ -89,8 +107,7 @@ export = function register(RED: NodeAPI): void {
           const parent = msg.parts;
           m.parts = { id: seq, index, count: results.length, ...(parent ? { parts: parent } : {}) };
         }
-        const out: Array<NodeMessage | null> = r.verification.status === 'verified' ? [m, null] : [null, m];
-        send(out);
+        route(m, r.verification.status, r.verification.reason, send);
       });
     });
   }
