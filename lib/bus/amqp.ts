@@ -159,6 +159,8 @@ export interface PublishStixOptions {
   messageId?: string;
   headers?: Record<string, unknown>;
   timeoutMs?: number;
+  brokerWaitMs?: number;
+  confirmTimeoutMs?: number;
   /** reject with UNROUTABLE when no queue is bound for `<collection>.<type>` (default false here; lib/ops publishes mandatory) */
   mandatory?: boolean;
 }

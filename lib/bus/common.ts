@@ -92,6 +92,8 @@ export function stixPublishRequest(collection: string, object: StixLike, opts: P
     body: object,
     messageId: opts.messageId ?? stixMessageId(collection, object.id, version, opts.hash),
     timeoutMs: opts.timeoutMs,
+    ...(opts.brokerWaitMs !== undefined ? { brokerWaitMs: opts.brokerWaitMs } : {}),
+    ...(opts.confirmTimeoutMs !== undefined ? { confirmTimeoutMs: opts.confirmTimeoutMs } : {}),
     ...(opts.mandatory !== undefined ? { mandatory: opts.mandatory } : {}),
     headers: {
       ...opts.headers,

@@ -28,6 +28,10 @@ export interface PublishInput {
   hashes?: ReadonlyMap<string, string>;
   /** overall bound per object (wait for the broker + confirm), ms; default: the bus's bounds */
   timeoutMs?: number;
+  /** how long to wait for a broker connection, ms (default: the bus's, 120 s) */
+  brokerWaitMs?: number;
+  /** how long the broker may take to confirm a sent message, ms (default: the bus's, 30 s) */
+  confirmTimeoutMs?: number;
   /** true: a message no queue is bound for is dropped by the broker without an error (default false: UNROUTABLE) */
   allowUnroutable?: boolean;
 }
@@ -62,6 +66,8 @@ export async function publishPayload(bus: Bus, input: PublishInput): Promise<Pub
       bus.publishStix(collection, o, {
         ...(input.hashes?.get(o.id) ? { hash: input.hashes.get(o.id) } : {}),
         ...(input.timeoutMs !== undefined ? { timeoutMs: input.timeoutMs } : {}),
+        ...(input.brokerWaitMs !== undefined ? { brokerWaitMs: input.brokerWaitMs } : {}),
+        ...(input.confirmTimeoutMs !== undefined ? { confirmTimeoutMs: input.confirmTimeoutMs } : {}),
         mandatory: input.allowUnroutable !== true,
       }),
     ),

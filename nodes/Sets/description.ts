@@ -42,7 +42,7 @@ export const operationProperties: INodeProperties[] = [
     displayOptions: { show: { resource: ['hash'] } },
     options: [
       { name: 'Anchor', value: 'anchor', action: 'Anchor the hashes of STIX objects', description: "Write (key, hash) of every input item's objects to the ledger in one batch" },
-      { name: 'Verify', value: 'verify', action: 'Verify STIX objects against the ledger', description: 'Recompute each hash and compare it with the anchored one: verified, mismatch or not-anchored' },
+      { name: 'Verify', value: 'verify', action: 'Verify STIX objects against the ledger', description: 'Recompute each hash and compare it with the anchored one: verified, mismatch, not-anchored, or unknown (ledger unreachable)' },
     ],
     default: 'verify',
   },
@@ -135,7 +135,24 @@ const distributeProps: INodeProperties[] = [
     placeholder: 'Add Option',
     default: {},
     displayOptions: show('object', ['distribute']),
-    options: [{ displayName: 'Confirm Timeout (Ms)', name: 'timeout', type: 'number', typeOptions: { minValue: 100 }, default: 30000, description: 'How long the broker may take to confirm each message' }],
+    options: [
+      {
+        displayName: 'Allow Unroutable',
+        name: 'allowUnroutable',
+        type: 'boolean',
+        default: false,
+        description: 'Whether a message no queue is bound for may be dropped by the broker without an error (fire and forget). Off: the item fails with UNROUTABLE naming the exchange and routing key.',
+      },
+      { displayName: 'Confirm Timeout (Ms)', name: 'timeout', type: 'number', typeOptions: { minValue: 100 }, default: 30000, description: 'How long the broker may take to confirm each message once sent (a message that timed out may have arrived)' },
+      {
+        displayName: 'Wait for Broker (Ms)',
+        name: 'brokerWait',
+        type: 'number',
+        typeOptions: { minValue: 100 },
+        default: 120000,
+        description: 'How long a message may wait for the broker connection (while it reconnects) before the item fails',
+      },
+    ],
   },
 ];
 
@@ -260,6 +277,15 @@ const verifyProps: INodeProperties[] = [
       { name: 'Fail', value: 'fail', description: 'A rejected object fails its item (with "Continue On Fail": an error item)' },
     ],
     default: 'secondOutput',
+  },
+  {
+    displayName: 'Fail on Undecided',
+    name: 'failOnUndecided',
+    type: 'boolean',
+    default: true,
+    displayOptions: show('hash', ['verify']),
+    description:
+      'Whether an object the ledger could not decide (status "unknown": the ledger could not be read by the end of the wait) fails its item, naming the reason. Off: the item goes to the first output with json.sets.verification.status "unknown" — not a rejection, retry it later.',
   },
   {
     displayName: 'Several Objects in an Item',

@@ -275,7 +275,23 @@ export async function verify(ctx: OpContext): Promise<OpOutput> {
       return;
     }
     const mode = str(ctx, 'mode', i, 'split');
-    const route = (item: INodeExecutionData, ok: boolean, reason: string | undefined): void => {
+    const failOnUndecided = ctx.fn.getNodeParameter('failOnUndecided', i, true) !== false;
+    const route = (item: INodeExecutionData, status: string | undefined, reason: string | undefined): void => {
+      const ok = status === 'verified';
+      if (status === 'unknown') {
+        // could not decide (ledger unreachable): never a rejection — fail the item, or pass it on marked unknown
+        if (!failOnUndecided) {
+          verified.push(item);
+          return;
+        }
+        const err = new NodeOperationError(ctx.fn.getNode(), `undecided (retry later): ${reason ?? 'the ledger could not be read'}`, {
+          itemIndex: i,
+          description: 'the ledger could not be read by the end of the wait, so nothing is known about the object; turn "Fail on Undecided" off to pass such items on with status "unknown"',
+        });
+        if (!ctx.fn.continueOnFail()) throw err;
+        verified.push({ json: { ...item.json, error: err.message }, pairedItem: { item: i } });
+        return;
+      }
       if (ok || onRejected === 'passThrough') verified.push(item);
       else if (onRejected === 'secondOutput') rejected.push(item);
       else {
@@ -289,12 +305,12 @@ export async function verify(ctx: OpContext): Promise<OpOutput> {
       const extra: IDataObject = { collection: r.collection };
       if (r.whole) extra.object = toJson(r.results.map((x) => x.object));
       const status = (frag.verification as { status?: string }).status;
-      route(resultItem(ctx, i, r.whole, extra, toJson(frag)), status === 'verified', (frag.verification as { reason?: string }).reason);
+      route(resultItem(ctx, i, r.whole, extra, toJson(frag)), status, (frag.verification as { reason?: string }).reason);
       return;
     }
     for (const x of r.results) {
       // the input item's other properties (amqp, the server's record info, ...) are kept
-      route(resultItem(ctx, i, r.whole, { object: toJson(x.object), collection: r.collection }, { verification: toJson(x.verification) }), x.verification.status === 'verified', x.verification.reason);
+      route(resultItem(ctx, i, r.whole, { object: toJson(x.object), collection: r.collection }, { verification: toJson(x.verification) }), x.verification.status, x.verification.reason);
     }
   });
   return twoOutputs ? [verified, rejected] : [verified];
@@ -341,9 +357,18 @@ export async function distribute(ctx: OpContext): Promise<OpOutput> {
   const out = await mapLimit(ctx.items, ITEM_CONCURRENCY, async (_item, i): Promise<INodeExecutionData | { error: unknown }> => {
     try {
       const { payload, collection, whole } = stixOf(ctx, i);
-      const timeout = opts(ctx, 'options', i).timeout;
+      const o = opts(ctx, 'options', i);
       const hashes = hashesFromSets(setsOf(ctx.items[i]));
-      const published = await publishPayload(bus, { collection, payload, ...(hashes ? { hashes } : {}), ...(timeout !== undefined ? { timeoutMs: Number(timeout) } : {}) });
+      // no queue bound = UNROUTABLE unless the user allows fire-and-forget; the confirm timeout
+      // no longer includes the wait for a reconnect (brokerWait)
+      const published = await publishPayload(bus, {
+        collection,
+        payload,
+        ...(hashes ? { hashes } : {}),
+        ...(o.timeout !== undefined ? { confirmTimeoutMs: Number(o.timeout) } : {}),
+        ...(o.brokerWait !== undefined ? { brokerWaitMs: Number(o.brokerWait) } : {}),
+        allowUnroutable: o.allowUnroutable === true,
+      });
       const extra: IDataObject = { collection };
       if (whole) extra.object = toJson(payload);
       return resultItem(ctx, i, whole, extra, { published: toJson(published) });

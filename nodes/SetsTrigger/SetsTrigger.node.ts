@@ -9,14 +9,18 @@
  *   collection         collection id ("types" mode; empty = every collection)
  *   types              comma-separated STIX types ("types" mode; empty = every type)
  *   bindingKeys        comma/newline-separated binding keys ("keys" mode), e.g. `*.indicator`, `#`
- *   queue              durable named queue (shared by competing consumers); empty = a temporary queue
+ *   queue              durable named queue (shared by competing consumers); empty = the trigger's own
+ *                      durable queue `sets.n8n.<workflow id>.<node id>` (a temporary one with
+ *                      options.temporaryQueue, and in the editor's "listen for test event")
  *   verify             verify against the ledger (credential setsEvmLedgerApi)
  *   waitForAnchor      ms to wait for a not-yet-mined anchor (verify)
  *   onRejected         secondOutput (output 2 "Rejected", acked after the execution like output 1) |
  *                      deadLetter (nack without requeue -> options.deadLetterQueue) |
  *                      discard (ack, not emitted, logged as a warning)
  *   options            parallelMessages (prefetch, default 10), deadLetterQueue (declares <name>.dlx
- *                      and the durable queue <name>), onExecutionFailure (requeue | deadLetter)
+ *                      and the durable queue <name>), onExecutionFailure (requeue | deadLetter),
+ *                      queueType (auto | classic | quorum; auto = quorum for the trigger's own queue),
+ *                      deliveryLimit (default 5, 0 = none), messageTtl (s), temporaryQueue
  * Credentials: setsAmqpApi (required), setsEvmLedgerApi (when verify).
  * Items (one execution per message; one item per object when verifying, else per message):
  *   json = { object, collection, sets?: { verification: {status, id, collection, version, key,
@@ -26,7 +30,12 @@
  * (emit(..., donePromise)); a failed execution is requeued or dead-lettered per
  * onExecutionFailure. A message that is not JSON or not verifiable (no STIX id) is nacked without
  * requeue (-> dead-letter queue when set) and logged. A ledger that cannot be read is not a
- * rejection: the message is requeued after a pause. In the editor's "listen for test event" the
+ * rejection: the message is requeued after a pause — so is a message with an object whose
+ * verification is `unknown` (could not decide: ledger unreachable, wait ran out); it is never
+ * emitted as verified nor dead-lettered as rejected (after the delivery limit the broker's
+ * dead-letter queue keeps it). Items carry `amqp.redelivered` and `amqp.deliveryCount`; the
+ * messageId of a STIX publish is derived from (collection, id, version, hash), the key to
+ * recognise a copy (at-least-once). In the editor's "listen for test event" the
  * message shown is acknowledged at once.
  * closeFunction cancels the consumer (unsettled messages return to the queue), closes the broker
  * connection and the ledger, and clears every timer.
@@ -134,7 +143,8 @@ export class SetsTrigger implements INodeType {
         name: 'queue',
         type: 'string',
         default: '',
-        description: 'Durable queue name: messages wait there while the workflow is inactive, and several n8n instances share the work. Empty: a temporary queue (messages sent while inactive are lost).',
+        description:
+          'Durable queue name: messages wait there while the workflow is inactive, and several n8n instances share the work. Empty: the trigger\'s own durable queue sets.n8n.<workflow ID>.<node ID> (see Options › Temporary Queue).',
       },
       {
         displayName: 'Verify Against Ledger',
@@ -189,6 +199,40 @@ export class SetsTrigger implements INodeType {
             description: 'Durable queue keeping refused messages (declares the exchange <name>.dlx). Empty: refused messages are dropped (and logged).',
           },
           {
+            displayName: 'Delivery Limit',
+            name: 'deliveryLimit',
+            type: 'number',
+            typeOptions: { minValue: 0 },
+            default: 5,
+            description: 'Most deliveries of one message: one handed back more often (failed executions, undecided verification) goes to the dead-letter queue instead of looping. 0: no limit.',
+          },
+          {
+            displayName: 'Message TTL (Seconds)',
+            name: 'messageTtl',
+            type: 'number',
+            typeOptions: { minValue: 0 },
+            default: 0,
+            description: 'Messages waiting longer are dead-lettered by the broker. 0: none. Cannot be changed on an existing queue.',
+          },
+          {
+            displayName: 'Queue Type',
+            name: 'queueType',
+            type: 'options',
+            options: [
+              { name: 'Auto', value: 'auto', description: 'Quorum for the trigger\'s own queue, classic for a queue you named (it may exist already)' },
+              { name: 'Quorum', value: 'quorum', description: 'Replicated; the broker counts deliveries' },
+              { name: 'Classic', value: 'classic' },
+            ],
+            default: 'auto',
+          },
+          {
+            displayName: 'Temporary Queue',
+            name: 'temporaryQueue',
+            type: 'boolean',
+            default: false,
+            description: 'Whether to use a temporary queue that exists only while the workflow is active (messages sent while it is inactive or reconnecting are lost) instead of a durable one',
+          },
+          {
             displayName: 'On Execution Failure',
             name: 'onExecutionFailure',
             type: 'options',
@@ -232,7 +276,23 @@ export class SetsTrigger implements INodeType {
       if (bindings.length === 0) throw new Error('no binding keys: give raw binding keys, or choose "Collection and STIX Types"');
       sub = { bindings, ackMode: 'manual', settleTimeoutMs: 2_000 };
       const queue = String(param('queue', '')).trim();
-      if (queue) sub.queue = queue;
+      const temporary = options.temporaryQueue === true;
+      // the trigger's own durable queue: stable across restarts and renames (workflow id + node id);
+      // the editor's test listener uses a temporary one, so it takes nothing meant for the active workflow
+      const workflowId = this.getWorkflow().id;
+      const own = !queue && !temporary && !manual && workflowId !== undefined && workflowId !== '';
+      if (queue && !temporary) sub.queue = queue;
+      else if (own) sub.queue = `sets.n8n.${workflowId}.${node.id}`;
+      const queueType = String(options.queueType ?? 'auto');
+      if (!['auto', 'classic', 'quorum'].includes(queueType)) throw new Error(`unknown Queue Type "${queueType}"`);
+      if (sub.queue !== undefined) sub.queueType = queueType === 'quorum' || (queueType === 'auto' && own) ? 'quorum' : 'classic';
+      else if (queueType === 'quorum') throw new Error('a temporary queue cannot be a quorum queue: name a queue or turn Temporary Queue off');
+      const limit = Number(options.deliveryLimit ?? 5);
+      if (!Number.isInteger(limit) || limit < 0) throw new Error('Delivery Limit must be a whole number >= 0');
+      if (limit > 0) sub.deliveryLimit = limit;
+      const ttl = Number(options.messageTtl ?? 0);
+      if (!Number.isInteger(ttl) || ttl < 0) throw new Error('Message TTL must be a whole number of seconds >= 0');
+      if (ttl > 0) sub.messageTtlMs = ttl * 1000;
       sub.prefetch = manual ? 1 : Number(options.parallelMessages ?? 10);
       if (!Number.isInteger(sub.prefetch) || sub.prefetch < 1 || sub.prefetch > 65_535) throw new Error('Parallel Messages must be a whole number from 1 to 65535');
       const dlq = String(options.deadLetterQueue ?? '').trim();
@@ -285,7 +345,15 @@ export class SetsTrigger implements INodeType {
       this.logger.error(`SETS Trigger "${node.name}": ${where(d)} refused and ${sub.deadLetterQueue ? `dead-lettered to ${sub.deadLetterQueue}` : 'dropped (no dead-letter queue set)'}: ${why}`);
     };
     const amqpInfo = (d: BusDelivery): IDataObject =>
-      toJson({ routingKey: d.routingKey, exchange: d.exchange, queue: d.queue, messageId: d.messageId, redelivered: d.redelivered, headers: d.headers });
+      toJson({ routingKey: d.routingKey, exchange: d.exchange, queue: d.queue, messageId: d.messageId, redelivered: d.redelivered, deliveryCount: d.deliveryCount, headers: d.headers });
+    const handBack = (d: BusDelivery, why: string): void => {
+      this.logger.warn(`SETS Trigger "${node.name}": ${where(d)} ${why}; requeued in ${LEDGER_RETRY_MS / 1000} s (delivery ${d.deliveryCount}${sub.deliveryLimit ? ` of ${sub.deliveryLimit}` : ''})`);
+      const t = setTimeout(() => {
+        timers.delete(t);
+        d.nack({ requeue: true });
+      }, LEDGER_RETRY_MS);
+      timers.add(t);
+    };
 
     const handle = async (d: BusDelivery): Promise<void> => {
       let payload: unknown;
@@ -315,12 +383,13 @@ export class SetsTrigger implements INodeType {
             return;
           }
           // the ledger cannot be read: not the message's fault; hand it back after a pause
-          this.logger.error(`SETS Trigger "${node.name}": cannot verify ${where(d)}, requeued in ${LEDGER_RETRY_MS / 1000} s: ${messageOf(err)}`);
-          const t = setTimeout(() => {
-            timers.delete(t);
-            d.nack({ requeue: true });
-          }, LEDGER_RETRY_MS);
-          timers.add(t);
+          handBack(d, `cannot be verified (${messageOf(err)})`);
+          return;
+        }
+        const undecided = results.filter((r) => (r.verification.status as string) === 'unknown');
+        if (undecided.length > 0) {
+          // could not decide (ledger unreachable, wait ran out): not a rejection, not verified — try again later
+          handBack(d, `undecided: ${undecided.map((r) => r.verification.reason ?? `${r.verification.id}: unknown`).join('; ')}`);
           return;
         }
         for (const r of results) {
