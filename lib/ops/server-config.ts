@@ -76,6 +76,10 @@ export interface ServerSettings {
   oauth2?: ServerOAuth2Settings;
   /** most records in one page (default 1,000) */
   maxPageSize?: number;
+  /** recovery sweep of records that stay pending: seconds between sweeps (default 60; 0 = only at start) */
+  recoveryIntervalSec?: number;
+  /** anchor grace period, seconds (default 300): how long a record may stay unanchored */
+  anchorGraceSec?: number;
 }
 
 export interface ServerSecrets {
@@ -332,7 +336,9 @@ export function normaliseBasePath(value: unknown, fallback = '/taxii'): string {
 /**
  * Server settings from raw form values (the Node-RED taxii-server node's fields, the n8n server
  * trigger's parameters): title, description, contact, apiRoot (default api1), apiRootTitle,
- * maxContentLength (bytes, default 10 MiB), maxPageSize (default 1000), collections (list or JSON
+ * maxContentLength (bytes, default 10 MiB), maxPageSize (default 1000), recoveryInterval (s between
+ * sweeps of records left pending, default 60, 0 = only at start), anchorGrace (s, default 300),
+ * collections (list or JSON
  * text, see parseCollections), anonymousRead, openAccess, oauth2 (switch) with issuer, jwksUrl,
  * audience, clientId, clockTolerance (s). Checked with checkServerSettings; throws ConfigError /
  * OpsError BAD_CONFIG naming the field.
@@ -346,6 +352,8 @@ export function parseServerSettings(raw: Record<string, unknown>): ServerSetting
     open: bool(raw['openAccess'], false),
     maxContentLength: int(raw['maxContentLength'], 'max content length', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     maxPageSize: int(raw['maxPageSize'], 'max page size', 1000, 1, 100_000),
+    recoveryIntervalSec: int(raw['recoveryInterval'], 'recovery sweep interval (s)', 60, 0, 86_400),
+    anchorGraceSec: int(raw['anchorGrace'], 'anchor grace period (s)', 300, 0, 30 * 86_400),
   };
   const apiRootTitle = optStr(raw['apiRootTitle']);
   const description = optStr(raw['description']);
@@ -415,6 +423,12 @@ export async function buildServerConfig(
   if (s.description) config.description = s.description;
   if (s.contact) config.contact = s.contact;
   if (s.maxPageSize !== undefined) config.maxPageSize = s.maxPageSize;
+  if (s.recoveryIntervalSec !== undefined || s.anchorGraceSec !== undefined) {
+    config.recovery = {
+      ...(s.recoveryIntervalSec !== undefined ? { intervalMs: s.recoveryIntervalSec * 1000 } : {}),
+      ...(s.anchorGraceSec !== undefined ? { graceMs: s.anchorGraceSec * 1000 } : {}),
+    };
+  }
   const secret = optText(secrets.nextTokenSecret) ?? opts.nextTokenSecret;
   if (secret !== undefined) config.nextTokenSecret = secret;
   if (opts.log) config.log = opts.log;

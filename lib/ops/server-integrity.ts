@@ -10,18 +10,25 @@
  *   verdict is final;
  * - inquiry (an object just served, step 5): the verifier looks once. A mismatch means the stored
  *   record was altered -> invalid. A record not `finalized` yet that is not anchored *yet* is left
- *   to its admission check (the producer's anchor may not be mined): `inquiryDefers`.
+ *   to its admission check (the producer's anchor may not be mined) until its anchoring deadline
+ *   (date_added + the server's grace period); after it the look counts (`inquiryDefers`);
+ * - recovery (a record that stayed pending, emitted again by the server's sweep or a duplicate
+ *   POST): verified like an admission, its verdict is final.
+ * A verification `unknown` (the verifier could not decide: ledger unreachable, wait ran out) is no
+ * verdict: nothing changes, the record is checked again later (`retry: true` in the result).
  */
 import type { IntegrityStatus, StatusCounts, Store, StoredRecord } from '../store/store';
 import type { IntegrityPolicy } from '../taxii/server-config';
-import { recordVerdict as applyVerdict, type VerdictOutcome } from '../taxii/server-verdict';
+import { recordVerdict as applyVerdict, type IntegrityOrigin, type VerdictOutcome } from '../taxii/server-verdict';
 import { OpsError } from './errors';
 
-/** Where a record reached the flow from. */
-export type IntegrityOrigin = 'admission' | 'inquiry';
+/** Where a record reached the flow from: `admission`, `inquiry` or `recovery` (lib/taxii/server-verdict). */
+export type { IntegrityOrigin };
 
-/** A ledger verdict (lib/verify VerificationStatus). */
-export type Verdict = 'verified' | 'mismatch' | 'not-anchored';
+/** A ledger verdict (lib/verify VerificationStatus); `unknown` = could not decide, retry later. */
+export type Verdict = 'verified' | 'mismatch' | 'not-anchored' | 'unknown';
+
+const isOrigin = (v: unknown): v is IntegrityOrigin => v === 'admission' || v === 'inquiry' || v === 'recovery';
 
 /** `msg.sets` (Node-RED) / item JSON (n8n) of a record the TAXII server admitted or served. */
 export interface ServerRecordInfo {
@@ -40,15 +47,19 @@ export interface ServerRecordInfo {
   origin: IntegrityOrigin;
   /** the collection's integrity policy */
   policy?: IntegrityPolicy;
-  /** the TAXII status resource listing it among its pendings (admission only) */
+  /** the TAXII status resource listing it among its pendings (admission, recovery) */
   statusId?: string;
+  /** recovery: how many times this server re-emitted it */
+  attempt?: number;
+  /** admission, recovery: when its hash must be anchored by (date_added + the server's grace period) */
+  anchorDeadline?: string;
 }
 
 export function recordInfo(
   rec: StoredRecord,
   apiRoot: string,
   origin: IntegrityOrigin,
-  opts: { statusId?: string; policy?: IntegrityPolicy } = {},
+  opts: { statusId?: string; policy?: IntegrityPolicy; attempt?: number; anchorDeadline?: string } = {},
 ): ServerRecordInfo {
   const out: ServerRecordInfo = {
     apiRoot,
@@ -63,6 +74,8 @@ export function recordInfo(
   };
   if (opts.policy !== undefined) out.policy = opts.policy;
   if (opts.statusId !== undefined) out.statusId = opts.statusId;
+  if (opts.attempt !== undefined) out.attempt = opts.attempt;
+  if (opts.anchorDeadline !== undefined) out.anchorDeadline = opts.anchorDeadline;
   return out;
 }
 
@@ -75,6 +88,8 @@ export interface IntegrityTarget {
   origin?: IntegrityOrigin;
   /** status when the record was emitted, if known */
   status?: IntegrityStatus;
+  /** when its hash must be anchored by, if the server said */
+  anchorDeadline?: string;
 }
 
 export interface VerificationLike {
@@ -96,8 +111,8 @@ export function verificationOf(sets: unknown): VerificationLike | null {
   if (!isRecord(sets) || !isRecord(sets['verification'])) return null;
   const v = sets['verification'];
   const status = v['status'];
-  if (status !== 'verified' && status !== 'mismatch' && status !== 'not-anchored') {
-    throw new OpsError('BAD_PAYLOAD', `msg.sets.verification.status must be verified, mismatch or not-anchored, got ${JSON.stringify(status)}`);
+  if (status !== 'verified' && status !== 'mismatch' && status !== 'not-anchored' && status !== 'unknown') {
+    throw new OpsError('BAD_PAYLOAD', `msg.sets.verification.status must be verified, mismatch, not-anchored or unknown, got ${JSON.stringify(status)}`);
   }
   const out: VerificationLike = { status };
   const reason = str(v['reason']);
@@ -128,14 +143,21 @@ export function integrityTarget(sets: unknown, v: VerificationLike): IntegrityTa
   const t: IntegrityTarget = { collection, id, version };
   const statusId = str(s['statusId']);
   if (statusId) t.statusId = statusId;
-  if (s['origin'] === 'admission' || s['origin'] === 'inquiry') t.origin = s['origin'];
+  if (isOrigin(s['origin'])) t.origin = s['origin'];
   if (s['status'] === 'pending' || s['status'] === 'finalized' || s['status'] === 'invalid') t.status = s['status'];
+  const deadline = str(s['anchorDeadline']);
+  if (deadline && Number.isFinite(Date.parse(deadline))) t.anchorDeadline = deadline;
   return t;
 }
 
-/** An inquiry's quick look found no anchor for a record not settled yet: its admission check decides. */
-export function inquiryDefers(v: VerificationLike, t: Pick<IntegrityTarget, 'origin' | 'status'>): boolean {
-  return t.origin === 'inquiry' && v.status === 'not-anchored' && t.status !== 'finalized';
+/**
+ * An inquiry's quick look found no anchor for a record not settled yet, before its anchoring
+ * deadline (as the server emitted it): its admission check decides. Without a deadline in the
+ * message the recorder decides from the stored record's date_added and the grace period.
+ */
+export function inquiryDefers(v: VerificationLike, t: Pick<IntegrityTarget, 'origin' | 'status' | 'anchorDeadline'>, now: number = Date.now()): boolean {
+  if (t.origin !== 'inquiry' || v.status !== 'not-anchored' || t.status === 'finalized' || t.anchorDeadline === undefined) return false;
+  return now < Date.parse(t.anchorDeadline);
 }
 
 /** What records a verdict: the TAXII server's recordVerification (moves its status resource too). */
@@ -146,6 +168,8 @@ export type VerdictRecorder = (
   verdict: Verdict,
   reason?: string,
   statusId?: string,
+  /** where the record reached the flow from (an inquiry's `not-anchored` counts after the deadline only) */
+  origin?: IntegrityOrigin,
 ) => Promise<{ stored: boolean; status: string; changed: boolean; reason: string }>;
 
 export interface IntegrityResult {
@@ -158,16 +182,18 @@ export interface IntegrityResult {
   changed: boolean;
   reason: string;
   origin?: IntegrityOrigin;
+  /** the verifier could not decide (`unknown`): nothing changed, check the record again later */
+  retry?: boolean;
 }
 
 /** Apply a verification to the record it is about. */
 export async function settleIntegrity(record: VerdictRecorder, target: IntegrityTarget, v: VerificationLike): Promise<IntegrityResult> {
   const base = { collection: target.collection, id: target.id, version: target.version, ...(target.origin ? { origin: target.origin } : {}) };
   if (inquiryDefers(v, target)) {
-    return { ...base, status: target.status ?? 'pending', changed: false, reason: 'not anchored yet; left to the admission check' };
+    return { ...base, status: target.status ?? 'pending', changed: false, reason: `not anchored yet (anchoring deadline ${target.anchorDeadline ?? '?'}); left to the admission check` };
   }
-  const out = await record(target.collection, target.id, target.version, v.status, v.reason, target.statusId);
-  return { ...base, status: out.stored ? out.status : 'absent', changed: out.changed, reason: out.reason };
+  const out = await record(target.collection, target.id, target.version, v.status, v.reason, target.statusId, target.origin);
+  return { ...base, status: out.stored ? out.status : 'absent', changed: out.changed, reason: out.reason, ...(v.status === 'unknown' ? { retry: true } : {}) };
 }
 
 /**
@@ -190,6 +216,10 @@ export interface StoredVerdict {
   statusId?: string;
   /** the collection's integrity policy as the server emitted it (default `required`) */
   policy?: IntegrityPolicy;
+  /** where the record reached the flow from */
+  origin?: IntegrityOrigin;
+  /** anchor grace period, ms (default lib/taxii/server-verdict DEFAULT_ANCHOR_GRACE_MS) */
+  anchorGraceMs?: number;
 }
 
 /**
@@ -206,12 +236,18 @@ export function recordVerdict(store: Store, t: StoredVerdict): Promise<VerdictOu
     ...(t.reason !== undefined ? { reason: t.reason } : {}),
     ...(t.statusId ? { statusIds: [t.statusId] } : {}),
     ...(t.policy ? { policy: t.policy } : {}),
+    ...(t.origin ? { origin: t.origin } : {}),
+    ...(t.anchorGraceMs !== undefined ? { anchorGraceMs: t.anchorGraceMs } : {}),
   });
 }
 
 /** A VerdictRecorder on a bare store that keeps the policy and status resource the record came with. */
-export function storeVerdictRecorder(store: Store, policyOf?: (collection: string) => IntegrityPolicy | undefined): VerdictRecorder {
-  return async (collection, id, version, verdict, reason, statusId) => {
+export function storeVerdictRecorder(
+  store: Store,
+  policyOf?: (collection: string) => IntegrityPolicy | undefined,
+  opts: { anchorGraceMs?: number } = {},
+): VerdictRecorder {
+  return async (collection, id, version, verdict, reason, statusId, origin) => {
     const out = await recordVerdict(store, {
       collection,
       id,
@@ -220,6 +256,8 @@ export function storeVerdictRecorder(store: Store, policyOf?: (collection: strin
       ...(reason !== undefined ? { reason } : {}),
       ...(statusId ? { statusId } : {}),
       ...(policyOf?.(collection) ? { policy: policyOf(collection) } : {}),
+      ...(origin ? { origin } : {}),
+      ...(opts.anchorGraceMs !== undefined ? { anchorGraceMs: opts.anchorGraceMs } : {}),
     });
     return { stored: out.stored, status: out.status, changed: out.changed, reason: out.reason };
   };

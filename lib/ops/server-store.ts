@@ -4,9 +4,11 @@
  * (`connecting` -> `connected`, or `error` with the reason: a locked directory, an unreachable
  * MongoDB), and a failed open is retried every `retryMs` until it works or the store is closed.
  *
- * The embedded store's default directory under a Node-RED user dir is `<userDir>/sets-store/<name>`
- * (`defaultStoreDir`).
+ * The embedded store's default directory under a Node-RED user dir is `<userDir>/sets-store/<node id>`
+ * (`defaultStoreDir`; `resolveStoreDir` moves a directory of an older version, named after the
+ * node's display name, into place).
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createStore, type StoreConfig } from '../store/index';
 import { redactUri } from '../store/mongo';
@@ -33,10 +35,38 @@ export interface StoreSecrets {
   uri?: string;
 }
 
-/** `<userDir>/sets-store/<name>`, the name made safe as one directory name. */
-export function defaultStoreDir(userDir: string, name: string): string {
-  const safe = name.trim().replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^\.+/, '_') || 'default';
+/** `<userDir>/sets-store/<key>`, the key (the config node's id) made safe as one directory name. */
+export function defaultStoreDir(userDir: string, key: string): string {
+  const safe = key.trim().replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^\.+/, '_') || 'default';
   return path.join(userDir, 'sets-store', safe);
+}
+
+/** What resolveStoreDir did, for the log. */
+export interface StoreDirResolution {
+  dir: string;
+  /** `moved`: the old name-based directory was renamed to the id-based one; `kept`: it could not be moved and is used where it is */
+  migration?: { action: 'moved' | 'kept'; from: string; reason?: string };
+}
+
+/**
+ * The embedded store's directory for a config node: `<userDir>/sets-store/<id>`, so renaming the
+ * node never opens a new, empty store. Migration from versions that named the directory after the
+ * node's display name: when the id-based directory does not exist and `<userDir>/sets-store/<name>`
+ * does, that directory is renamed to the id-based one (same file system: atomic); if the rename
+ * fails, the old directory is used where it is. Synchronous (runs once when the node starts).
+ */
+export function resolveStoreDir(userDir: string, id: string, name?: string): StoreDirResolution {
+  const dir = defaultStoreDir(userDir, id);
+  const label = (name ?? '').trim();
+  if (label === '' || fs.existsSync(dir)) return { dir };
+  const old = defaultStoreDir(userDir, label);
+  if (old === dir || !fs.existsSync(old)) return { dir };
+  try {
+    fs.renameSync(old, dir);
+    return { dir, migration: { action: 'moved', from: old } };
+  } catch (err) {
+    return { dir: old, migration: { action: 'kept', from: old, reason: messageOf(err) } };
+  }
 }
 
 /**

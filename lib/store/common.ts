@@ -331,6 +331,9 @@ export function prepareRecord(rec: NewRecord, index?: number): PreparedRecord {
   if (!isStatus(rec.status)) bad(`status must be one of ${STATUSES.join(', ')}`);
   if (rec.statusReason !== undefined && typeof rec.statusReason !== 'string') bad('statusReason must be a string');
   if (!rec.object || typeof rec.object !== 'object' || Array.isArray(rec.object)) bad('object must be a JSON object');
+  if (rec.statusIds !== undefined && (!Array.isArray(rec.statusIds) || !rec.statusIds.every((x) => typeof x === 'string' && x.length > 0))) {
+    bad('statusIds must be a list of non-empty strings');
+  }
   let vk: string | null = null;
   if (rec.version !== '') {
     vk = versionKey(rec.version);
@@ -363,5 +366,20 @@ export function buildRecord(p: PreparedRecord, dateAdded: string, statusAt: stri
     statusAt,
   };
   if (r.statusReason !== undefined) rec.statusReason = r.statusReason;
+  if (r.statusIds !== undefined && r.statusIds.length > 0) rec.statusIds = [...new Set(r.statusIds)];
   return rec;
+}
+
+/** The statuses a compare-and-set setStatus accepts (null = any); throws for an unknown status. */
+export function expectedStatuses(expect: IntegrityStatus | readonly IntegrityStatus[] | undefined): Set<IntegrityStatus> | null {
+  if (expect === undefined) return null;
+  const list = typeof expect === 'string' ? [expect] : [...expect];
+  if (!list.every(isStatus)) throw new StoreError('ERR_STORE_BAD_RECORD', `setStatus: expect must be among ${STATUSES.join(', ')}`);
+  return new Set(list);
+}
+
+/** Name of a store-wide meta value: 1-200 characters. */
+export function checkMetaName(name: string, initial: string): void {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 200) throw new StoreError('ERR_STORE_BAD_RECORD', 'getOrCreateMeta: name must be 1-200 characters');
+  if (typeof initial !== 'string') throw new StoreError('ERR_STORE_BAD_RECORD', 'getOrCreateMeta: initial must be a string');
 }

@@ -18,6 +18,7 @@
  *   F C d id vk / FT C t d id vk -> status   the first version of each object (default candidates)
  *   c C s                  -> count of records with that status
  *   m clock                -> last date_added assigned (µs since epoch; never goes backwards)
+ *   m meta name            -> store-wide named values (getOrCreateMeta: the server's token secret)
  *   S id / X expiry id     -> TAXII status resources and their expiry index
  *
  * "Default candidates" = the versions that are not `invalid` and carry the object's highest spec
@@ -56,6 +57,7 @@ import type {
   IntegrityStatus,
   Page,
   RecordQuery,
+  SetStatusOptions,
   StatusCounts,
   StatusResource,
   Store,
@@ -71,6 +73,8 @@ import {
   defaultSelection,
   deleteSelector,
   encodeCursor,
+  checkMetaName,
+  expectedStatuses,
   formatMicros,
   isStatus,
   isoNow,
@@ -141,6 +145,7 @@ const K = {
   counter: (c: string, s: IntegrityStatus) => key('c', c, s),
   clock: key('m', 'clock'),
   format: key('m', 'format'),
+  userMeta: (name: string) => key('m', 'meta', name),
   status: (id: string) => key('S', id),
   expiry: (at: number, id: string) => key('X', String(at).padStart(16, '0'), id),
 };
@@ -742,14 +747,18 @@ export class EmbeddedStore implements Store {
     return out;
   }
 
-  async setStatus(collection: string, id: string, version: string, status: IntegrityStatus, reason?: string): Promise<boolean> {
+  async setStatus(collection: string, id: string, version: string, status: IntegrityStatus, reason?: string, opts?: SetStatusOptions): Promise<boolean> {
     if (!isStatus(status)) throw new StoreError('ERR_STORE_BAD_RECORD', `setStatus: status must be one of ${STATUSES.join(', ')}`);
+    const expect = expectedStatuses(opts?.expect);
     const vk = versionKey(version);
     if (vk === null) return false;
+    // compare-and-set: the check and the write happen inside the directory's serialised write
+    // queue and the write is one batch, so no other change of this version can come between
     return this.exclusive('setStatus', async (h) => {
       const meta = parseMeta(await h.db.get(K.meta(collection, id)));
       const cur = meta?.versions.find((v) => v.vk === vk);
       if (!meta || !cur) return false;
+      if (expect && !expect.has(cur.status)) return false;
       const rk = K.rec(collection, id, vk);
       const json = await h.db.get(rk);
       if (json === undefined) throw new StoreError('ERR_STORE_IO', `embedded store ${this.dir}: record ${id} ${version} is indexed but missing`);
@@ -834,6 +843,16 @@ export class EmbeddedStore implements Store {
     } catch (err) {
       throw this.fail('counts', err);
     }
+  }
+
+  async getOrCreateMeta(name: string, initial: string): Promise<string> {
+    checkMetaName(name, initial);
+    return this.exclusive('getOrCreateMeta', async (h) => {
+      const cur = await h.db.get(K.userMeta(name));
+      if (cur !== undefined) return cur;
+      await h.db.put(K.userMeta(name), initial);
+      return initial;
+    });
   }
 
   // -- TAXII status resources -----------------------------------------------------------------

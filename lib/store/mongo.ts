@@ -12,6 +12,7 @@
  *   {collection,type,dateAdded,_id}; {collection,status,dateAdded,_id}; {collection,vk,dateAdded,_id};
  *   and partial indexes on `last: true` / `first: true` (with and without type) so the default
  *   `match[version]=last` and `first` page by index range.
+ * - `meta`: store-wide named values (getOrCreateMeta: the TAXII server's generated token secret).
  * - `statuses`: TAXII status resources with `expiresAt` (TTL index; reads also check it).
  * - `counters`: the date_added clock (µs, strictly increasing across all instances: an atomic
  *   `$max` update) and the revision counter of flag recomputations.
@@ -30,7 +31,7 @@
  * transactions; standalone servers have none).
  */
 import type { AnyBulkWriteOperation, Collection, Db, Document, Filter, MongoClient, MongoClientOptions } from 'mongodb';
-import type { AddOutcome, IntegrityStatus, Page, RecordQuery, StatusCounts, StatusResource, Store, StoredRecord, VersionMatch } from './store';
+import type { AddOutcome, IntegrityStatus, Page, RecordQuery, SetStatusOptions, StatusCounts, StatusResource, Store, StoredRecord, VersionMatch } from './store';
 import { StoreError, describeError } from './errors';
 import {
   DEFAULT_STATUS_RETENTION_MS,
@@ -39,6 +40,8 @@ import {
   defaultSelection,
   deleteSelector,
   encodeCursor,
+  checkMetaName,
+  expectedStatuses,
   isStatus,
   isoNow,
   normaliseQuery,
@@ -101,6 +104,8 @@ interface ObjectDoc {
   status: IntegrityStatus;
   statusReason?: string;
   statusAt: string;
+  /** status resources listing it among their pendings when added (StoredRecord.statusIds) */
+  statusIds?: string[];
   last: boolean;
   first: boolean;
   inD: boolean;
@@ -110,6 +115,11 @@ interface ObjectDoc {
 interface CounterDoc {
   _id: string;
   value: number;
+}
+
+interface MetaDoc {
+  _id: string;
+  value: string;
 }
 
 interface StatusDoc {
@@ -146,6 +156,7 @@ function toRecord(d: ObjectDoc): StoredRecord {
     statusAt: d.statusAt,
   };
   if (typeof d.statusReason === 'string') r.statusReason = d.statusReason;
+  if (Array.isArray(d.statusIds) && d.statusIds.length > 0) r.statusIds = [...d.statusIds];
   return r;
 }
 
@@ -248,6 +259,9 @@ export class MongoStore implements Store {
   }
   private get statuses(): Collection<StatusDoc> {
     return this.db.collection<StatusDoc>((this.opts.collectionPrefix ?? '') + 'statuses');
+  }
+  private get meta(): Collection<MetaDoc> {
+    return this.db.collection<MetaDoc>((this.opts.collectionPrefix ?? '') + 'meta');
   }
 
   private fail(op: string, err: unknown): StoreError {
@@ -383,6 +397,7 @@ export class MongoStore implements Store {
         status: record.status,
         statusReason: record.statusReason,
         statusAt: record.statusAt,
+        statusIds: record.statusIds,
         last: false,
         first: false,
         inD: false,
@@ -556,8 +571,9 @@ export class MongoStore implements Store {
     return out;
   }
 
-  async setStatus(collection: string, id: string, version: string, status: IntegrityStatus, reason?: string): Promise<boolean> {
+  async setStatus(collection: string, id: string, version: string, status: IntegrityStatus, reason?: string, opts?: SetStatusOptions): Promise<boolean> {
     if (!isStatus(status)) throw new StoreError('ERR_STORE_BAD_RECORD', `setStatus: status must be one of ${STATUSES.join(', ')}`);
+    const expect = expectedStatuses(opts?.expect);
     const vk = versionKey(version);
     if (vk === null) return false;
     return this.exclusive('setStatus', async () => {
@@ -565,7 +581,10 @@ export class MongoStore implements Store {
         reason === undefined
           ? { $set: { status, statusAt: isoNow(this.now()) }, $unset: { statusReason: '' } }
           : { $set: { status, statusAt: isoNow(this.now()), statusReason: reason } };
-      const r = await this.objects.updateOne({ _id: docId(collection, id, vk) }, update);
+      // compare-and-set: one document update whose filter names the expected status, atomic on
+      // the server whatever other instances do
+      const filter: Filter<ObjectDoc> = expect ? { _id: docId(collection, id, vk), status: { $in: [...expect] } } : { _id: docId(collection, id, vk) };
+      const r = await this.objects.updateOne(filter, update);
       if (r.matchedCount === 0) return false;
       await this.recomputeFlags(collection, [id]);
       return true;
@@ -594,6 +613,27 @@ export class MongoStore implements Store {
       return out;
     } catch (err) {
       throw this.fail('counts', err);
+    }
+  }
+
+  async getOrCreateMeta(name: string, initial: string): Promise<string> {
+    checkMetaName(name, initial);
+    try {
+      // created once: $setOnInsert writes only when the upsert inserts; a concurrent first upsert
+      // of another instance fails on the unique _id, and the value it stored is read back
+      for (let attempt = 0; attempt < 3; attempt++) {
+        try {
+          const doc = await this.meta.findOneAndUpdate({ _id: name }, { $setOnInsert: { value: initial } }, { upsert: true, returnDocument: 'after' });
+          if (doc && typeof doc.value === 'string') return doc.value;
+        } catch (err) {
+          if (!(driver && err instanceof driver.MongoServerError && err.code === 11000)) throw err;
+        }
+        const cur = await this.meta.findOne({ _id: name });
+        if (cur && typeof cur.value === 'string') return cur.value;
+      }
+      throw new StoreError('ERR_STORE_IO', `${this.where}: meta value ${name} could not be created or read`);
+    } catch (err) {
+      throw this.fail('getOrCreateMeta', err);
     }
   }
 

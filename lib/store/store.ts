@@ -37,6 +37,12 @@ export interface StoredRecord {
   statusReason?: string;
   /** when the status last changed, RFC 3339 */
   statusAt: string;
+  /**
+   * TAXII status resources that listed this version among their `pendings` when it was added:
+   * the persisted record -> status index, so that a verdict recorded after a restart, on another
+   * instance or by a recovery sweep still moves the object in its status resource(s).
+   */
+  statusIds?: string[];
 }
 
 /** Values of TAXII `match[version]`: keywords or explicit version timestamps. */
@@ -102,6 +108,17 @@ export interface StatusResource {
   pendings?: StatusDetail[];
 }
 
+/** Options of Store.setStatus. */
+export interface SetStatusOptions {
+  /**
+   * Compare-and-set: write only if the version's current status is this one (or one of these);
+   * otherwise nothing is written and setStatus resolves false. Atomic in every driver, so two
+   * concurrent verdicts cannot both apply, and `invalid` (final) cannot be overwritten by a
+   * verdict decided on an older read.
+   */
+  expect?: IntegrityStatus | readonly IntegrityStatus[];
+}
+
 export interface StatusCounts {
   pending: number;
   finalized: number;
@@ -137,8 +154,11 @@ export interface Store {
    */
   query(q: RecordQuery): Promise<Page<StoredRecord>>;
 
-  /** Set the integrity status of one version. Returns false when that version is not stored. */
-  setStatus(collection: string, id: string, version: string, status: IntegrityStatus, reason?: string): Promise<boolean>;
+  /**
+   * Set the integrity status of one version. Returns false when that version is not stored, or
+   * (with `opts.expect`) when its current status is not the expected one — then nothing is written.
+   */
+  setStatus(collection: string, id: string, version: string, status: IntegrityStatus, reason?: string, opts?: SetStatusOptions): Promise<boolean>;
 
   /**
    * Erase versions of an object (right to be forgotten): all of them, or those matching
@@ -149,6 +169,13 @@ export interface Store {
 
   /** Counts per integrity status (optionally of one collection). */
   counts(collection?: string): Promise<StatusCounts>;
+
+  /**
+   * A store-wide named value (e.g. the TAXII server's generated next-token secret): the stored one,
+   * or — when there is none yet — `initial`, stored atomically, so every instance sharing the store
+   * gets the same value whichever creates it first. Survives restarts.
+   */
+  getOrCreateMeta(name: string, initial: string): Promise<string>;
 
   /** TAXII status resources. */
   putStatus(status: StatusResource): Promise<void>;

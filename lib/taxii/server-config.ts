@@ -2,7 +2,6 @@
  * Configuration of the TAXII 2.1 server (lib/taxii/server.ts) and its validation: a config that
  * cannot work is refused at creation with a message naming the field, not at the first request.
  */
-import { randomBytes } from 'node:crypto';
 import type { Store } from '../store/store';
 import type { ServerAuthConfig } from '../auth/server-auth';
 import { STIX_MEDIA_TYPE } from './media';
@@ -97,8 +96,8 @@ export interface TaxiiServerConfig {
   defaultPageSize?: number;
   /**
    * HMAC secret signing `next` tokens (>= 16 bytes). Every instance behind one load balancer must
-   * share it. When absent a random per-process secret is used (tokens then only work on the
-   * instance that issued them, and a warning is logged).
+   * share it. When absent, a secret generated once and kept in the store (Store.getOrCreateMeta)
+   * is used: shared by every instance on that store, the same after a restart.
    */
   nextTokenSecret?: string | Uint8Array;
   /** how long a `next` token stays valid, ms (default 3,600,000; at least 600,000) */
@@ -107,6 +106,37 @@ export interface TaxiiServerConfig {
   bodyTimeoutMs?: number;
   /** where diagnostics go (default: console for warn/error) */
   log?: ServerLogger;
+  /** re-checking records that stay `pending` (TaxiiServer.startRecovery / recover) */
+  recovery?: RecoveryConfig;
+}
+
+export interface RecoveryConfig {
+  /** time between sweeps, ms (default 60,000; 0 = no periodic sweep, only at start) */
+  intervalMs?: number;
+  /**
+   * anchor grace period, ms (default 300,000): a record pending longer than this since its
+   * date_added is re-emitted by the sweep, and a `not-anchored` look from a read counts against it
+   */
+  graceMs?: number;
+  /** most records re-emitted per collection and sweep (default 100) */
+  batchSize?: number;
+}
+
+export interface ResolvedRecovery {
+  intervalMs: number;
+  graceMs: number;
+  batchSize: number;
+}
+
+export const DEFAULT_RECOVERY: ResolvedRecovery = { intervalMs: 60_000, graceMs: 300_000, batchSize: 100 };
+
+function resolveRecovery(r: RecoveryConfig | undefined): ResolvedRecovery {
+  const out = { ...DEFAULT_RECOVERY, ...Object.fromEntries(Object.entries(r ?? {}).filter(([, v]) => v !== undefined)) } as ResolvedRecovery;
+  if (!Number.isInteger(out.intervalMs) || out.intervalMs < 0) throw new TaxiiServerConfigError('recovery.intervalMs must be a whole number of ms >= 0');
+  if (out.intervalMs > 0 && out.intervalMs < 1000) throw new TaxiiServerConfigError('recovery.intervalMs must be 0 (off) or at least 1000');
+  if (!Number.isInteger(out.graceMs) || out.graceMs < 0) throw new TaxiiServerConfigError('recovery.graceMs must be a whole number of ms >= 0');
+  if (!Number.isInteger(out.batchSize) || out.batchSize < 1 || out.batchSize > 10_000) throw new TaxiiServerConfigError('recovery.batchSize must be between 1 and 10000');
+  return out;
 }
 
 export class TaxiiServerConfigError extends Error {
@@ -142,10 +172,11 @@ export interface ResolvedConfig {
   roots: ResolvedApiRoot[];
   maxPageSize: number;
   defaultPageSize: number;
-  nextTokenSecret: Uint8Array | string;
+  /** undefined: the secret is kept in the store (created once, see TaxiiServerConfig.nextTokenSecret) */
+  nextTokenSecret?: Uint8Array | string;
   nextTokenTtlMs: number;
   bodyTimeoutMs: number;
-  generatedSecret: boolean;
+  recovery: ResolvedRecovery;
 }
 
 const SEGMENT_RE = /^[A-Za-z0-9._~!$&'()*+,;=:@-]+$/;
@@ -176,13 +207,12 @@ export function resolveConfig(config: TaxiiServerConfig): ResolvedConfig {
   const ttl = config.nextTokenTtlMs ?? 3_600_000;
   if (!Number.isFinite(ttl) || ttl < 600_000) throw new TaxiiServerConfigError('nextTokenTtlMs must be at least 600000 (10 minutes)');
   let secret = config.nextTokenSecret;
-  let generated = false;
-  if (secret === undefined || (typeof secret === 'string' && secret === '')) {
-    secret = randomBytes(32);
-    generated = true;
+  if (typeof secret === 'string' && secret === '') secret = undefined;
+  if (secret !== undefined) {
+    const secretLen = typeof secret === 'string' ? Buffer.byteLength(secret, 'utf8') : secret.length;
+    if (secretLen < 16) throw new TaxiiServerConfigError('nextTokenSecret must be at least 16 bytes');
   }
-  const secretLen = typeof secret === 'string' ? Buffer.byteLength(secret, 'utf8') : secret.length;
-  if (secretLen < 16) throw new TaxiiServerConfigError('nextTokenSecret must be at least 16 bytes');
+  const recovery = resolveRecovery(config.recovery);
 
   const names = Object.keys(config.apiRoots ?? {});
   const roots: ResolvedApiRoot[] = [];
@@ -249,9 +279,9 @@ export function resolveConfig(config: TaxiiServerConfig): ResolvedConfig {
     roots,
     maxPageSize,
     defaultPageSize,
-    nextTokenSecret: secret,
+    ...(secret !== undefined ? { nextTokenSecret: secret } : {}),
     nextTokenTtlMs: ttl,
     bodyTimeoutMs: config.bodyTimeoutMs ?? 60_000,
-    generatedSecret: generated,
+    recovery,
   };
 }

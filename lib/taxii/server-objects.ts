@@ -103,8 +103,18 @@ export function sameVersion(a: string, b: string): boolean {
   return a === b || normaliseVersion(a) === normaliseVersion(b);
 }
 
-/** A verify-hash result about one stored version. */
-export type IntegrityVerdict = 'verified' | 'mismatch' | 'not-anchored';
+/**
+ * A verify-hash result about one stored version. `unknown`: the verifier could not decide (ledger
+ * unreachable, or its wait ran out) — never a verdict: the record is left as it is and checked
+ * again later.
+ */
+export type IntegrityVerdict = 'verified' | 'mismatch' | 'not-anchored' | 'unknown';
+
+export const INTEGRITY_VERDICTS: readonly IntegrityVerdict[] = ['verified', 'mismatch', 'not-anchored', 'unknown'];
+
+export function isIntegrityVerdict(v: unknown): v is IntegrityVerdict {
+  return v === 'verified' || v === 'mismatch' || v === 'not-anchored' || v === 'unknown';
+}
 
 /**
  * What a verdict does to a record under a collection's integrity policy — the one state machine
@@ -127,6 +137,9 @@ export function decideIntegrity(
   reason?: string,
 ): IntegrityDecision {
   if (policy === 'off') return { action: 'keep', reason: 'integrity policy off: verification results are not recorded' };
+  if (verdict === 'unknown') {
+    return { action: 'keep', reason: `could not decide${reason ? ` (${reason})` : ''}: left ${rec.status}, to be checked again later` };
+  }
   if (verdict === 'verified') {
     if (rec.status === 'invalid') {
       return { action: 'keep', reason: `already invalid${rec.statusReason ? ` (${rec.statusReason})` : ''}; an invalid record is never served again` };

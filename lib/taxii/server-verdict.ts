@@ -12,7 +12,23 @@
  */
 import type { IntegrityStatus, StatusDetail, StatusResource, Store, StoredRecord } from '../store/store';
 import type { IntegrityPolicy } from './server-config';
-import { decideIntegrity, normaliseVersion, OFF_REASON, sameVersion, type IntegrityVerdict } from './server-objects';
+import { decideIntegrity, isIntegrityVerdict, normaliseVersion, OFF_REASON, sameVersion, type IntegrityVerdict } from './server-objects';
+
+/**
+ * Where a record reached the flow from: `admission` (a POST stored it), `inquiry` (a GET served
+ * it), `recovery` (re-emitted because it stayed pending: after a restart, a lost message, a
+ * duplicate POST).
+ */
+export type IntegrityOrigin = 'admission' | 'inquiry' | 'recovery';
+
+/**
+ * Default anchor grace period (ms): how long after its date_added a record may stay unanchored
+ * before a `not-anchored` look from a read counts, and before the recovery sweep re-checks it.
+ */
+export const DEFAULT_ANCHOR_GRACE_MS = 300_000;
+
+/** How often a verdict is re-decided when the record changed between the read and the write. */
+const CAS_ATTEMPTS = 5;
 
 /** Integrity of a stored record as reported (`unverified`: its collection's policy is off). */
 export type ReportedIntegrity = IntegrityStatus | 'unverified';
@@ -39,6 +55,21 @@ export interface VerdictTarget {
   statusIds?: readonly string[];
   /** the collection's integrity policy (default `required`) */
   policy?: IntegrityPolicy;
+  /**
+   * where the verdict comes from: a `not-anchored` look of an `inquiry` (a read, looking once) is
+   * applied only once the record is older than the anchor grace period (its anchoring deadline);
+   * before, the producer's anchor may simply not be mined yet
+   */
+  origin?: IntegrityOrigin;
+  /** the anchoring deadline: date_added + this (default DEFAULT_ANCHOR_GRACE_MS) */
+  anchorGraceMs?: number;
+  /** clock, ms (tests) */
+  now?: () => number;
+}
+
+/** When a record's hash must be anchored by: date_added + grace (ms since the epoch; NaN if unreadable). */
+export function anchorDeadline(dateAdded: string, graceMs: number = DEFAULT_ANCHOR_GRACE_MS): number {
+  return Date.parse(dateAdded) + graceMs;
 }
 
 const locks = new WeakMap<Store, Map<string, Promise<void>>>();
@@ -119,25 +150,52 @@ export async function settleStatusEntry(
 
 /**
  * Apply a verdict to a stored record (and its status resources). Throws RangeError for a verdict
- * that is not one of verified / mismatch / not-anchored; store errors pass through.
+ * that is not one of verified / mismatch / not-anchored / unknown; store errors pass through.
+ *
+ * The decision is read-decide-write; the write is a compare-and-set on the status that was read
+ * (Store.setStatus `expect`), so a concurrent verdict that changed the record first makes this one
+ * re-read and decide again: `invalid` stays final whatever the interleaving.
+ * The status resources settled are those given plus those the record lists (StoredRecord.statusIds).
  */
 export async function recordVerdict(store: Store, t: VerdictTarget): Promise<VerdictOutcome> {
   const verdict = t.verdict;
-  if (verdict !== 'verified' && verdict !== 'mismatch' && verdict !== 'not-anchored') {
-    throw new RangeError(`verdict must be verified, mismatch or not-anchored, got ${String(verdict)}`);
+  if (!isIntegrityVerdict(verdict)) {
+    throw new RangeError(`verdict must be verified, mismatch, not-anchored or unknown, got ${String(verdict)}`);
   }
   const policy: IntegrityPolicy = t.policy ?? 'required';
   const v = normaliseVersion(t.version);
-  const rec = await store.get(t.collection, t.id, v);
-  if (!rec) return { stored: false, policy, status: 'absent', changed: false, reason: `no version ${t.version} of ${t.id} is stored in collection ${t.collection}` };
-  const d = decideIntegrity(rec, policy, verdict, t.reason);
-  if (d.action === 'keep') return { stored: true, policy, status: reportedStatus(rec, policy), changed: false, reason: d.reason };
-  if (d.action === 'note') {
-    await store.setStatus(t.collection, t.id, v, 'pending', d.reason);
-    return { stored: true, policy, status: 'pending', changed: false, reason: d.reason };
+  for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+    const rec = await store.get(t.collection, t.id, v);
+    if (!rec) return { stored: false, policy, status: 'absent', changed: false, reason: `no version ${t.version} of ${t.id} is stored in collection ${t.collection}` };
+    if (verdict === 'not-anchored' && t.origin === 'inquiry' && rec.status === 'pending' && policy !== 'off') {
+      const deadline = anchorDeadline(rec.dateAdded, t.anchorGraceMs);
+      const now = (t.now ?? Date.now)();
+      if (!(now >= deadline)) {
+        return {
+          stored: true,
+          policy,
+          status: reportedStatus(rec, policy),
+          changed: false,
+          reason: `not anchored yet; its anchoring deadline is ${Number.isFinite(deadline) ? new Date(deadline).toISOString() : 'unknown'}: left to the admission check and the recovery sweep`,
+        };
+      }
+    }
+    const d = decideIntegrity(rec, policy, verdict, t.reason);
+    if (d.action === 'keep') return { stored: true, policy, status: reportedStatus(rec, policy), changed: false, reason: d.reason };
+    if (d.action === 'note') {
+      if (!(await store.setStatus(t.collection, t.id, v, 'pending', d.reason, { expect: 'pending' }))) continue;
+      return { stored: true, policy, status: 'pending', changed: false, reason: d.reason };
+    }
+    if (!(await store.setStatus(t.collection, t.id, v, d.status, d.reason, { expect: rec.status }))) continue;
+    for (const sid of new Set([...(t.statusIds ?? []), ...(rec.statusIds ?? [])])) await settleStatusEntry(store, sid, t.id, v, d.status, d.reason);
+    return { stored: true, policy, status: d.status, changed: true, reason: d.reason };
   }
-  const ok = await store.setStatus(t.collection, t.id, v, d.status, d.reason);
-  if (!ok) return { stored: false, policy, status: 'absent', changed: false, reason: 'deleted meanwhile' };
-  for (const sid of new Set(t.statusIds ?? [])) await settleStatusEntry(store, sid, t.id, v, d.status, d.reason);
-  return { stored: true, policy, status: d.status, changed: true, reason: d.reason };
+  const now = await store.get(t.collection, t.id, v);
+  return {
+    stored: now !== null,
+    policy,
+    status: now ? reportedStatus(now, policy) : 'absent',
+    changed: false,
+    reason: `the record kept changing while this ${verdict} verdict was applied (${CAS_ATTEMPTS} attempts): left ${now?.status ?? 'absent'}`,
+  };
 }

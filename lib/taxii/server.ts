@@ -17,12 +17,18 @@
  * validity.
  *
  * Nothing lives only in this process's memory that another instance would need: status resources
- * are in the store, `next` tokens are self-contained and signed. (The index from pending records
- * to their status resources is an in-process shortcut; callers of markIntegrity on another
- * instance pass the statusId they got with the `object` event.)
+ * are in the store, each pending record lists the status resources waiting for it
+ * (StoredRecord.statusIds), `next` tokens are self-contained and signed — with the configured
+ * secret, or one generated once and kept in the store.
+ *
+ * Recovery: a record whose admission message was lost (a flow error, a ledger outage, a restart)
+ * would stay `pending` for ever. `startRecovery` sweeps at start and every `recovery.intervalMs`:
+ * records pending longer than the grace period are emitted again as `object` events with origin
+ * `recovery` (paged by store query, `recovery.batchSize` per collection and sweep). A duplicate
+ * POST of a pending record re-emits it at once.
  */
 import { EventEmitter } from 'node:events';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddOutcome, IntegrityStatus, Page, RecordQuery, StatusDetail, StatusResource, Store, StoredRecord } from '../store/store';
 import { StoreError } from '../store/errors';
@@ -32,8 +38,18 @@ import { HttpProblem, resolveUrl, sendProblem, sendTaxii } from './server-http';
 import { parseFilters, QueryError, type FilterEndpoint, type Filters } from './server-query';
 import { NextTokens, TokenError } from './server-paging';
 import { readBody } from './server-body';
-import { prepareRecord, normaliseVersion, type NewRecord } from './server-objects';
-import { buildStatus, recordVerdict, reportedStatus, settleStatusEntry, withStatusLock, type ReportedIntegrity, type VerdictOutcome } from './server-verdict';
+import { isIntegrityVerdict, prepareRecord, normaliseVersion, type NewRecord } from './server-objects';
+import {
+  anchorDeadline,
+  buildStatus,
+  recordVerdict,
+  reportedStatus,
+  settleStatusEntry,
+  withStatusLock,
+  type IntegrityOrigin,
+  type ReportedIntegrity,
+  type VerdictOutcome,
+} from './server-verdict';
 import {
   integrityPolicySentence,
   resolveConfig,
@@ -53,13 +69,25 @@ export { OFF_REASON, OPTIONAL_PENDING_REASON } from './server-objects';
 export { createTaxiiHttpsServer, listenTaxiiHttps, type TaxiiHttpsOptions } from './server-https';
 export type { JwtVerifierConfig } from '../auth/server-jwt';
 
-/** `object` event: a record was added (pending) — distribute it and verify it (paper steps 2-3). */
+/**
+ * `object` event: a record was added (pending) — distribute it and verify it (paper steps 2-3) —
+ * or, with origin `recovery`, a record that stayed pending is handed over again to be verified.
+ */
 export interface ObjectEvent {
   apiRoot: string;
   collection: string;
   record: StoredRecord;
-  /** the status resource of the request that added it (lists it among its pendings under `required`) */
-  statusId: string;
+  /**
+   * the status resource of the request that added it (lists it among its pendings under
+   * `required`); for a recovered record the first one it lists, if any
+   */
+  statusId?: string;
+  /** `admission` (a POST stored it) or `recovery` (re-emitted: it stayed pending, or was POSTed again) */
+  origin: Exclude<IntegrityOrigin, 'inquiry'>;
+  /** how many times this process has re-emitted the record (recovery only, from 1) */
+  attempt?: number;
+  /** the record's anchoring deadline (date_added + the grace period), RFC 3339 */
+  anchorDeadline: string;
   /**
    * the collection's integrity policy: `required` — verify and settle it (markIntegrity /
    * recordVerification); `optional` — verify it, but `not-anchored` leaves it served; `off` — skip
@@ -97,7 +125,17 @@ import type { IntegrityVerdict } from './server-objects';
 
 /** Integrity of a stored record as the server reports it (`unverified`: its collection's policy is off). */
 export type { ReportedIntegrity };
-export { recordVerdict, type VerdictTarget, type VerdictOutcome } from './server-verdict';
+export { recordVerdict, DEFAULT_ANCHOR_GRACE_MS, type VerdictTarget, type VerdictOutcome, type IntegrityOrigin } from './server-verdict';
+
+/** What one recovery sweep did. */
+export interface RecoveryReport {
+  /** pending records re-emitted */
+  emitted: number;
+  /** pending records looked at */
+  scanned: number;
+  /** collections whose sweep failed (the store answered with an error), with the reason */
+  errors: Array<{ collection: string; error: string }>;
+}
 
 /** What `recordVerification` did (lib/taxii/server-verdict). */
 export type VerificationOutcome = VerdictOutcome;
@@ -145,12 +183,26 @@ export interface TaxiiServer {
     statusId?: string,
   ): Promise<boolean>;
   /**
+   * One recovery sweep now: pending records of the `required` / `optional` collections whose
+   * date_added is older than the grace period are emitted again (`object` event, origin
+   * `recovery`), at most `recovery.batchSize` per collection, continuing where the previous sweep
+   * stopped. Never rejects: store errors are reported and logged.
+   */
+  recover(): Promise<RecoveryReport>;
+  /** Sweep soon (once the listeners are attached) and then every `recovery.intervalMs`. Idempotent. */
+  startRecovery(): void;
+  /** Stop the periodic sweep (a sweep in progress finishes). */
+  close(): void;
+  /**
    * Record the final verdict of a ledger check under the collection's policy:
    * - `verified` -> finalized (an `invalid` record stays invalid: it is never served again);
    * - `mismatch` -> invalid (required and optional);
-   * - `not-anchored` -> invalid under `required` (call it once the anchoring deadline has passed);
-   *   under `optional` the record stays served (`pending`, the reason says it is not anchored);
+   * - `not-anchored` -> invalid under `required`; under `optional` the record stays served
+   *   (`pending`, the reason says it is not anchored). From an `inquiry` (a read's single look) it
+   *   counts only once the record is older than the grace period (its anchoring deadline);
+   * - `unknown` (the verifier could not decide) -> nothing changes; the record is checked again later;
    * - `off` collections: nothing is recorded.
+   * The write is a compare-and-set: concurrent verdicts never turn `invalid` back.
    */
   recordVerification(
     collection: string,
@@ -159,6 +211,7 @@ export interface TaxiiServer {
     verdict: IntegrityVerdict,
     reason?: string,
     statusId?: string,
+    origin?: IntegrityOrigin,
   ): Promise<VerificationOutcome>;
   /** The integrity of one version (the latest without `version`); null when not stored. */
   integrityOf(collection: string, id: string, version?: string): Promise<IntegrityView | null>;
@@ -169,6 +222,8 @@ export interface TaxiiServer {
   on<E extends keyof TaxiiServerEvents>(event: E, listener: (...args: TaxiiServerEvents[E]) => void): this;
   off<E extends keyof TaxiiServerEvents>(event: E, listener: (...args: TaxiiServerEvents[E]) => void): this;
   once<E extends keyof TaxiiServerEvents>(event: E, listener: (...args: TaxiiServerEvents[E]) => void): this;
+  /** the anchor grace period in force (ms) */
+  readonly graceMs: number;
   /** the validated configuration (without the next-token secret) */
   readonly settings: Readonly<Omit<ResolvedConfig, 'nextTokenSecret'>>;
 }
@@ -202,8 +257,11 @@ const METHODS: Record<Route['kind'], string[]> = {
   versions: ['GET', 'HEAD'],
 };
 
-/** most pending records remembered in-process for markIntegrity without a statusId */
-const MAX_PENDING_INDEX = 100_000;
+/** name of the generated next-token secret in the store (Store.getOrCreateMeta) */
+export const TOKEN_SECRET_META = 'taxii-server.next-token-secret';
+
+/** most records whose re-emission count a server remembers (the oldest are forgotten first) */
+const MAX_ATTEMPTS_TRACKED = 100_000;
 
 const BUNDLE_ID_RE = /^bundle--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
@@ -225,12 +283,17 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
   private readonly cfg: ResolvedConfig;
   private readonly store: Store;
   private readonly auth: ServerAuthenticator;
-  private readonly tokens: NextTokens;
+  private tokens?: NextTokens;
+  private tokensLoading?: Promise<NextTokens>;
   private readonly log: ServerLogger;
   private readonly routingRoots: ResolvedApiRoot[];
-  /** record key -> status ids listing it as pending (in-process shortcut, see file comment) */
-  private readonly pendingIndex = new Map<string, Set<string>>();
-  /** serialises read-modify-write of one status resource */
+  /** record key -> how many times the recovery sweep re-emitted it (this process) */
+  private readonly attempts = new Map<string, number>();
+  /** per collection: where the next recovery sweep continues */
+  private readonly sweepCursor = new Map<string, string>();
+  private sweeping?: Promise<RecoveryReport>;
+  private recoveryTimer?: NodeJS.Timeout;
+  private closed = false;
   /** configured collections by id and alias (ids are unique across API roots) */
   private readonly collectionsByKey = new Map<string, ResolvedCollection>();
 
@@ -239,7 +302,7 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     this.cfg = resolveConfig(config);
     this.store = config.store;
     this.auth = new ServerAuthenticator(config.auth);
-    this.tokens = new NextTokens(this.cfg.nextTokenSecret, this.cfg.nextTokenTtlMs);
+    if (this.cfg.nextTokenSecret !== undefined) this.tokens = new NextTokens(this.cfg.nextTokenSecret, this.cfg.nextTokenTtlMs);
     this.log =
       config.log ??
       ((level, message, detail) => {
@@ -253,10 +316,30 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
         if (c.alias !== undefined && !this.collectionsByKey.has(c.alias)) this.collectionsByKey.set(c.alias, c);
       }
     }
-    if (this.cfg.generatedSecret) {
-      this.log('warn', 'no nextTokenSecret configured: using a random per-process secret (next tokens will not work across instances or restarts)');
-    }
     this.handle = this.handle.bind(this);
+  }
+
+  get graceMs(): number {
+    return this.cfg.recovery.graceMs;
+  }
+
+  /**
+   * The next-token signer: with the configured secret, else with the secret kept in the store
+   * (generated once, atomically, by whichever instance comes first; the same after a restart).
+   */
+  private async nextTokens(): Promise<NextTokens> {
+    if (this.tokens) return this.tokens;
+    this.tokensLoading ??= (async () => {
+      const secret = await this.store.getOrCreateMeta(TOKEN_SECRET_META, randomBytes(32).toString('base64url'));
+      this.tokens = new NextTokens(secret, this.cfg.nextTokenTtlMs);
+      return this.tokens;
+    })();
+    try {
+      return await this.tokensLoading;
+    } catch (err) {
+      this.tokensLoading = undefined;
+      throw err;
+    }
   }
 
   get settings(): Readonly<Omit<ResolvedConfig, 'nextTokenSecret'>> {
@@ -499,9 +582,10 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     const f = this.parse(rawQuery, endpoint);
     const scope = `${endpoint === 'manifest' ? 'objects' : endpoint}|${root.name}|${col.id}|${objectId ?? ''}`;
     let cursor: string | undefined;
+    const tokens = await this.nextTokens();
     if (f.next !== undefined) {
       try {
-        cursor = this.tokens.open(f.next, scope, f.canonical);
+        cursor = tokens.open(f.next, scope, f.canonical);
       } catch (err) {
         if (err instanceof TokenError) throw new HttpProblem(400, 'Bad Request', err.message, {}, { details: { parameter: 'next', problem: err.problem } });
         throw err;
@@ -535,7 +619,7 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     const body: Record<string, unknown> = {};
     if (items.length > 0 || page.more) {
       body['more'] = page.more;
-      if (page.more && page.cursor !== undefined) body['next'] = this.tokens.issue(scope, f.canonical, page.cursor);
+      if (page.more && page.cursor !== undefined) body['next'] = tokens.issue(scope, f.canonical, page.cursor);
     }
     if (items.length > 0) {
       if (endpoint === 'manifest') {
@@ -637,13 +721,18 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     const failures: StatusDetail[] = [];
     const pendings: StatusDetail[] = [];
     const added: StoredRecord[] = [];
+    /** pending records POSTed again: handed to the flow again (their first check may have been lost) */
+    const again: StoredRecord[] = [];
     const requestTimestamp = taxiiTimestamp(new Date());
 
     // Held until the status resource is written, so that a markIntegrity racing in (a reader's
     // inquiry re-verifies a record before this request has finished) finds the status.
     const status = await this.withStatusLock(statusId, async (): Promise<StatusResource> => {
       const prepared = objects.map((o, i) => prepareRecord(o, i, col));
-      const toStore = prepared.flatMap((p) => (p.ok ? [p.record] : []));
+      // a record that starts pending under `required` lists this request's status resource, so a
+      // verdict recorded later (after a restart, on another instance) still settles it there
+      const listed = col.integrityPolicy === 'required';
+      const toStore = prepared.flatMap((p) => (p.ok ? [listed && p.record.status === 'pending' ? { ...p.record, statusIds: [statusId] } : p.record] : []));
       const outcomes = await this.storeAll(toStore, col);
       let k = 0;
       for (const prep of prepared) {
@@ -663,7 +752,6 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
         if (outcome.outcome === 'added') {
           if (rec.status === 'pending' && col.integrityPolicy === 'required') {
             pendings.push(d);
-            this.indexPending(rec, statusId);
           } else if (col.integrityPolicy === 'optional') {
             successes.push({ ...d, message: 'added; integrity optional: verified when its hash is anchored' });
           } else {
@@ -676,6 +764,7 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
           } else {
             const checking = rec.status === 'pending' && col.integrityPolicy === 'required';
             successes.push({ ...d, message: checking ? 'already present (integrity check pending)' : 'already present' });
+            if (rec.status === 'pending' && col.integrityPolicy !== 'off') again.push(rec);
           }
         } else {
           failures.push({ id: prep.record.id, version: prep.record.version || rec.version, message: 'a different object already uses this id and version' });
@@ -686,15 +775,139 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
       try {
         await this.store.putStatus(built);
       } catch (err) {
-        for (const rec of added) this.unindexPending(rec, statusId);
         // the records are stored: still announce them, then report the failure
-        for (const rec of added) this.emitSafely('object', { apiRoot: root.name, collection: col.id, record: rec, statusId, policy: col.integrityPolicy });
+        for (const rec of added) this.emitSafely('object', this.objectEvent(root.name, col, rec, 'admission', statusId));
+        for (const rec of again) this.emitAgain(root.name, col, rec);
         throw err;
       }
       return built;
     });
     sendTaxii(res, 202, cleanStatus(status));
-    for (const rec of added) this.emitSafely('object', { apiRoot: root.name, collection: col.id, record: rec, statusId, policy: col.integrityPolicy });
+    for (const rec of added) this.emitSafely('object', this.objectEvent(root.name, col, rec, 'admission', statusId));
+    for (const rec of again) this.emitAgain(root.name, col, rec);
+  }
+
+  private objectEvent(apiRoot: string, col: ResolvedCollection, rec: StoredRecord, origin: ObjectEvent['origin'], statusId?: string, attempt?: number): ObjectEvent {
+    const deadline = anchorDeadline(rec.dateAdded, this.cfg.recovery.graceMs);
+    const e: ObjectEvent = {
+      apiRoot,
+      collection: col.id,
+      record: rec,
+      policy: col.integrityPolicy,
+      origin,
+      anchorDeadline: Number.isFinite(deadline) ? new Date(deadline).toISOString() : rec.dateAdded,
+    };
+    const sid = statusId ?? rec.statusIds?.[0];
+    if (sid !== undefined) e.statusId = sid;
+    if (attempt !== undefined) e.attempt = attempt;
+    return e;
+  }
+
+  /** Re-emit a pending record for verification (recovery), counting the attempts. */
+  private emitAgain(apiRoot: string, col: ResolvedCollection, rec: StoredRecord): void {
+    const key = pendingKey(rec.collection, rec.id, normaliseVersion(rec.version));
+    const n = (this.attempts.get(key) ?? 0) + 1;
+    this.attempts.delete(key); // re-inserted last: the map forgets the least recently emitted first
+    if (this.attempts.size >= MAX_ATTEMPTS_TRACKED) {
+      const oldest = this.attempts.keys().next();
+      if (!oldest.done) this.attempts.delete(oldest.value);
+    }
+    this.attempts.set(key, n);
+    this.emitSafely('object', this.objectEvent(apiRoot, col, rec, 'recovery', undefined, n));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // recovery of records that stay pending
+
+  startRecovery(): void {
+    if (this.closed || this.recoveryTimer) return;
+    const every = this.cfg.recovery.intervalMs;
+    const tick = (): void => {
+      this.recoveryTimer = undefined;
+      if (this.closed) return;
+      void this.recover().finally(() => {
+        if (!this.closed && every > 0) {
+          this.recoveryTimer = setTimeout(tick, every);
+          this.recoveryTimer.unref();
+        }
+      });
+    };
+    // soon, not now: the caller attaches its listeners first
+    this.recoveryTimer = setTimeout(tick, 0);
+    this.recoveryTimer.unref();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.recoveryTimer) clearTimeout(this.recoveryTimer);
+    this.recoveryTimer = undefined;
+  }
+
+  recover(): Promise<RecoveryReport> {
+    // one sweep at a time: a second call joins the one in progress
+    this.sweeping ??= this.sweep().finally(() => {
+      this.sweeping = undefined;
+    });
+    return this.sweeping;
+  }
+
+  private async sweep(): Promise<RecoveryReport> {
+    const report: RecoveryReport = { emitted: 0, scanned: 0, errors: [] };
+    try {
+      this.opening ??= this.store.open();
+      await this.opening;
+    } catch (err) {
+      this.opening = undefined;
+      const msg = err instanceof Error ? err.message : String(err);
+      this.log('warn', `recovery sweep skipped: the record store cannot be opened: ${msg}`);
+      for (const root of this.cfg.roots) for (const c of root.collections) report.errors.push({ collection: c.id, error: msg });
+      return report;
+    }
+    const { graceMs, batchSize } = this.cfg.recovery;
+    for (const root of this.cfg.roots) {
+      for (const col of root.collections) {
+        if (col.integrityPolicy === 'off' || this.closed) continue;
+        try {
+          await this.sweepCollection(root.name, col, graceMs, batchSize, report);
+        } catch (err) {
+          const msg = err instanceof Error ? err.message : String(err);
+          report.errors.push({ collection: col.id, error: msg });
+          this.sweepCursor.delete(col.id);
+          this.log('warn', `recovery sweep of collection ${col.id} failed (retried at the next sweep): ${msg}`);
+        }
+      }
+    }
+    if (report.emitted > 0) this.log('info', `recovery sweep: ${report.emitted} pending record(s) emitted again for verification`);
+    return report;
+  }
+
+  /** One page of a collection's pending records, oldest first, from where the last sweep stopped. */
+  private async sweepCollection(apiRoot: string, col: ResolvedCollection, graceMs: number, batchSize: number, report: RecoveryReport): Promise<void> {
+    const horizon = Date.now() - graceMs;
+    const cursor = this.sweepCursor.get(col.id);
+    const page = await this.store.query({
+      collection: col.id,
+      statuses: ['pending'],
+      versions: ['all'],
+      specVersions: ['2.0', '2.1'],
+      limit: batchSize,
+      ...(cursor !== undefined ? { cursor } : {}),
+    });
+    let reachedYoung = false;
+    for (const rec of page.items) {
+      if (rec.status !== 'pending') continue;
+      report.scanned++;
+      const added = Date.parse(rec.dateAdded);
+      if (!(added <= horizon)) {
+        // ascending date_added: every record after this one is younger still
+        reachedYoung = true;
+        break;
+      }
+      this.emitAgain(apiRoot, col, rec);
+      report.emitted++;
+    }
+    if (reachedYoung || !page.more || page.cursor === undefined) this.sweepCursor.delete(col.id);
+    else this.sweepCursor.set(col.id, page.cursor);
   }
 
   /**
@@ -758,11 +971,11 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     reason?: string,
     statusId?: string,
   ): Promise<boolean> {
-    if (status === 'verified' || status === 'mismatch' || status === 'not-anchored') {
+    if (isIntegrityVerdict(status)) {
       return (await this.recordVerification(collection, id, version, status, reason, statusId)).stored;
     }
     if (status !== 'finalized' && status !== 'invalid') {
-      throw new RangeError(`markIntegrity: status must be finalized or invalid (or a verdict: verified, mismatch, not-anchored), got ${String(status)}`);
+      throw new RangeError(`markIntegrity: status must be finalized or invalid (or a verdict: verified, mismatch, not-anchored, unknown), got ${String(status)}`);
     }
     const { id: colId, policy } = this.policyFor(collection);
     if (policy === 'off') return (await this.store.get(colId, id, normaliseVersion(version))) !== null;
@@ -776,17 +989,25 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     verdict: IntegrityVerdict,
     reason?: string,
     statusId?: string,
+    origin?: IntegrityOrigin,
   ): Promise<VerificationOutcome> {
-    if (verdict !== 'verified' && verdict !== 'mismatch' && verdict !== 'not-anchored') {
-      throw new RangeError(`recordVerification: verdict must be verified, mismatch or not-anchored, got ${String(verdict)}`);
+    if (!isIntegrityVerdict(verdict)) {
+      throw new RangeError(`recordVerification: verdict must be verified, mismatch, not-anchored or unknown, got ${String(verdict)}`);
     }
     const { id: colId, policy } = this.policyFor(collection);
     const v = normaliseVersion(version);
-    const key = pendingKey(colId, id, v);
-    const statusIds = new Set<string>(this.pendingIndex.get(key) ?? []);
-    if (statusId) statusIds.add(statusId);
-    const out = await recordVerdict(this.store, { collection: colId, id, version: v, verdict, ...(reason !== undefined ? { reason } : {}), statusIds: [...statusIds], policy });
-    if (out.changed || !out.stored) this.pendingIndex.delete(key);
+    const out = await recordVerdict(this.store, {
+      collection: colId,
+      id,
+      version: v,
+      verdict,
+      ...(reason !== undefined ? { reason } : {}),
+      statusIds: statusId ? [statusId] : [],
+      policy,
+      ...(origin !== undefined ? { origin } : {}),
+      anchorGraceMs: this.cfg.recovery.graceMs,
+    });
+    if (out.changed || !out.stored) this.attempts.delete(pendingKey(colId, id, v));
     return out;
   }
 
@@ -837,36 +1058,16 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     statusId?: string,
   ): Promise<boolean> {
     const v = normaliseVersion(version);
+    const rec = await this.store.get(collection, id, v);
+    if (!rec) return false;
     const ok = await this.store.setStatus(collection, id, v, status, reason);
     if (!ok) return false;
     const key = pendingKey(collection, id, v);
-    const ids = new Set<string>(this.pendingIndex.get(key) ?? []);
+    const ids = new Set<string>(rec.statusIds ?? []);
     if (statusId) ids.add(statusId);
-    this.pendingIndex.delete(key);
+    this.attempts.delete(key);
     for (const sid of ids) await settleStatusEntry(this.store, sid, id, v, status, reason);
     return true;
-  }
-
-  private indexPending(rec: StoredRecord, statusId: string): void {
-    const key = pendingKey(rec.collection, rec.id, normaliseVersion(rec.version));
-    let set = this.pendingIndex.get(key);
-    if (!set) {
-      if (this.pendingIndex.size >= MAX_PENDING_INDEX) {
-        // bounded: the oldest entries go (their records can still be settled with an explicit statusId)
-        const oldest = this.pendingIndex.keys().next();
-        if (!oldest.done) this.pendingIndex.delete(oldest.value);
-      }
-      this.pendingIndex.set(key, (set = new Set()));
-    }
-    set.add(statusId);
-  }
-
-  private unindexPending(rec: StoredRecord, statusId: string): void {
-    const key = pendingKey(rec.collection, rec.id, normaliseVersion(rec.version));
-    const set = this.pendingIndex.get(key);
-    if (!set) return;
-    set.delete(statusId);
-    if (set.size === 0) this.pendingIndex.delete(key);
   }
 
   private withStatusLock<T>(id: string, fn: () => Promise<T>): Promise<T> {

@@ -13,7 +13,9 @@
  *                              authenticated caller), integrity (required | optional | off)}
  *   anonymousRead, openAccess (no authentication at all: demos only)
  *   oauth2 (boolean) + issuer, jwksUrl, audience, clientId, clockTolerance (s)
- *   options {description, contact, apiRootTitle, maxContentLength (bytes), maxPageSize}
+ *   options {description, contact, apiRootTitle, maxContentLength (bytes), maxPageSize,
+ *            recoveryInterval (s between sweeps of records left pending, default 60, 0 = at start
+ *            only), anchorGrace (s, default 300)}
  *   (the raw keys of lib/ops/server-config parseServerSettings)
  * Credentials: setsStoreApi (required; the SETS node's Record operations must use the same one),
  * setsTaxiiServerAuth (Basic users, API keys, next-token secret, TLS certificate/key).
@@ -23,14 +25,16 @@
  *   2 "Served" — objects a GET just returned: re-verify (look once) and mark (step 5).
  *   Objects of one request arrive as the items of one execution.
  * Item: json = { object: <STIX object>, collection, sets: { apiRoot, collection, id, version, key,
- *   hash, status (pending|finalized|invalid), dateAdded, origin (admission|inquiry), policy,
- *   statusId? (admission) } }
+ *   hash, status (pending|finalized|invalid), dateAdded, origin (admission|inquiry|recovery), policy,
+ *   statusId? (admission, recovery), anchorDeadline? (admission, recovery), attempt? (recovery) } }
+ *   Records left pending (lost execution, restart, ledger outage) come out again on "Admitted" with
+ *   origin `recovery` at activation and every recovery interval, once older than the anchor grace.
+ *   Without a next-token secret in the credential, a secret generated once is kept in the store.
  * closeFunction stops accepting connections, lets requests in progress finish (at most 10 s), closes
  * the rest, and releases the store.
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { randomBytes } from 'node:crypto';
 import {
   NodeOperationError,
   type IDataObject,
@@ -44,7 +48,7 @@ import { messageOf } from '../../lib/ops/errors';
 import { buildServerConfig, parseServerSettings, type ServerSettings } from '../../lib/ops/server-config';
 import { recordInfo } from '../../lib/ops/server-integrity';
 import { acquireStore, type StoreLease } from '../../lib/store/shared';
-import { createTaxiiServer } from '../../lib/taxii/server';
+import { createTaxiiServer, type TaxiiServer } from '../../lib/taxii/server';
 import { createTaxiiHttpsServer } from '../../lib/taxii/server-https';
 import { CRED, storeFromCredential } from '../n8n-shared/connections';
 import { setsStoreApiTest, setsTaxiiServerAuthTest } from '../n8n-shared/credential-tests';
@@ -161,6 +165,20 @@ export class SetsTaxiiServerTrigger implements INodeType {
           { displayName: 'API Root Title', name: 'apiRootTitle', type: 'string', default: '' },
           { displayName: 'Max Content Length (Bytes)', name: 'maxContentLength', type: 'number', default: 10485760 },
           { displayName: 'Max Page Size', name: 'maxPageSize', type: 'number', default: 1000 },
+          {
+            displayName: 'Recovery Interval (S)',
+            name: 'recoveryInterval',
+            type: 'number',
+            default: 60,
+            description: 'Seconds between sweeps that emit records left pending again on Admitted (origin "recovery"); 0 = only at activation',
+          },
+          {
+            displayName: 'Anchor Grace (S)',
+            name: 'anchorGrace',
+            type: 'number',
+            default: 300,
+            description: 'How long a record may stay unanchored: older pending records are re-emitted by the sweep, and a "not anchored" look from a read then counts',
+          },
         ],
       },
     ],
@@ -200,6 +218,8 @@ export class SetsTaxiiServerTrigger implements INodeType {
         apiRootTitle: options.apiRootTitle,
         maxContentLength: options.maxContentLength,
         maxPageSize: options.maxPageSize,
+        recoveryInterval: options.recoveryInterval,
+        anchorGrace: options.anchorGrace,
       });
       if (settings.collections.length === 0) throw new Error('no collections: add at least one collection');
       base = normaliseBase(text(p('basePath', '/taxii')));
@@ -248,6 +268,7 @@ export class SetsTaxiiServerTrigger implements INodeType {
 
     // -- store, server, listener ---------------------------------------------------------------
     let lease: StoreLease | undefined;
+    let taxii: TaxiiServer | undefined;
     let listener: http.Server | undefined;
     const inflight = new Set<Promise<void>>();
     const release = async (): Promise<void> => {
@@ -257,6 +278,7 @@ export class SetsTaxiiServerTrigger implements INodeType {
     };
     const closeAll = async (): Promise<void> => {
       closed = true;
+      taxii?.close();
       const srv = listener;
       listener = undefined;
       if (srv) {
@@ -279,12 +301,21 @@ export class SetsTaxiiServerTrigger implements INodeType {
         const log = (level: 'debug' | 'info' | 'warn' | 'error', message: string): void => {
           this.logger[level](`SETS TAXII Server "${node.name}": ${message}`);
         };
-        const nextTokenSecret = text(secrets.nextTokenSecret).trim() || randomBytes(32).toString('base64url');
-        const config = await buildServerConfig(settings, { users: text(secrets.users), apiKeys: text(secrets.apiKeys), nextTokenSecret }, lease.store, { log });
+        // empty: the server keeps a generated secret in the store (the same after a restart)
+        const nextTokenSecret = text(secrets.nextTokenSecret).trim();
+        const config = await buildServerConfig(
+          settings,
+          { users: text(secrets.users), apiKeys: text(secrets.apiKeys), ...(nextTokenSecret ? { nextTokenSecret } : {}) },
+          lease.store,
+          { log },
+        );
         config.basePath = base;
         const server = createTaxiiServer(config);
+        taxii = server;
         server.on('object', (e) => {
-          admitted.push(item(e.record.object, e.collection, recordInfo(e.record, e.apiRoot, 'admission', { statusId: e.statusId, policy: e.policy })));
+          admitted.push(
+            item(e.record.object, e.collection, recordInfo(e.record, e.apiRoot, e.origin, { statusId: e.statusId, policy: e.policy, attempt: e.attempt, anchorDeadline: e.anchorDeadline })),
+          );
           later();
         });
         server.on('inquiry', (e) => {
@@ -315,6 +346,8 @@ export class SetsTaxiiServerTrigger implements INodeType {
           });
         });
         srv.on('error', (err) => this.logger.error(`SETS TAXII Server "${node.name}": ${err.message}`));
+        // records left pending (restart, lost execution, ledger outage) come out again on Admitted
+        server.startRecovery();
         const addr = srv.address() as AddressInfo;
         this.logger.info(
           `SETS TAXII Server "${node.name}": discovery at ${useHttps ? 'https' : 'http'}://${addr.address}:${addr.port}${base}/taxii2/, API root ${base}/${settings.apiRoot}/ (${settings.collections.length} collection(s))`,

@@ -1,7 +1,8 @@
 /**
  * sets-store: where the TAXII server keeps its CTI records, their SETS integrity statuses and its
  * TAXII status resources (paper §4.2 "backend plugins"). Embedded (default: LevelDB under
- * `<userDir>/sets-store/<name or id>`, survives restarts) or MongoDB (URI in credentials).
+ * `<userDir>/sets-store/<node id>`, survives restarts and renames; a directory an older version
+ * named after the node's name is moved there once) or MongoDB (URI in credentials).
  * Owns ONE open store shared by the nodes that use it (reference-counted: opened for the first
  * user, closed after the last one or with this node on redeploy/stop).
  */
@@ -9,7 +10,7 @@ import type { NodeAPI, NodeDef } from '../shared/types';
 import { optStr, str } from '../shared/config';
 import { SharedConnection } from '../shared/shared-connection';
 import { ConfigError } from '../shared/config';
-import { StoreConnection, defaultStoreDir, parseStoreSettings, redactUri, type StoreSettings } from '../../lib/ops/server-store';
+import { StoreConnection, parseStoreSettings, redactUri, resolveStoreDir, type StoreSettings } from '../../lib/ops/server-store';
 import type { StoreOwner } from './owner';
 
 interface StoreDef extends NodeDef {
@@ -43,7 +44,12 @@ export = function register(RED: NodeAPI): void {
         if (typeof userDir !== 'string' || userDir === '') {
           throw new ConfigError('Node-RED has no user directory (settings.userDir): give the store a directory');
         }
-        defaultDir = defaultStoreDir(userDir, str(def.name) || def.id);
+        // by id: renaming the node must not open a new, empty store
+        const resolved = resolveStoreDir(userDir, def.id, str(def.name));
+        defaultDir = resolved.dir;
+        const m = resolved.migration;
+        if (m?.action === 'moved') node.log(`moved the store directory ${m.from} (named after the node) to ${resolved.dir} (named after the node id)`);
+        else if (m?.action === 'kept') node.warn(`using the store directory ${m.from} (named after the node): it could not be moved to ${resolved.dir}: ${m.reason ?? ''}`);
       }
       settings = parseStoreSettings(def as unknown as Record<string, unknown>, defaultDir ? { defaultDir } : {});
       if (settings.kind === 'embedded') node.dir = settings.dir;

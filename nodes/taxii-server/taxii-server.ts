@@ -9,14 +9,16 @@
  *
  * Output 1: each object a POST admitted (stored `pending`), at once, before any check: the flow
  * distributes it (rabbit-publish) and verifies it (verify-hash -> integrity-status) in parallel.
+ * Records that stay pending (lost message, restart, ledger outage) come out again on output 1 with
+ * msg.sets.origin = 'recovery' (at start, then every recovery interval, once older than the grace
+ * period; a duplicate POST of a pending record at once).
  * Output 2: each object a GET served, for re-verification in parallel (step 5).
  * Both carry msg.payload = the STIX object, msg.collection, msg.sets = {apiRoot, collection, id,
- * version, key, hash, status, dateAdded, origin, statusId?}.
+ * version, key, hash, status, dateAdded, origin, policy, statusId?, anchorDeadline?, attempt?}.
  *
  * On close (redeploy, stop) its Express layer is removed from the router stack, so redeploys never
  * stack handlers; requests in progress are finished before the store is released.
  */
-import { randomBytes } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import type { NodeAPI, NodeDef, Node, NodeMessage } from '../shared/types';
 import { ThrottledStatus, errorLabel, shorten } from '../shared/status';
@@ -47,6 +49,8 @@ interface ServerDef extends NodeDef {
   audience?: string;
   clientId?: string;
   clockTolerance?: string | number;
+  recoveryInterval?: string | number;
+  anchorGrace?: string | number;
 }
 
 interface ServerCredentials {
@@ -76,9 +80,6 @@ function routerStack(app: unknown): Layer[] | undefined {
   }
   return Array.isArray(stack) ? (stack as Layer[]) : undefined;
 }
-
-/** The next-token secret generated for a node without one keeps across redeploys in this process. */
-const generatedSecrets = new Map<string, string>();
 
 /** Longest wait for requests in progress when the node closes. */
 const DRAIN_MS = 10_000;
@@ -217,6 +218,7 @@ export = function register(RED: NodeAPI): void {
     // mounted at once: a request arriving while the server starts (users being hashed) waits for it
     // instead of falling through to a 404
     let starting: Promise<void> = Promise.resolve();
+    let liveServer: TaxiiServer | undefined;
     const mw: Middleware = (req, res, next) => {
       const url = req.url ?? '/';
       const q = url.indexOf('?');
@@ -253,28 +255,21 @@ export = function register(RED: NodeAPI): void {
       else node.debug(message);
     };
 
-    const secret = (() => {
-      const given = (node.credentials?.tokenSecret ?? '').trim();
-      if (given) return given;
-      let s = generatedSecrets.get(node.id);
-      if (!s) {
-        s = randomBytes(32).toString('base64url');
-        generatedSecrets.set(node.id, s);
-      }
-      return s;
-    })();
+    // without a configured secret the server keeps a generated one in the store (restarts and
+    // other instances on the same store accept its next tokens)
+    const secret = (node.credentials?.tokenSecret ?? '').trim() || undefined;
 
     app.use(base || '/', mw);
     active = true;
     starting = (async () => {
       const config = await buildServerConfig(cfg, { users: node.credentials?.users, apiKeys: node.credentials?.apiKeys }, conn.store, {
         log: logServer,
-        nextTokenSecret: secret,
+        ...(secret !== undefined ? { nextTokenSecret: secret } : {}),
       });
       if (closed) return;
       const server: TaxiiServer = createTaxiiServer(config);
       server.on('object', (e) => {
-        const sets = recordInfo(e.record, e.apiRoot, 'admission', { statusId: e.statusId, policy: e.policy });
+        const sets = recordInfo(e.record, e.apiRoot, e.origin, { statusId: e.statusId, policy: e.policy, attempt: e.attempt, anchorDeadline: e.anchorDeadline });
         node.send([{ payload: e.record.object, collection: e.collection, sets }, null]);
         changed();
       });
@@ -290,8 +285,8 @@ export = function register(RED: NodeAPI): void {
         apiRoot,
         mountPath: `${base}/${apiRoot}`,
         collections,
-        recordVerification: async (collection, id, version, verdict, reason, statusId) => {
-          const out = await server.recordVerification(collection, id, version, verdict, reason, statusId);
+        recordVerification: async (collection, id, version, verdict, reason, statusId, origin) => {
+          const out = await server.recordVerification(collection, id, version, verdict, reason, statusId, origin);
           if (out.changed) changed();
           return out;
         },
@@ -310,6 +305,9 @@ export = function register(RED: NodeAPI): void {
         if (shared.length > 0) node.warn(`collection(s) ${shared.join(', ')} are also served by taxii-server ${other.nodeId}: integrity-status without a selected server settles them on one of the two`);
       }
       publish(handle);
+      // records left pending (restart, lost message, ledger outage) come out again on output 1
+      server.startRecovery();
+      liveServer = server;
       const root = (typeof RED.settings.httpNodeRoot === 'string' ? RED.settings.httpNodeRoot : '/').replace(/\/+$/, '');
       node.log(`TAXII 2.1 discovery at ${root}${base}/taxii2/, API root ${root}${base}/${apiRoot}/ (${collections.length} collection(s))`);
       show();
@@ -326,6 +324,7 @@ export = function register(RED: NodeAPI): void {
       closed = true;
       unmount();
       badge.stop();
+      liveServer?.close();
       void (async () => {
         await starting.catch(() => undefined);
         if (handle) withdraw(handle);

@@ -187,8 +187,8 @@ describe(`taxii-server flow on Node-RED ${nodeRedVersion}`, function () {
     assert.equal(unauth.status, 401);
     assert.match(String(unauth.headers.get('www-authenticate')), /^Basic /);
     await until('badge counts requests', () => rec.statuses.some((s) => /^\d+ req · 0 pending$/.test(String(s.text)) && s.fill === 'green'));
-    // the store is in the user dir, under the store node's name
-    assert.ok(fs.existsSync(path.join(userDir, 'sets-store', 'h8_flow_store')), 'embedded store under <userDir>/sets-store/<name>');
+    // the store is in the user dir, under the store node's id (a rename keeps it)
+    assert.ok(fs.existsSync(path.join(userDir, 'sets-store', 'store')), 'embedded store under <userDir>/sets-store/<node id>');
     // the user list is a credential: not in the flow, not in the log
     assert.ok(!JSON.stringify(deployedFlows()).includes('org-a-pw'));
     assert.ok(!logText().includes('org-a-pw'));
@@ -351,7 +351,7 @@ describe(`taxii-server flow on Node-RED ${nodeRedVersion}`, function () {
     await helper.unload();
 
     // the attacker edits the database behind the server
-    const dir = path.join(userDir, 'sets-store', 'h8_flow_store');
+    const dir = path.join(userDir, 'sets-store', 'store');
     assert.equal(
       await tamperStoredRecord(dir, COLL, victim.id, (obj) => {
         obj['name'] = 'defanged by an attacker';

@@ -182,7 +182,8 @@ describe('server operations (lib/ops/server-*)', function () {
     it('reads the verification and its record from msg.sets, refusing what cannot be told', () => {
       assert.equal(verificationOf({}), null);
       assert.equal(verificationOf({ verification: 'x' }), null);
-      throwsCode(() => verificationOf({ verification: { status: 'fine' } }), 'BAD_PAYLOAD', /verified, mismatch or not-anchored/);
+      throwsCode(() => verificationOf({ verification: { status: 'fine' } }), 'BAD_PAYLOAD', /verified, mismatch, not-anchored or unknown/);
+      assert.deepEqual(verificationOf({ verification: { status: 'unknown', reason: 'ledger unreachable' } }), { status: 'unknown', reason: 'ledger unreachable' });
       const v = verificationOf({ verification: { status: 'mismatch', reason: 'r', id: 'i', collection: 'c', version: null } });
       assert.deepEqual(v, { status: 'mismatch', reason: 'r', id: 'i', collection: 'c', version: null });
       throwsCode(() => integrityTarget({}, { status: 'verified', id: 'x' }), 'BAD_PAYLOAD', /needs collection, id and version/);
@@ -196,21 +197,27 @@ describe('server operations (lib/ops/server-*)', function () {
       });
     });
 
-    it('an inquiry that finds no anchor yet leaves an unsettled record to its admission check', async () => {
-      assert.equal(inquiryDefers({ status: 'not-anchored' }, { origin: 'inquiry', status: 'pending' }), true);
-      assert.equal(inquiryDefers({ status: 'not-anchored' }, { origin: 'inquiry', status: 'finalized' }), false);
-      assert.equal(inquiryDefers({ status: 'not-anchored' }, { origin: 'admission', status: 'pending' }), false);
-      assert.equal(inquiryDefers({ status: 'mismatch' }, { origin: 'inquiry', status: 'pending' }), false);
+    it('an inquiry that finds no anchor yet leaves an unsettled record to its admission check until its anchoring deadline', async () => {
+      const future = new Date(Date.now() + 3_600_000).toISOString();
+      const past = new Date(Date.now() - 1000).toISOString();
+      assert.equal(inquiryDefers({ status: 'not-anchored' }, { origin: 'inquiry', status: 'pending', anchorDeadline: future }), true);
+      assert.equal(inquiryDefers({ status: 'not-anchored' }, { origin: 'inquiry', status: 'pending', anchorDeadline: past }), false, 'deadline passed: it counts');
+      assert.equal(inquiryDefers({ status: 'not-anchored' }, { origin: 'inquiry', status: 'pending' }), false, 'no deadline given: the recorder decides from the stored record');
+      assert.equal(inquiryDefers({ status: 'not-anchored' }, { origin: 'inquiry', status: 'finalized', anchorDeadline: future }), false);
+      assert.equal(inquiryDefers({ status: 'not-anchored' }, { origin: 'admission', status: 'pending', anchorDeadline: future }), false);
+      assert.equal(inquiryDefers({ status: 'mismatch' }, { origin: 'inquiry', status: 'pending', anchorDeadline: future }), false);
       const calls: string[] = [];
-      const recorder: VerdictRecorder = async (_c, id, _v, verdict) => {
-        calls.push(`${id}:${verdict}`);
+      const recorder: VerdictRecorder = async (_c, id, _v, verdict, _r, _s, origin) => {
+        calls.push(`${id}:${verdict}:${origin ?? ''}`);
         return { stored: true, status: 'invalid', changed: true, reason: 'r' };
       };
-      const t = { collection: 'c', id: 'i', version: 'v', origin: 'inquiry' as const, status: 'pending' as const };
+      const t = { collection: 'c', id: 'i', version: 'v', origin: 'inquiry' as const, status: 'pending' as const, anchorDeadline: future };
       const deferred = await settleIntegrity(recorder, t, { status: 'not-anchored' });
       assert.deepEqual([deferred.status, deferred.changed, calls.length], ['pending', false, 0]);
       const applied = await settleIntegrity(recorder, t, { status: 'mismatch' });
-      assert.deepEqual([applied.status, applied.changed, calls], ['invalid', true, ['i:mismatch']]);
+      assert.deepEqual([applied.status, applied.changed, calls], ['invalid', true, ['i:mismatch:inquiry']]);
+      const late = await settleIntegrity(recorder, { ...t, anchorDeadline: past }, { status: 'not-anchored' });
+      assert.deepEqual([late.changed, calls[1]], [true, 'i:not-anchored:inquiry'], 'after the deadline the verdict goes to the recorder');
       const gone = await settleIntegrity(async () => ({ stored: false, status: 'absent', changed: false, reason: 'deleted' }), t, { status: 'verified' });
       assert.equal(gone.status, 'absent');
     });

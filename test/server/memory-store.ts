@@ -9,6 +9,7 @@ import type {
   IntegrityStatus,
   Page,
   RecordQuery,
+  SetStatusOptions,
   StatusCounts,
   StatusResource,
   Store,
@@ -121,9 +122,11 @@ export class MemoryStore implements Store {
     return { items, more, ...(items.length > 0 ? { cursor: items[items.length - 1].dateAdded } : {}) };
   }
 
-  async setStatus(collection: string, id: string, version: string, status: IntegrityStatus, reason?: string): Promise<boolean> {
+  async setStatus(collection: string, id: string, version: string, status: IntegrityStatus, reason?: string, opts?: SetStatusOptions): Promise<boolean> {
     const r = this.records.find((x) => x.collection === collection && x.id === id && norm(x.version) === norm(version));
     if (!r) return false;
+    const expect = opts?.expect === undefined ? undefined : typeof opts.expect === 'string' ? [opts.expect] : opts.expect;
+    if (expect && !expect.includes(r.status)) return false;
     r.status = status;
     if (reason !== undefined) r.statusReason = reason;
     r.statusAt = new Date().toISOString();
@@ -149,6 +152,14 @@ export class MemoryStore implements Store {
     const c: StatusCounts = { pending: 0, finalized: 0, invalid: 0 };
     for (const r of this.records) if (collection === undefined || r.collection === collection) c[r.status]++;
     return c;
+  }
+
+  meta = new Map<string, string>();
+  async getOrCreateMeta(name: string, initial: string): Promise<string> {
+    const cur = this.meta.get(name);
+    if (cur !== undefined) return cur;
+    this.meta.set(name, initial);
+    return initial;
   }
 
   async putStatus(status: StatusResource): Promise<void> {

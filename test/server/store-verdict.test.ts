@@ -120,7 +120,7 @@ describe('settling through the store (recordVerdict, acquireStore)', function ()
       assert.match(again.reason, /never served again/);
       const absent = await recordVerdict(lease.store, { ...t, id: 'indicator--00000000-0000-4000-8000-000000000000', verdict: 'verified' });
       assert.deepEqual([absent.stored, absent.status, absent.changed], [false, 'absent', false]);
-      await assert.rejects(recordVerdict(lease.store, { ...t, verdict: 'maybe' as never }), /verdict must be verified, mismatch or not-anchored/);
+      await assert.rejects(recordVerdict(lease.store, { ...t, verdict: 'maybe' as never }), /verdict must be verified, mismatch, not-anchored or unknown/);
     } finally {
       await lease.release();
     }

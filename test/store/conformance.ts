@@ -599,6 +599,70 @@ export function storeConformance(factory: StoreFactory): void {
       });
     });
 
+    describe('recovery support: status ids, compare-and-set, meta values', function () {
+      it('statusIds given at add are kept with the record (get, query, restart); malformed ones are refused', async function () {
+        const o = sdo('indicator', 1200, '2021-01-01T00:00:00.000Z');
+        const added = await store.add({ ...newRecord(C, o), statusIds: ['status-1', 'status-1', 'status-2'] });
+        assert.deepEqual(added.record.statusIds, ['status-1', 'status-2']);
+        assert.deepEqual((await store.get(C, added.record.id))?.statusIds, ['status-1', 'status-2']);
+        const plain = (await store.add(newRecord(C, sdo('indicator', 1201, '2021-01-01T00:00:00.000Z')))).record;
+        assert.equal(plain.statusIds, undefined);
+        const page = await collect(store, { collection: C, statuses: ['pending'], versions: ['all'] }, 5);
+        assert.deepEqual(page.map((r) => r.statusIds), [['status-1', 'status-2'], undefined]);
+        await store.setStatus(C, added.record.id, added.record.version, 'finalized');
+        store = await h.reopen();
+        const after = await store.get(C, added.record.id);
+        assert.deepEqual([after?.status, after?.statusIds], ['finalized', ['status-1', 'status-2']]);
+        await rejects(store.add({ ...newRecord(C, sdo('indicator', 1202, '2021-01-01T00:00:00.000Z')), statusIds: [''] }), 'ERR_STORE_BAD_RECORD');
+      });
+
+      it('setStatus with expect is a compare-and-set: written only from the expected status', async function () {
+        const r = (await store.add(newRecord(C, sdo('indicator', 1210, '2021-01-01T00:00:00.000Z')))).record;
+        assert.equal(await store.setStatus(C, r.id, r.version, 'finalized', 'ok', { expect: 'invalid' }), false);
+        assert.equal((await store.get(C, r.id))?.status, 'pending', 'nothing written');
+        assert.equal(await store.setStatus(C, r.id, r.version, 'invalid', 'mismatch', { expect: ['pending', 'finalized'] }), true);
+        assert.equal(await store.setStatus(C, r.id, r.version, 'finalized', 'late', { expect: 'pending' }), false);
+        const now = await store.get(C, r.id);
+        assert.deepEqual([now?.status, now?.statusReason], ['invalid', 'mismatch']);
+        assert.deepEqual(await store.counts(C), { pending: 0, finalized: 0, invalid: 1 });
+        assert.equal(await store.setStatus(C, 'indicator--' + uuid(9997), r.version, 'finalized', undefined, { expect: 'pending' }), false);
+      });
+
+      it('many concurrent conflicting compare-and-sets on one record: exactly one wins, counts stay exact', async function () {
+        this.timeout(60_000);
+        const rs: StoredRecord[] = [];
+        for (let i = 0; i < 10; i++) rs.push((await store.add(newRecord(C, sdo('indicator', 1220 + i, '2021-01-01T00:00:00.000Z')))).record);
+        const results = await Promise.all(
+          rs.flatMap((r) =>
+            Array.from({ length: 20 }, (_, k) =>
+              store.setStatus(C, r.id, r.version, k % 2 ? 'finalized' : 'invalid', `writer ${k}`, { expect: 'pending' }).then((ok) => ({ r, k, ok })),
+            ),
+          ),
+        );
+        for (const r of rs) {
+          const wins = results.filter((x) => x.r === r && x.ok);
+          assert.equal(wins.length, 1, `one winner for ${r.id}`);
+          const now = await store.get(C, r.id);
+          assert.equal(now?.status, wins[0].k % 2 ? 'finalized' : 'invalid');
+          assert.equal(now?.statusReason, `writer ${wins[0].k}`);
+        }
+        const c = await store.counts(C);
+        assert.equal(c.pending, 0);
+        assert.equal(c.finalized + c.invalid, 10);
+      });
+
+      it('getOrCreateMeta creates a value once, atomically, and keeps it across restarts', async function () {
+        const got = await Promise.all(Array.from({ length: 20 }, (_, i) => store.getOrCreateMeta('secret', `candidate-${i}`)));
+        assert.equal(new Set(got).size, 1, 'every caller gets the same value');
+        assert.match(got[0], /^candidate-\d+$/);
+        assert.equal(await store.getOrCreateMeta('other', 'x'), 'x');
+        store = await h.reopen();
+        assert.equal(await store.getOrCreateMeta('secret', 'late'), got[0]);
+        assert.equal(await store.getOrCreateMeta('other', 'y'), 'x');
+        await rejects(store.getOrCreateMeta('', 'v'), 'ERR_STORE_BAD_RECORD');
+      });
+    });
+
     describe('delete', function () {
       async function threeVersions(n: number): Promise<StoredRecord[]> {
         const out: StoredRecord[] = [];
