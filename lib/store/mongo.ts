@@ -27,12 +27,14 @@
  * and a flag write only lands on documents whose `flagRev` is older, so the last writer's view —
  * which saw every earlier change — wins. Between a change and its recomputation another instance
  * may briefly see an object with a stale `last` flag (eventual, bounded by one round trip).
- * counts() aggregates on the {collection,status,…} index (no counters to drift without
- * transactions; standalone servers have none).
+ * Reservations, the visibility horizon, flag repair on retry and incremental counters:
+ * lib/store/mongo-design.ts.
  */
 import type { AnyBulkWriteOperation, Collection, Db, Document, Filter, MongoClient, MongoClientOptions } from 'mongodb';
 import type { AddOutcome, IntegrityStatus, Page, RecordQuery, SetStatusOptions, StatusCounts, StatusResource, Store, StoredRecord, VersionMatch } from './store';
+import { randomUUID } from 'node:crypto';
 import { StoreError, describeError } from './errors';
+import { RESERVATION_TTL_MS, counterDeltas, counterId, visibilityCapText, type Reservation } from './mongo-design';
 import {
   DEFAULT_STATUS_RETENTION_MS,
   STATUSES,
@@ -115,6 +117,10 @@ interface ObjectDoc {
 interface CounterDoc {
   _id: string;
   value: number;
+}
+
+interface ReservationDoc extends Reservation {
+  _id: string;
 }
 
 interface MetaDoc {
@@ -225,8 +231,11 @@ export class MongoStore implements Store {
         { key: { collection: 1, type: 1, first: 1, dateAdded: 1, _id: 1 }, name: 'first_by_type', partialFilterExpression: { first: true } },
       ]);
       await db.collection<StatusDoc>(p + 'statuses').createIndex({ expiresAt: 1 }, { name: 'ttl', expireAfterSeconds: 0 });
+      await db.collection<ReservationDoc>(p + 'reservations').createIndex({ expiresAt: 1 }, { name: 'ttl', expireAfterSeconds: 0 });
       this.client = client;
       this.database = db;
+      // counters of a database written by an older version (or never counted): built once
+      if (!(await this.meta.findOne({ _id: 'counters-initialised' }))) await this.recount();
     } catch (err) {
       await client.close().catch(() => undefined);
       throw this.fail('open', err);
@@ -259,6 +268,9 @@ export class MongoStore implements Store {
   }
   private get statuses(): Collection<StatusDoc> {
     return this.db.collection<StatusDoc>((this.opts.collectionPrefix ?? '') + 'statuses');
+  }
+  private get reservations(): Collection<ReservationDoc> {
+    return this.db.collection<ReservationDoc>((this.opts.collectionPrefix ?? '') + 'reservations');
   }
   private get meta(): Collection<MetaDoc> {
     return this.db.collection<MetaDoc>((this.opts.collectionPrefix ?? '') + 'meta');
@@ -336,7 +348,6 @@ export class MongoStore implements Store {
   }
 
   private async addBatch(prepared: PreparedRecord[]): Promise<AddOutcome[]> {
-    const outcomes: AddOutcome[] = new Array<AddOutcome>(prepared.length);
     const byCollection = new Map<string, Set<string>>();
     for (const p of prepared) {
       const s = byCollection.get(p.input.collection) ?? new Set<string>();
@@ -373,7 +384,33 @@ export class MongoStore implements Store {
     const statusAt = isoNow(nowMs);
     const auto = toInsert.filter((t) => !t.p.dateAdded);
     const maxExplicit = toInsert.reduce((m, t) => Math.max(m, t.p.dateAdded?.us ?? 0), 0);
-    let next = auto.length > 0 || maxExplicit > 0 ? await this.reserveClock(auto.length, nowMs * 1000, maxExplicit) : 0;
+    const minExplicit = toInsert.reduce((m, t) => Math.min(m, t.p.dateAdded?.us ?? Infinity), Infinity);
+    // visibility horizon (mongo-design.ts): record the reservation before taking clock values
+    let reservation: string | undefined;
+    if (toInsert.length > 0) {
+      const c0 = (await this.counters.findOne({ _id: 'clock' }))?.value ?? 0;
+      reservation = randomUUID();
+      await this.reservations.insertOne({ _id: reservation, floor: Math.min(c0, minExplicit - 1), expiresAt: new Date(Date.now() + RESERVATION_TTL_MS) });
+    }
+    try {
+      return await this.insertReserved(prepared, toInsert, sameAs, batchIds, auto.length, maxExplicit, nowMs, statusAt);
+    } finally {
+      if (reservation !== undefined) await this.reservations.deleteOne({ _id: reservation }).catch(() => undefined);
+    }
+  }
+
+  private async insertReserved(
+    prepared: PreparedRecord[],
+    toInsert: Array<{ i: number; p: PreparedRecord }>,
+    sameAs: Map<number, string>,
+    batchIds: Map<string, number>,
+    autoCount: number,
+    maxExplicit: number,
+    nowMs: number,
+    statusAt: string,
+  ): Promise<AddOutcome[]> {
+    const outcomes: AddOutcome[] = new Array<AddOutcome>(prepared.length);
+    let next = autoCount > 0 || maxExplicit > 0 ? await this.reserveClock(autoCount, nowMs * 1000, maxExplicit) : 0;
     const docs: ObjectDoc[] = [];
     const docOf = new Map<number, ObjectDoc>();
     for (const { i, p } of toInsert) {
@@ -442,15 +479,56 @@ export class MongoStore implements Store {
       if (!rec) throw new StoreError('ERR_STORE_IO', `${this.where}: version ${id.split(SEP).slice(1).join(' ')} vanished while adding`);
       outcomes[i] = { outcome: rec.hash === p.input.hash ? 'duplicate' : 'conflict', record: rec };
     }
+    // counters: the inserted documents
+    await this.applyCounters(docs.filter((d) => !failed.has(d._id)).map((d) => ({ collection: d.collection, before: null, after: d.status })));
+    // flags of every object this batch touched — duplicates included: a retry after a crash between
+    // an insert and its flag update repairs the flags (idempotent)
     const touched = new Map<string, Set<string>>();
-    for (const d of docs) {
-      if (failed.has(d._id)) continue;
-      const s = touched.get(d.collection) ?? new Set<string>();
-      s.add(d.id);
-      touched.set(d.collection, s);
+    for (let i = 0; i < prepared.length; i++) {
+      const c = prepared[i].input.collection;
+      const s = touched.get(c) ?? new Set<string>();
+      s.add(prepared[i].input.id);
+      touched.set(c, s);
     }
     for (const [c, ids] of touched) await this.recomputeFlags(c, [...ids]);
     return outcomes;
+  }
+
+  /** $inc the per-(collection, status) counters for these status changes. */
+  private async applyCounters(changes: Array<{ collection: string; before: IntegrityStatus | null; after: IntegrityStatus | null }>): Promise<void> {
+    const deltas = counterDeltas(changes);
+    if (deltas.size === 0) return;
+    await this.counters.bulkWrite(
+      [...deltas].map(([id, n]) => ({ updateOne: { filter: { _id: id }, update: { $inc: { value: n } }, upsert: true } })),
+      { ordered: false },
+    );
+  }
+
+  /**
+   * Rebuild the per-(collection, status) counters from the documents (one aggregation: a repair
+   * tool, and the first open of a database that has no counters yet).
+   */
+  async recount(): Promise<void> {
+    const rows = await this.objects.aggregate<{ _id: { c: string; s: unknown }; n: number }>([{ $group: { _id: { c: '$collection', s: '$status' }, n: { $sum: 1 } } }]).toArray();
+    const ops: AnyBulkWriteOperation<CounterDoc>[] = [];
+    const seen = new Set<string>();
+    for (const r of rows) {
+      if (!isStatus(r._id.s)) continue;
+      const id = counterId(r._id.c, r._id.s);
+      seen.add(id);
+      ops.push({ updateOne: { filter: { _id: id }, update: { $set: { value: r.n } }, upsert: true } });
+    }
+    const stale = await this.counters.find({ _id: { $gte: 'count\u0000', $lt: 'count\u0001' } }, { projection: { _id: 1 } }).toArray();
+    for (const d of stale) if (!seen.has(d._id)) ops.push({ updateOne: { filter: { _id: d._id }, update: { $set: { value: 0 } } } });
+    if (ops.length > 0) await this.counters.bulkWrite(ops, { ordered: false });
+    await this.meta.updateOne({ _id: 'counters-initialised' }, { $set: { value: new Date(this.now()).toISOString() } }, { upsert: true });
+  }
+
+  /** The visibility horizon of a read (mongo-design.ts): clock first, then the live reservations. */
+  private async readCap(): Promise<string | null> {
+    const clock = (await this.counters.findOne({ _id: 'clock' }))?.value;
+    const live = await this.reservations.find({ expiresAt: { $gt: new Date(Date.now()) } }, { projection: { floor: 1, expiresAt: 1 } }).toArray();
+    return visibilityCapText(clock, live, Date.now());
   }
 
   /** Recompute last/first/inD of these objects (see "Concurrency" in the header). */
@@ -493,7 +571,8 @@ export class MongoStore implements Store {
   async query(q: RecordQuery): Promise<Page<StoredRecord>> {
     const nq = normaliseQuery(q);
     try {
-      const docs = nq.defaultCandidates && !nq.selector.all ? await this.queryIndexed(nq) : await this.queryFiltered(nq);
+      const cap = await this.readCap();
+      const docs = nq.defaultCandidates && !nq.selector.all ? await this.queryIndexed(nq, cap) : await this.queryFiltered(nq, cap);
       const more = docs.length > nq.limit;
       const page = docs.slice(0, nq.limit);
       const items = page.map(toRecord);
@@ -505,9 +584,11 @@ export class MongoStore implements Store {
   }
 
   /** Filters every query shares: collection, position, ids, types, statuses. */
-  private baseFilter(nq: NormalisedQuery): Document[] {
+  private baseFilter(nq: NormalisedQuery, cap: string | null): Document[] {
     const and: Document[] = [{ collection: nq.collection }];
     if (nq.addedAfter) and.push({ dateAdded: { $gt: nq.addedAfter } });
+    // never past a date_added that an unfinished write may still fill in (visibility horizon)
+    if (cap !== null) and.push({ dateAdded: { $lte: cap } });
     if (nq.cursor) {
       const c = nq.cursor;
       and.push({ $or: [{ dateAdded: { $gt: c.d } }, { dateAdded: c.d, _id: { $gt: docId(nq.collection, c.id, c.vk) } }] });
@@ -520,13 +601,13 @@ export class MongoStore implements Store {
   }
 
   /** Default candidates with first/last/explicit: one indexed query on the maintained flags. */
-  private async queryIndexed(nq: NormalisedQuery): Promise<ObjectDoc[]> {
+  private async queryIndexed(nq: NormalisedQuery, cap: string | null): Promise<ObjectDoc[]> {
     const sel = nq.selector;
     const or: Document[] = [];
     if (sel.last) or.push({ last: true });
     if (sel.first) or.push({ first: true });
     if (sel.explicit.size > 0) or.push({ inD: true, vk: { $in: [...sel.explicit] } });
-    const filter = { $and: [...this.baseFilter(nq), or.length === 1 ? or[0] : { $or: or }] } as Filter<ObjectDoc>;
+    const filter = { $and: [...this.baseFilter(nq, cap), or.length === 1 ? or[0] : { $or: or }] } as Filter<ObjectDoc>;
     return this.objects.find(filter).sort({ dateAdded: 1, _id: 1 }).limit(nq.limit + 1).toArray();
   }
 
@@ -534,9 +615,9 @@ export class MongoStore implements Store {
    * Other combinations (all, explicit spec versions, invalid included): read the candidates in
    * order and check each object's version set, in chunks, until limit + 1 match.
    */
-  private async queryFiltered(nq: NormalisedQuery): Promise<ObjectDoc[]> {
+  private async queryFiltered(nq: NormalisedQuery, cap: string | null): Promise<ObjectDoc[]> {
     const sel = nq.selector;
-    const and = this.baseFilter(nq);
+    const and = this.baseFilter(nq, cap);
     if (nq.defaultCandidates && sel.all) and.push({ inD: true });
     else if (!sel.all && !sel.first && !sel.last) and.push({ vk: { $in: [...sel.explicit] } });
     if (sel.spec instanceof Set) and.push({ specVersion: { $in: [...sel.spec] } });
@@ -584,8 +665,9 @@ export class MongoStore implements Store {
       // compare-and-set: one document update whose filter names the expected status, atomic on
       // the server whatever other instances do
       const filter: Filter<ObjectDoc> = expect ? { _id: docId(collection, id, vk), status: { $in: [...expect] } } : { _id: docId(collection, id, vk) };
-      const r = await this.objects.updateOne(filter, update);
-      if (r.matchedCount === 0) return false;
+      const before = await this.objects.findOneAndUpdate(filter, update, { returnDocument: 'before', projection: { status: 1 } });
+      if (!before) return false;
+      await this.applyCounters([{ collection, before: before.status, after: status }]);
       await this.recomputeFlags(collection, [id]);
       return true;
     });
@@ -598,18 +680,34 @@ export class MongoStore implements Store {
       const picked = selectVersions(list.map(info), sel);
       if (picked.size === 0) return 0;
       const ids = list.filter((v) => picked.has(v.vk)).map((v) => v._id);
-      const r = await this.objects.deleteMany({ _id: { $in: ids } });
+      // one by one: the counters drop by what was really deleted (another instance may race)
+      const gone: Array<{ collection: string; before: IntegrityStatus | null; after: IntegrityStatus | null }> = [];
+      for (const _id of ids) {
+        const d = await this.objects.findOneAndDelete({ _id }, { projection: { status: 1 } });
+        if (d) gone.push({ collection, before: d.status, after: null });
+      }
+      await this.applyCounters(gone);
       await this.recomputeFlags(collection, [id]);
-      return r.deletedCount;
+      return gone.length;
     });
   }
 
   async counts(collection?: string): Promise<StatusCounts> {
     const out: StatusCounts = { pending: 0, finalized: 0, invalid: 0 };
     try {
-      const match: Document = collection === undefined ? {} : { collection };
-      const rows = await this.objects.aggregate<{ _id: unknown; n: number }>([{ $match: match }, { $group: { _id: '$status', n: { $sum: 1 } } }]).toArray();
-      for (const r of rows) if (isStatus(r._id)) out[r._id] = r.n;
+      // maintained counters (mongo-design.ts), not an aggregation over the collection
+      if (collection !== undefined) {
+        const docs = await this.counters.find({ _id: { $in: STATUSES.map((st) => counterId(collection, st)) } }).toArray();
+        for (const d of docs) {
+          const st = d._id.slice(d._id.lastIndexOf('\u0000') + 1);
+          if (isStatus(st)) out[st] = Math.max(0, d.value);
+        }
+        return out;
+      }
+      for (const d of await this.counters.find({ _id: { $gte: 'count\u0000', $lt: 'count\u0001' } }).toArray()) {
+        const st = d._id.slice(d._id.lastIndexOf('\u0000') + 1);
+        if (isStatus(st)) out[st] += Math.max(0, d.value);
+      }
       return out;
     } catch (err) {
       throw this.fail('counts', err);

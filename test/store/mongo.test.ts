@@ -1,6 +1,6 @@
 /**
  * MongoStore against a real MongoDB server: the shared conformance suite plus a two-instance check.
- * Runs only when SETS_TEST_MONGODB_URI is set (no MongoDB server can be installed on the build
+ * Runs only when SETS_TEST_MONGODB_URI (or SETS_TEST_MONGO_URL) is set (no MongoDB server can be installed on the build
  * machine: none is packaged in Debian and the binary downloads are blocked). Each test uses its own
  * database (sets_test_<pid>_<n>), dropped afterwards.
  */
@@ -9,10 +9,10 @@ import { MongoClient } from 'mongodb';
 import { MongoStore, redactUri, type MongoStoreOptions } from '../../lib/store/mongo';
 import { collect, newRecord, sdo, storeConformance, type StoreHandle } from './conformance';
 
-const uri = process.env.SETS_TEST_MONGODB_URI;
+const uri = process.env.SETS_TEST_MONGODB_URI || process.env.SETS_TEST_MONGO_URL;
 
 if (!uri) {
-  console.log('test/store/mongo.test: MongoStore tests NOT run: SETS_TEST_MONGODB_URI is not set (no MongoDB server on this machine); set it to a mongodb:// URI to run them');
+  console.log('test/store/mongo.test: MongoStore tests NOT run: neither SETS_TEST_MONGODB_URI nor SETS_TEST_MONGO_URL is set (no MongoDB server on this machine); set it to a mongodb:// URI to run them');
 } else {
   const mongoUri: string = uri;
   let n = 0;
