@@ -83,6 +83,32 @@ describe('n8n engine: broker recovery (own durable trigger queue, unroutable pub
     assert.equal(after.messageCount, 0);
   });
 
+  it('SETS Trigger: an object whose verification is undecided (ledger unreachable) is requeued, never emitted as verified or rejected', async () => {
+    const collection = randomUUID();
+    h.credentials.add('deadLedger', ledgerCredential(evm, '0x' + '11'.repeat(20), undefined, { rpcUrl: 'http://127.0.0.1:9', timeout: 500 }));
+    const wf = loadFlow('sets-subscriber');
+    wf.id = `wf-${randomUUID().slice(0, 8)}`;
+    const trig = nodeOf(wf, 'Shared CTI');
+    trig.credentials = { ...trig.credentials, setsEvmLedgerApi: { id: 'deadLedger', name: 'unreachable ledger' } };
+    const queue = `n8n-undecided-${randomUUID()}`;
+    queues.push(queue, `${queue}-failed`);
+    setParameters(wf, 'Shared CTI', { queue, collection, waitForAnchor: 500, options: { ...(trig.parameters.options as IDataObject), deadLetterQueue: `${queue}-failed` } });
+    const active = await h.activate(wf);
+    try {
+      const producer = loadFlow('sets-producer-rabbitmq');
+      setParameters(producer, 'Publish to RabbitMQ', { collection });
+      const r = await h.run(producer, { startNode: 'Publish to RabbitMQ', input: [{ json: { object: indicator() } }] });
+      assert.equal(r.status, 'success', r.error?.message);
+      // verified at once would start an execution; undecided waits 5 s and goes back to the queue
+      await new Promise((res) => setTimeout(res, 8_000));
+      assert.equal(active.executions.length, 0, 'an undecided object starts no execution (neither Verified nor Rejected)');
+    } finally {
+      await active.close();
+    }
+    assert.equal((await adminCh.checkQueue(queue)).messageCount, 1, 'the message is back in its queue');
+    assert.equal((await adminCh.checkQueue(`${queue}-failed`)).messageCount, 0, 'not dead-lettered');
+  });
+
   it('SETS Publish to RabbitMQ: UNROUTABLE error naming exchange and routing key when no queue is bound; Allow Unroutable publishes anyway', async () => {
     const collection = randomUUID();
     const producer = loadFlow('sets-producer-rabbitmq');
