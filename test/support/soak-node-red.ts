@@ -33,6 +33,9 @@ export interface SoakServerSettings {
   amqpHost: string;
   amqpPort: number;
   users: Array<{ username: string; password: string; roles: string }>;
+  /** taxii-server recovery sweep: seconds between sweeps, and how long a record stays pending before a sweep emits it again */
+  recoveryIntervalS: number;
+  anchorGraceS: number;
 }
 
 export const SOAK_STORE_SUBDIR = 'soak-store';
@@ -67,6 +70,8 @@ export function prepareServerUserDir(s: SoakServerSettings): void {
       const first = cols.find((c) => c.integrity === 'required') as Record<string, unknown>;
       n.collections = [{ ...first, id: s.collection }];
       n.apiRoot = SOAK_API_ROOT;
+      n.recoveryInterval = s.recoveryIntervalS;
+      n.anchorGrace = s.anchorGraceS;
     }
     // 10,000 "INTEGRITY" lines would drown the log; errors stay on the console
     if (n.type === 'debug' && n.name !== 'ERROR') Object.assign(n, { active: false, console: false });

@@ -62,6 +62,14 @@ export interface SoakOptions {
   drainMs?: number;
   /** the producer gives a batch up after this long (default 180,000 ms) */
   giveUpMs?: number;
+  /**
+   * the taxii-server's recovery sweep: seconds between sweeps (default 10; the node's default is 60)
+   * and the grace before a pending record is emitted again (default 30; the node's default is 300).
+   * Shorter than the node's defaults so that records a crash left pending are recovered within the
+   * run; with the defaults allow `drainMs` > grace + interval.
+   */
+  recoveryIntervalS?: number;
+  anchorGraceS?: number;
   /** the consumer's wait for an anchor (default 30,000 ms) */
   consumerWaitMs?: number;
   /** progress lines */
@@ -86,7 +94,19 @@ export interface SoakResult {
   ok: boolean;
   startedAt: string;
   runId: string;
-  params: { count: number; rate: number; batch: number; concurrency: number; evmOutageMs: number; drainMs: number; consumerWaitMs: number; faults: FaultName[]; faultAt: number[] };
+  params: {
+    count: number;
+    rate: number;
+    batch: number;
+    concurrency: number;
+    evmOutageMs: number;
+    drainMs: number;
+    consumerWaitMs: number;
+    recoveryIntervalS: number;
+    anchorGraceS: number;
+    faults: FaultName[];
+    faultAt: number[];
+  };
   counts: {
     /** objects the producer generated */
     produced: number;
@@ -212,6 +232,8 @@ export async function runSoak(opts: SoakOptions = {}): Promise<SoakResult> {
   const drainMs = opts.drainMs ?? 120_000;
   const giveUpMs = opts.giveUpMs ?? 180_000;
   const consumerWaitMs = opts.consumerWaitMs ?? 30_000;
+  const recoveryIntervalS = opts.recoveryIntervalS ?? 10;
+  const anchorGraceS = opts.anchorGraceS ?? 30;
   const runId = randomUUID().slice(0, 8);
   const collection = randomUUID();
   const startedAt = new Date().toISOString();
@@ -225,7 +247,10 @@ export async function runSoak(opts: SoakOptions = {}): Promise<SoakResult> {
     nrLog: path.join(workDir, 'node-red.log'),
     nrUserDir: path.join(workDir, 'node-red'),
   };
-  log(`run ${runId}: ${count} objects at ${rate}/s (batches of ${batch}, ${concurrency} at once), faults ${faults.join(', ')}; work dir ${workDir}`);
+  log(
+    `run ${runId}: ${count} objects at ${rate}/s (batches of ${batch}, ${concurrency} at once), faults ${faults.join(', ') || 'none'}; ` +
+      `server recovery sweep every ${recoveryIntervalS} s, grace ${anchorGraceS} s; work dir ${workDir}`,
+  );
 
   const stops: Array<() => Promise<unknown>> = [];
   const faultRecords: FaultRecord[] = [];
@@ -253,7 +278,7 @@ export async function runSoak(opts: SoakOptions = {}): Promise<SoakResult> {
 
     // -- server -----------------------------------------------------------------------------
     const nrPort = await freePort();
-    prepareServerUserDir({ userDir: files.nrUserDir, port: nrPort, collection, rpcUrl, chainId: chain.chainId, registry, amqpHost: '127.0.0.1', amqpPort, users: USERS });
+    prepareServerUserDir({ userDir: files.nrUserDir, port: nrPort, collection, rpcUrl, chainId: chain.chainId, registry, amqpHost: '127.0.0.1', amqpPort, users: USERS, recoveryIntervalS, anchorGraceS });
     nr = soakNodeRed({ userDir: files.nrUserDir, port: nrPort }, files.nrLog);
     const nrRef = nr;
     stops.push(() => nrRef.stop());
@@ -501,7 +526,7 @@ export async function runSoak(opts: SoakOptions = {}): Promise<SoakResult> {
       ok: false,
       startedAt,
       runId,
-      params: { count, rate, batch, concurrency, evmOutageMs, drainMs, consumerWaitMs, faults, faultAt },
+      params: { count, rate, batch, concurrency, evmOutageMs, drainMs, consumerWaitMs, recoveryIntervalS, anchorGraceS, faults, faultAt },
       counts: {
         produced: count,
         sent: sentAt.size,
@@ -545,7 +570,8 @@ export async function runSoak(opts: SoakOptions = {}): Promise<SoakResult> {
 export function summarise(r: SoakResult): string {
   const c = r.counts;
   const lines = [
-    `SETS soak ${r.runId} — ${r.ok ? 'PASSED' : 'FAILED'} (${r.params.count} objects at ${r.params.rate}/s, faults: ${r.params.faults.join(', ')})`,
+    `SETS soak ${r.runId} — ${r.ok ? 'PASSED' : 'FAILED'} (${r.params.count} objects at ${r.params.rate}/s, faults: ${r.params.faults.join(', ') || 'none'}; ` +
+      `recovery sweep every ${r.params.recoveryIntervalS} s, grace ${r.params.anchorGraceS} s)`,
     `  sent ${c.sent} of ${c.produced} (unsent ${c.unsent}) · stored ${c.stored} (finalized ${c.storedByStatus.finalized}, pending ${c.storedByStatus.pending}, invalid ${c.storedByStatus.invalid}) · served by TAXII ${c.servedByTaxii}`,
     `  distributed ${c.distributed} · verified ${c.verified} · duplicates recognised ${c.duplicates} · rejected ${c.rejected} · left in queue ${c.leftInQueue ?? '?'}`,
     `  LOST ${c.lost} (not verified at the consumer ${c.lostNotVerified}, not stored ${c.lostNotStored}) · LEFT PENDING ${c.leftPending}`,
