@@ -60,7 +60,7 @@ describe('lib/ops', () => {
 
   it('TAXII filters: layers override field by field; both match spellings; bad values refused', () => {
     const f = buildFilters({ added_after: '2024-01-01T00:00:00Z', limit: '50', 'match[type]': 'indicator, malware' }, { match: { type: ['tool'], id: 'tool--1' }, limit: 10 });
-    assert.deepEqual(f, { addedAfter: '2024-01-01T00:00:00Z', limit: 10, match: { id: ['tool--1'], type: ['tool'] } });
+    assert.deepEqual(f, { addedAfter: '2024-01-01T00:00:00.000000Z', limit: 10, match: { id: ['tool--1'], type: ['tool'] } });
     assert.deepEqual(buildFilters({}), {});
     assert.throws(() => buildFilters({ limit: 0 }), code('BAD_FILTER'));
     assert.throws(() => buildFilters({ match: 'type=x' }), code('BAD_FILTER'));
