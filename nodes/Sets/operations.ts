@@ -29,7 +29,7 @@ import type { Store } from '../../lib/store/store';
 import type { AddObjectsResult } from '../../lib/taxii/client';
 import { CRED, brokerFromCredential, ledgerFromCredential, storeFromCredential, taxiiFromCredential } from '../n8n-shared/connections';
 import { connectBroker } from '../n8n-shared/broker';
-import { errorJson, toNodeError } from '../n8n-shared/errors';
+import { errorJson, operationError, toNodeError } from '../n8n-shared/errors';
 import { collectionOf, outItem, readStix, setsOf, toJson, type StixInputMode } from '../n8n-shared/items';
 import { mapLimit } from '../n8n-shared/util';
 
@@ -284,7 +284,8 @@ export async function verify(ctx: OpContext): Promise<OpOutput> {
           verified.push(item);
           return;
         }
-        const err = new NodeOperationError(ctx.fn.getNode(), `undecided (retry later): ${reason ?? 'the ledger could not be read'}`, {
+        // operationError: n8n would replace a message quoting ECONNREFUSED & co. by a generic sentence
+        const err = operationError(ctx.fn.getNode(), `undecided (retry later): ${reason ?? 'the ledger could not be read'}`, {
           itemIndex: i,
           description: 'the ledger could not be read by the end of the wait, so nothing is known about the object; turn "Fail on Undecided" off to pass such items on with status "unknown"',
         });
