@@ -7,8 +7,8 @@ import { strict as assert } from 'node:assert';
 import { chain } from '../support/services';
 import type { ChainHandle } from '../support/hardhat';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
-import { Collector, Recorder, allNodes, helper, placed, until, type FlowNode } from '../nodes/helper';
-import { collectionId, indicator } from '../nodes/stix';
+import { Collector, Recorder, allNodes, helper, placed, until, type FlowNode } from './helper';
+import { collectionId, indicator } from './stix';
 
 interface Verdict {
   status?: string;
