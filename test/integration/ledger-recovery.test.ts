@@ -273,7 +273,7 @@ describe('ledger recovery (hardhat)', function () {
               const out = await Promise.allSettled(Array.from({ length: 40 }, () => l.anchor(r32(), r32())));
               const ok = out.filter((o) => o.status === 'fulfilled').length;
               const errors = out.filter((o) => o.status === 'rejected').map((o) => String(o.reason && o.reason.message));
-              process.stdout.write(JSON.stringify({ ok, errors: errors.slice(0, 3) }) + '\\n');
+              process.stdout.write(JSON.stringify({ ok, errors: errors.slice(0, 3), collisions: l.sendStats().collisions }) + '\\n');
               await l.close();
               process.exit(0);
             });
@@ -308,12 +308,12 @@ describe('ledger recovery (hardhat)', function () {
           assert.equal(await nextLine(), 'ready');
           child.stdin.write('go\n');
           const mine = await Promise.allSettled(Array.from({ length: 40 }, () => here.anchor(r32(), r32())));
-          const theirs = JSON.parse(await nextLine()) as { ok: number; errors: string[] };
+          const theirs = JSON.parse(await nextLine()) as { ok: number; errors: string[]; collisions: number };
           const failed = mine.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map((o) => String((o.reason as Error).message));
           assert.deepEqual(failed.slice(0, 3), [], 'this process');
           assert.deepEqual(theirs.errors, [], 'the other process');
           assert.equal(theirs.ok, 40);
-          console.log(`      ${mode}: 80 anchors from two processes, ${here.sendStats().collisions} nonce collisions resolved here`);
+          console.log(`      ${mode}: 80 anchors from two processes, nonce collisions resolved: ${here.sendStats().collisions} here, ${theirs.collisions} in the other process`);
           assert.equal(await nonce(3, 'pending'), await nonce(3, 'latest'));
         } finally {
           child.kill();
