@@ -4,8 +4,9 @@
  * (`mismatch` or `not-anchored`, with the reason), output 3 undecided (`unknown`: the ledger could
  * not be read by the end of the wait — retry later). A not-yet-mined anchor is waited for up to
  * the configured time — pending is a state, not an error. An undecided object is never a
- * rejection. Flows saved when the node had two outputs have no third wire: there an undecided
- * message goes to node.error(…, msg) (a Catch node), never silently nowhere. With wait 0 a ledger
+ * rejection. When output 3 is not wired (flows saved when the node had two outputs, or left
+ * unconnected) an undecided message goes to node.error(…, msg) (a Catch node), never silently
+ * nowhere. With wait 0 a ledger
  * that cannot be read is an error (Catch node), as before.
  */
 import type { NodeAPI, NodeDef, Node, NodeMessage, SetsMessage } from '../shared/types';
@@ -59,10 +60,14 @@ export = function register(RED: NodeAPI): void {
       conn.state === 'connected' && verified + rejected + undecided > 0
         ? { fill: rejected + undecided > 0 ? ('yellow' as const) : ('green' as const), shape: 'dot' as const, text: counts() }
         : connectionStatus(conn.state, conn.detail);
-    // Node-RED drops what is sent to an output without a wire entry: a flow saved when this node
-    // had two outputs has no third, so undecided messages go to node.error there (the runtime's
-    // Node has `wires`; @types/node-red does not declare it)
-    const hasThirdOutput = (): boolean => ((node as unknown as { wires?: unknown[] }).wires?.length ?? 0) >= 3;
+    // Node-RED drops what is sent to an output without wires: a flow saved when this node had two
+    // outputs has no third, and an old flow redeployed from the editor has it unconnected — there
+    // undecided messages go to node.error instead (the runtime's Node has `wires`; @types/node-red
+    // does not declare it)
+    const hasThirdOutput = (): boolean => {
+      const third = (node as unknown as { wires?: unknown[][] }).wires?.[2];
+      return Array.isArray(third) && third.length > 0;
+    };
     const route = (m: NodeMessage, status: string, reason: string | undefined, send: (out: Array<NodeMessage | null>) => void): void => {
       if (status === 'verified') send([m, null, null]);
       else if (status !== 'unknown') send([null, m, null]);

@@ -44,8 +44,9 @@ describe('verify-hash with an unreachable ledger (Node-RED)', function () {
     await proxy.close();
   });
 
-  function flow(collection: string, outputs: 2 | 3, mode = 'split'): FlowNode[] {
-    const wires = outputs === 3 ? [['ok'], ['rejected'], ['undecided']] : [['ok'], ['rejected']];
+  /** outputs 3: all wired; 2: saved before output 3 existed; 'unwired': three outputs, the third unconnected */
+  function flow(collection: string, outputs: 2 | 3 | 'unwired', mode = 'split'): FlowNode[] {
+    const wires = outputs === 3 ? [['ok'], ['rejected'], ['undecided']] : outputs === 2 ? [['ok'], ['rejected']] : [['ok'], ['rejected'], []];
     return [
       { id: 'tab', type: 'tab', label: 'test' },
       { id: 'led', type: 'sets-ledger', name: 'chain', kind: 'evm', rpcUrl: `http://127.0.0.1:${proxy.port}`, chainId: String(c.chainId), contract: registry, txType: '0', timeout: 500 },
@@ -84,15 +85,17 @@ describe('verify-hash with an unreachable ledger (Node-RED)', function () {
     assert.equal(verdictOf(m).status, 'unknown');
   });
 
-  it('a flow saved with two outputs: unknown is a node.error a Catch node receives with the message', async () => {
-    await helper.load(allNodes, flow(collectionId(), 2));
-    const caught = new Collector(helper.getNode('caught'));
-    const rejected = new Collector(helper.getNode('rejected'));
-    await proxy.cut();
-    helper.getNode('ver')?.receive({ payload: indicator() });
-    const [m] = await caught.wait(1, 30_000);
-    assert.equal(verdictOf(m).status, 'unknown');
-    assert.match(String((m as { error?: { message?: string } }).error?.message), /undecided \(retry later\)/);
-    assert.equal(rejected.messages.length, 0);
-  });
+  for (const outputs of [2, 'unwired'] as const) {
+    it(`${outputs === 2 ? 'a flow saved with two outputs' : 'output 3 not connected'}: unknown is a node.error a Catch node receives with the message`, async () => {
+      await helper.load(allNodes, flow(collectionId(), outputs));
+      const caught = new Collector(helper.getNode('caught'));
+      const rejected = new Collector(helper.getNode('rejected'));
+      await proxy.cut();
+      helper.getNode('ver')?.receive({ payload: indicator() });
+      const [m] = await caught.wait(1, 30_000);
+      assert.equal(verdictOf(m).status, 'unknown');
+      assert.match(String((m as { error?: { message?: string } }).error?.message), /undecided \(retry later\)/);
+      assert.equal(rejected.messages.length, 0);
+    });
+  }
 });
