@@ -184,7 +184,8 @@ export interface TaxiiServer {
   ): Promise<boolean>;
   /**
    * One recovery sweep now: pending records of the `required` / `optional` collections whose
-   * date_added is older than the grace period are emitted again (`object` event, origin
+   * date_added is older than the grace period, or earlier than this server object's creation
+   * (left by a previous process or deployment), are emitted again (`object` event, origin
    * `recovery`), at most `recovery.batchSize` per collection, continuing where the previous sweep
    * stopped. Never rejects: store errors are reported and logged.
    */
@@ -294,6 +295,12 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
   private sweeping?: Promise<RecoveryReport>;
   private recoveryTimer?: NodeJS.Timeout;
   private closed = false;
+  /**
+   * When this server object was created (ms). Records admitted before it were admitted by an
+   * earlier process or deployment whose verification died with it: the sweep takes them at once,
+   * without waiting out the grace period.
+   */
+  private readonly startedAt = Date.now();
   /** configured collections by id and alias (ids are unique across API roots) */
   private readonly collectionsByKey = new Map<string, ResolvedCollection>();
 
@@ -883,7 +890,9 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
 
   /** One page of a collection's pending records, oldest first, from where the last sweep stopped. */
   private async sweepCollection(apiRoot: string, col: ResolvedCollection, graceMs: number, batchSize: number, report: RecoveryReport): Promise<void> {
-    const horizon = Date.now() - graceMs;
+    // older than the grace period, or admitted before this server object existed (orphans of a
+    // restart / redeploy: nothing in this process is verifying them)
+    const horizon = Math.max(Date.now() - graceMs, this.startedAt - 1);
     const cursor = this.sweepCursor.get(col.id);
     const page = await this.store.query({
       collection: col.id,

@@ -101,10 +101,10 @@ describe('TAXII server recovery (restart, lost messages, concurrent verdicts)', 
   });
 
   it('the sweep waits for the grace period and pages through pending records in bounded batches', async () => {
+    await restart({ recovery: { graceMs: 3_600_000, intervalMs: 0, batchSize: 2 } });
     const objects = Array.from({ length: 5 }, () => indicator());
     await admit(objects);
-    await restart({ recovery: { graceMs: 3_600_000, intervalMs: 0, batchSize: 2 } });
-    assert.equal((await server.recover()).emitted, 0, 'younger than the grace period: left alone');
+    assert.equal((await server.recover()).emitted, 0, 'admitted by this server and younger than the grace period: left alone');
     await restart({ recovery: { graceMs: 0, intervalMs: 0, batchSize: 2 } });
     const sizes: number[] = [];
     for (let i = 0; i < 3; i++) sizes.push((await server.recover()).emitted);
@@ -113,6 +113,20 @@ describe('TAXII server recovery (restart, lost messages, concurrent verdicts)', 
     const again = await server.recover();
     assert.equal(again.emitted, 2, 'after the last page the next sweep starts over');
     assert.deepEqual(events.slice(5).map((e) => e.attempt), [2, 2]);
+  });
+
+  it('records admitted before a restart are swept at once, without waiting out the grace period', async () => {
+    const before = [indicator(), indicator()];
+    await admit(before);
+    // a grace period of an hour: only the orphans of the previous server object qualify
+    await restart({ recovery: { graceMs: 3_600_000, intervalMs: 0 } });
+    const young = indicator();
+    await admit([young]);
+    const report = await server.recover();
+    assert.equal(report.emitted, 2);
+    const recovered = events.filter((e) => e.origin === 'recovery');
+    assert.deepEqual(recovered.map((e) => e.record.id).sort(), before.map((o) => String(o['id'])).sort());
+    assert.ok(!recovered.some((e) => e.record.id === young['id']), 'admitted by this server: still within its grace period');
   });
 
   it('startRecovery sweeps at start (restart with records pending), and close() stops it', async () => {
