@@ -219,7 +219,10 @@ export class AccountSender {
         },
       };
       this.queue.push(job);
+      const idle = this.checkTimer === null;
       this.startWatchdog();
+      // stalled by an earlier outage: find out now whether the node answers again
+      if (idle && this.stalled) this.kickWatchdog();
       void this.pump();
     });
   }
@@ -555,7 +558,9 @@ export class AccountSender {
     } finally {
       this.checking = false;
     }
-    if (this.sent.size === 0 && this.queue.length === 0 && !this.stalled) this.stopWatchdog();
+    // nothing to look after: stop (also when stalled — the next submit restarts the watchdog,
+    // whose first pass finds out whether the node answers again)
+    if (this.sent.size === 0 && this.queue.length === 0) this.stopWatchdog();
   }
 
   /**
