@@ -37,20 +37,24 @@ export function verificationFragment(v: Verification): SetsFragment {
 /** A whole payload's verification: the summary (worst status, joined reasons) and every object's. */
 export function wholeVerificationFragment(vs: Verification[]): SetsFragment {
   const status = overallStatus(vs);
-  const rejected = vs.filter((v) => v.status !== 'verified');
+  // `unknown` is not a rejection (the ledger could not be read): counted apart
+  const rejected = vs.filter((v) => v.status === 'mismatch' || v.status === 'not-anchored');
+  const undecided = vs.filter((v) => v.status === 'unknown');
   const summary: Record<string, unknown> = {
     status,
     collection: vs[0]?.collection,
     total: vs.length,
-    verified: vs.length - rejected.length,
+    verified: vs.length - rejected.length - undecided.length,
     rejected: rejected.length,
+    undecided: undecided.length,
   };
-  if (rejected.length > 0) {
-    summary.reason = rejected
+  const notVerified = [...rejected, ...undecided];
+  if (notVerified.length > 0) {
+    summary.reason = notVerified
       .slice(0, 10)
       .map((v) => v.reason ?? `${v.id}: ${v.status}`)
       .join('; ')
-      .concat(rejected.length > 10 ? `; … and ${rejected.length - 10} more` : '');
+      .concat(notVerified.length > 10 ? `; … and ${notVerified.length - 10} more` : '');
   }
   return { verification: summary, verifications: vs };
 }

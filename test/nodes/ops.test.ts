@@ -134,6 +134,10 @@ describe('lib/ops', () => {
     assert.equal(whole.status, 'mismatch', 'the worst status wins');
     assert.equal(whole.rejected, 2);
     assert.equal(whole.reason, 'not-anchored reason; mismatch reason');
+    const undecided = wholeVerificationFragment([v('verified'), v('unknown')]).verification as Record<string, unknown>;
+    assert.equal(undecided.status, 'unknown');
+    assert.deepEqual([undecided.verified, undecided.rejected, undecided.undecided], [1, 0, 1], 'undecided is not counted as rejected');
+    assert.equal(undecided.reason, 'unknown reason');
     assert.deepEqual([...(hashesFromSets({ items: [{ id: 'a', hash: '0x1' }, { id: 'b' }] }) ?? [])], [['a', '0x1']]);
     assert.equal(hashesFromSets({}), undefined);
   });
