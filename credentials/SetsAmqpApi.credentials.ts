@@ -58,5 +58,14 @@ export class SetsAmqpApi implements ICredentialType {
       default: 10000,
       description: 'Connect and setup timeout in milliseconds',
     },
+    {
+      displayName: 'Wait for Broker (S)',
+      name: 'brokerWait',
+      type: 'number',
+      typeOptions: { minValue: 1 },
+      default: 120,
+      description:
+        'How long a publish waits for a lost broker connection to come back, in seconds, before it fails (the confirm timeout counts separately, once the message is sent)',
+    },
   ];
 }

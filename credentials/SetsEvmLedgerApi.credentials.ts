@@ -111,5 +111,14 @@ export class SetsEvmLedgerApi implements ICredentialType {
       default: 10000,
       description: 'Per-request timeout in milliseconds',
     },
+    {
+      displayName: 'Anchor Deadline (S)',
+      name: 'anchorDeadline',
+      type: 'number',
+      typeOptions: { minValue: 5 },
+      default: 120,
+      description:
+        'How long an anchor may take from submission, in seconds: it waits out node outages and re-broadcasts dropped transactions until then, then fails naming the key',
+    },
   ];
 }

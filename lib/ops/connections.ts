@@ -24,11 +24,14 @@ export interface LedgerSettings {
   maxPriorityFeePerGas?: string;
   gasLimit?: number;
   requestTimeoutMs?: number;
+  /** anchor deadline: how long an anchor may take from submission, outages and re-broadcasts included, ms */
+  anchorDeadlineMs?: number;
 }
 
 /**
  * Ledger settings from raw form values: rpcUrl, wsUrl, chainId, contract, txType ('0' | '2'),
- * gasPrice, maxFeePerGas, maxPriorityFeePerGas (wei), gasLimit, timeout (ms, default 10 s).
+ * gasPrice, maxFeePerGas, maxPriorityFeePerGas (wei), gasLimit, timeout (ms, default 10 s),
+ * anchorDeadline (s, default 120: an anchor waits out node outages and re-broadcasts this long).
  * Throws ConfigError naming the setting.
  */
 export function parseLedgerSettings(raw: RawSettings): LedgerSettings {
@@ -46,6 +49,7 @@ export function parseLedgerSettings(raw: RawSettings): LedgerSettings {
     contract,
     txType: oneOf(str(raw['txType']), 'tx type', ['0', '2'] as const, '0') === '2' ? 2 : 0,
     requestTimeoutMs: int(raw['timeout'], 'timeout', 10_000, 100, 600_000),
+    anchorDeadlineMs: int(raw['anchorDeadline'], 'anchor deadline (seconds)', 120, 5, 86_400) * 1000,
   };
   const wsUrl = optStr(raw['wsUrl']);
   if (wsUrl) {
@@ -78,6 +82,7 @@ export function ledgerConfig(s: LedgerSettings, secrets: LedgerSecrets): LedgerC
   if (s.maxPriorityFeePerGas) cfg.maxPriorityFeePerGas = s.maxPriorityFeePerGas;
   if (s.gasLimit) cfg.gasLimit = s.gasLimit;
   if (s.requestTimeoutMs) cfg.requestTimeoutMs = s.requestTimeoutMs;
+  if (s.anchorDeadlineMs) cfg.txTimeoutMs = s.anchorDeadlineMs;
   return cfg;
 }
 
@@ -95,6 +100,8 @@ export interface BrokerSettings {
   heartbeatSec?: number;
   /** connect / setup timeout, ms */
   timeoutMs?: number;
+  /** how long a publish waits for the broker to come back (reconnect) before it fails, ms */
+  brokerWaitMs?: number;
   /** shown in the broker's connection list */
   clientName?: string;
 }
@@ -102,7 +109,8 @@ export interface BrokerSettings {
 /**
  * RabbitMQ settings from raw form values: host (default localhost), port (5672, 5671 with TLS),
  * vhost ('/'), tls, tlsVerify (default true), ca (PEM), exchange ('sets'), prefetch (100),
- * heartbeat (s, 30), timeout (ms, 10 s). Throws ConfigError naming the setting.
+ * heartbeat (s, 30), timeout (ms, 10 s), brokerWait (s, 120: how long a publish waits for a reconnect).
+ * Throws ConfigError naming the setting.
  */
 export function parseBrokerSettings(raw: RawSettings, clientName?: string): BrokerSettings {
   const tls = bool(raw['tls'], false);
@@ -116,6 +124,7 @@ export function parseBrokerSettings(raw: RawSettings, clientName?: string): Brok
     prefetch: int(raw['prefetch'], 'prefetch', 100, 1, 65_535),
     heartbeatSec: int(raw['heartbeat'], 'heartbeat', 30, 0, 3600),
     timeoutMs: int(raw['timeout'], 'timeout', 10_000, 100, 600_000),
+    brokerWaitMs: int(raw['brokerWait'], 'broker wait (seconds)', 120, 1, 86_400) * 1000,
   };
   if (/[\s/]/.test(s.host)) throw new ConfigError(`host must be a host name or address without scheme or path, got "${s.host}"`);
   const ca = optStr(raw['ca']);
@@ -142,6 +151,7 @@ export function brokerConfig(s: BrokerSettings, secrets: BrokerSecrets): AmqpBus
   if (s.prefetch) cfg.prefetch = s.prefetch;
   if (s.heartbeatSec !== undefined) cfg.heartbeatSec = s.heartbeatSec;
   if (s.timeoutMs) cfg.connectTimeoutMs = s.timeoutMs;
+  if (s.brokerWaitMs) cfg.brokerWaitMs = s.brokerWaitMs;
   if (s.clientName) cfg.clientName = s.clientName;
   if (s.tls) {
     cfg.tls = { rejectUnauthorized: s.tlsVerify ?? true };

@@ -10,7 +10,7 @@ import { buildFilters, rejectionError } from '../../lib/ops/taxii';
 import { DeliveryTracker, nackOverride } from '../../lib/ops/deliveries';
 import { ANCHOR_KEYS, mergeSets, wholeVerificationFragment } from '../../lib/ops/result';
 import { hashesFromSets } from '../../lib/ops/publish';
-import { brokerConfig, ledgerConfig } from '../../lib/ops/connections';
+import { brokerConfig, ledgerConfig, parseBrokerSettings, parseLedgerSettings } from '../../lib/ops/connections';
 import { prepareAnchors } from '../../lib/ops/anchor';
 import type { Verification } from '../../lib/verify';
 import type { AddObjectsResult } from '../../lib/taxii/client';
@@ -140,6 +140,16 @@ describe('lib/ops', () => {
     assert.equal(undecided.reason, 'unknown reason');
     assert.deepEqual([...(hashesFromSets({ items: [{ id: 'a', hash: '0x1' }, { id: 'b' }] }) ?? [])], [['a', '0x1']]);
     assert.equal(hashesFromSets({}), undefined);
+  });
+
+  it('connection settings: anchor deadline and broker wait (seconds in the forms) reach the adapters in ms', () => {
+    const ledgerRaw = { rpcUrl: 'http://127.0.0.1:8545', chainId: '31337', contract: '0x' + '11'.repeat(20) };
+    assert.equal(ledgerConfig(parseLedgerSettings(ledgerRaw), {}).txTimeoutMs, 120_000, 'default 120 s');
+    assert.equal(ledgerConfig(parseLedgerSettings({ ...ledgerRaw, anchorDeadline: '600' }), {}).txTimeoutMs, 600_000);
+    assert.throws(() => parseLedgerSettings({ ...ledgerRaw, anchorDeadline: '2' }), /anchor deadline \(seconds\) must be a whole number between 5/);
+    assert.equal(brokerConfig(parseBrokerSettings({}), {}).brokerWaitMs, 120_000, 'default 120 s');
+    assert.equal(brokerConfig(parseBrokerSettings({ brokerWait: 30 }), {}).brokerWaitMs, 30_000);
+    assert.throws(() => parseBrokerSettings({ brokerWait: 'soon' }), /broker wait \(seconds\)/);
   });
 
   it('connection settings: credentials never go into the broker URL; empty optional values are left out', () => {
