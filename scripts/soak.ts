@@ -19,8 +19,8 @@
  *   --drain S      SETS_SOAK_DRAIN_S    longest drain after production, seconds (default 120)
  *   --outage S     SETS_SOAK_OUTAGE_S   EVM outage, seconds (default 10)
  *   --faults LIST  SETS_SOAK_FAULTS     e.g. consumer,rabbitmq,evm,node-red (default all; "none" for none)
- *   --sweep S      SETS_SOAK_SWEEP_S    taxii-server recovery sweep interval, seconds (default 10; the node's default 60)
- *   --grace S      SETS_SOAK_GRACE_S    taxii-server anchor grace before a pending record is re-emitted (default 30; node: 300)
+ *   --sweep S      SETS_SOAK_SWEEP_S    taxii-server recovery sweep interval, seconds (default 60, the node's default)
+ *   --grace S      SETS_SOAK_GRACE_S    taxii-server anchor grace before a pending record is re-emitted (default 300, the node's default)
  *   --keep         SETS_SOAK_KEEP=1     keep the work dir (logs, journals, store) even when the run passed
  *   --out DIR      SETS_SOAK_OUT        results directory (default soak/results)
  */
@@ -71,8 +71,8 @@ async function main(): Promise<void> {
     ...(batchArg ? { batch: Math.round(num('batch', 'SETS_SOAK_BATCH', 25)) } : {}),
     drainMs: num('drain', 'SETS_SOAK_DRAIN_S', 120) * 1000,
     evmOutageMs: num('outage', 'SETS_SOAK_OUTAGE_S', 10) * 1000,
-    recoveryIntervalS: Math.round(num('sweep', 'SETS_SOAK_SWEEP_S', 10)),
-    anchorGraceS: Math.round(num('grace', 'SETS_SOAK_GRACE_S', 30)),
+    recoveryIntervalS: Math.round(num('sweep', 'SETS_SOAK_SWEEP_S', 60)),
+    anchorGraceS: Math.round(num('grace', 'SETS_SOAK_GRACE_S', 300)),
     faults,
     keep,
   });
