@@ -106,6 +106,11 @@ export interface StatusResource {
   failures?: StatusDetail[];
   pending_count: number;
   pendings?: StatusDetail[];
+  /**
+   * Not a TAXII property (never sent): the identity that created it (`<scheme>:<name>`, lib/taxii/server.ts);
+   * only that caller may read it. Absent on statuses written before owners were recorded.
+   */
+  owner?: string;
 }
 
 /** Options of Store.setStatus. */

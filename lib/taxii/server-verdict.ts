@@ -105,6 +105,7 @@ export function buildStatus(
   failures: StatusDetail[],
   pendings: StatusDetail[],
   total?: number,
+  owner?: string,
 ): StatusResource {
   const s: StatusResource = {
     id,
@@ -118,6 +119,7 @@ export function buildStatus(
   if (successes.length > 0) s.successes = successes;
   if (failures.length > 0) s.failures = failures;
   if (pendings.length > 0) s.pendings = pendings;
+  if (owner !== undefined) s.owner = owner;
   return s;
 }
 
@@ -143,7 +145,7 @@ export async function settleStatusEntry(
       if (status === 'finalized') successes.push({ id: d.id, version: d.version, message: reason ?? 'integrity verified' });
       else failures.push({ id: d.id, version: d.version, message: reason ?? 'failed its integrity check' });
     }
-    await store.putStatus(buildStatus(st.id, st.request_timestamp, successes, failures, rest, st.total_count));
+    await store.putStatus(buildStatus(st.id, st.request_timestamp, successes, failures, rest, st.total_count, st.owner));
     return true;
   });
 }

@@ -38,6 +38,7 @@ import { HttpProblem, resolveUrl, sendProblem, sendTaxii } from './server-http';
 import { parseFilters, QueryError, type FilterEndpoint, type Filters } from './server-query';
 import { NextTokens, TokenError } from './server-paging';
 import { readBody } from './server-body';
+import { parseStrictJson, StrictJsonError } from './strict-json';
 import { isIntegrityVerdict, prepareRecord, normaliseVersion, type NewRecord } from './server-objects';
 import {
   anchorDeadline,
@@ -301,6 +302,8 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
    * without waiting out the grace period.
    */
   private readonly startedAt = Date.now();
+  /** requests answered 413: the API root's max_content_length (bounds the body read and dropped after the answer) */
+  private readonly lingerLimit = new WeakMap<IncomingMessage, number>();
   /** configured collections by id and alias (ids are unique across API roots) */
   private readonly collectionsByKey = new Map<string, ResolvedCollection>();
 
@@ -362,8 +365,14 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
       await this.dispatch(req, res);
     } catch (err) {
       if (err instanceof HttpProblem) {
+        if (err.status === 413) {
+          const limit = this.lingerLimit.get(req);
+          // let the client finish sending and read the 413 (bounded: a few times the limit)
+          if (limit !== undefined) lingerAfter413(req, Math.max(4 * limit, LINGER_413_MIN_BYTES));
+          sendProblem(res, err);
+          return;
+        }
         sendProblem(res, err);
-        if (err.status === 413) discardRest(req);
         return;
       }
       const mapped = storeProblem(err);
@@ -444,7 +453,7 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
       case 'objects':
         if (method === 'POST') {
           this.requireAccess(principal, route.col, 'write');
-          return this.addObjects(req, res, route.root, route.col);
+          return this.addObjects(req, res, route.root, route.col, principal);
         }
         this.requireAccess(principal, route.col, 'read');
         return this.getRecords(res, route.root, route.col, 'objects', url.query, undefined, method);
@@ -554,14 +563,20 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
   }
 
   private listCollections(res: ServerResponse, p: Principal, root: ResolvedApiRoot): void {
-    const cols = root.collections.map((c) => this.collectionResource(c, p));
+    // only what the caller may read or write: the others are not even named
+    const cols = root.collections.filter((c) => hasRole(p, c.canRead) || hasRole(p, c.canWrite)).map((c) => this.collectionResource(c, p));
     sendTaxii(res, 200, cols.length > 0 ? { collections: cols } : {});
   }
 
   private async getStatus(res: ServerResponse, p: Principal, statusId: string): Promise<void> {
     if (p.scheme === 'anonymous') throw this.unauthorized('status resources are not readable without credentials');
     const status = await this.store.getStatus(statusId);
-    if (!status) throw notFound(`no status ${JSON.stringify(statusId)} (unknown, or expired)`);
+    // only the identity that created it reads a status resource; to anyone else it does not
+    // exist (404, not 403: status ids are not confirmed to strangers). Statuses written before
+    // owners were recorded (no owner) stay readable by any authenticated caller until they expire.
+    if (!status || (status.owner !== undefined && p.scheme !== 'open' && status.owner !== principalId(p))) {
+      throw notFound(`no status ${JSON.stringify(statusId)} (unknown, or expired)`);
+    }
     sendTaxii(res, 200, cleanStatus(status));
   }
 
@@ -667,7 +682,7 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
   // -------------------------------------------------------------------------------------------
   // add objects (paper steps 1-3)
 
-  private async addObjects(req: IncomingMessage, res: ServerResponse, root: ResolvedApiRoot, col: ResolvedCollection): Promise<void> {
+  private async addObjects(req: IncomingMessage, res: ServerResponse, root: ResolvedApiRoot, col: ResolvedCollection, principal: Principal): Promise<void> {
     const ct = req.headers['content-type'];
     // TAXII 2.1 (version optional); STIX 2.1 is accepted too, for a bundle only (checked below)
     const stixBody = !isTaxii21MediaType(ct) && isStix21MediaType(ct);
@@ -687,23 +702,29 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     const body = await readBody(req, root.maxContentLength, this.cfg.bodyTimeoutMs);
     if (!body.ok) {
       if (body.reason === 'too-large') {
+        this.lingerLimit.set(req, root.maxContentLength);
         const got = body.declared !== undefined ? `Content-Length ${body.declared}` : `more than ${root.maxContentLength} octets received`;
         throw new HttpProblem(
           413,
           'Payload Too Large',
           `the request body is larger than this API root's max_content_length (${root.maxContentLength} octets; ${got}); split the envelope`,
+          { Connection: 'close' },
         );
       }
       if (body.reason === 'timeout') throw new HttpProblem(408, 'Request Timeout', body.detail, { Connection: 'close' });
       throw new HttpProblem(400, 'Bad Request', `the request body could not be read: ${body.detail}`, { Connection: 'close' });
     }
-    let text = body.body.toString('utf8');
-    if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    // strict (I-JSON): what is hashed must be what every party reads from these bytes
     let envelope: unknown;
     try {
-      envelope = JSON.parse(text);
+      envelope = parseStrictJson(body.body);
     } catch (err) {
-      throw new HttpProblem(400, 'Bad Request', `the request body is not valid JSON (${(err as Error).message})`);
+      if (err instanceof StrictJsonError) {
+        const details: Record<string, unknown> = { problem: err.problem };
+        if (err.path !== undefined) details['path'] = err.path;
+        throw new HttpProblem(400, 'Bad Request', err.problem === 'syntax' ? err.message : `the request body is refused: ${err.message}`, {}, { details });
+      }
+      throw err;
     }
     if (!isRecord(envelope)) throw new HttpProblem(422, 'Unprocessable Content', 'the request body must be a TAXII envelope: a JSON object with an "objects" list');
     // A STIX bundle instead of an envelope (what many tools export): its `objects` are read, the
@@ -778,7 +799,7 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
         }
       }
 
-      const built = buildStatus(statusId, requestTimestamp, successes, failures, pendings);
+      const built = buildStatus(statusId, requestTimestamp, successes, failures, pendings, undefined, principalId(principal));
       try {
         await this.store.putStatus(built);
       } catch (err) {
@@ -1100,31 +1121,52 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
   }
 }
 
+/** How long a 413 answer waits for the client to finish sending the body it refused (ms). */
+export const LINGER_413_MS = 10_000;
+/** Octets of a refused body read and dropped after a 413: 4 × max_content_length, at least this. */
+export const LINGER_413_MIN_BYTES = 16 * 1024 * 1024;
+
 /**
- * After a 413 the rest of the body is unread. Closing the socket at once would make the kernel
- * reset the connection, and a client still sending could lose the 413 answer; so the remainder
- * is read and dropped for a short while (bounded in bytes and time), then the socket is closed.
+ * After a 413 (answered with `Connection: close`) the rest of the body is unread. Closing the
+ * socket at once makes the kernel reset the connection while the client is still sending, and a
+ * client that sends its whole body before reading (Python `requests`, so the OASIS reference
+ * client) then sees a connection reset instead of the 413. So the socket is half-closed (our FIN
+ * follows the answer) and the body is read and dropped until the client closes its side, or
+ * `maxBytes` more octets arrived, or `LINGER_413_MS` passed; then the socket is destroyed.
+ *
+ * Node's HTTP server destroys the socket right after a `Connection: close` answer
+ * (`socket.destroySoon()`); that call is replaced for this one socket. The HTTP parser consumes
+ * the socket directly (no `data` events), so the byte bound is checked on `socket.bytesRead`.
  */
-function discardRest(req: IncomingMessage): void {
-  if (req.readableEnded || req.destroyed) return;
-  const socket = req.socket;
-  let dropped = 0;
-  const close = (): void => {
-    clearTimeout(timer);
-    req.off('data', onData);
+function lingerAfter413(req: IncomingMessage, maxBytes: number): void {
+  const socket = req.socket as IncomingMessage['socket'] & { destroySoon?: () => void };
+  if (!socket || socket.destroyed) return;
+  const startBytes = socket.bytesRead;
+  const startedAt = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const finish = (): void => {
+    if (timer) clearInterval(timer);
+    timer = undefined;
     socket.destroy();
   };
-  const onData = (c: Buffer): void => {
-    dropped += c.length;
-    if (dropped > 4 * 1024 * 1024) close();
+  const check = (): void => {
+    if (socket.destroyed) {
+      if (timer) clearInterval(timer);
+      return;
+    }
+    if (socket.bytesRead - startBytes > maxBytes || Date.now() - startedAt > LINGER_413_MS) finish();
   };
-  const timer = setTimeout(close, 2000);
+  timer = setInterval(check, 50);
   timer.unref();
-  req.on('data', onData);
-  req.once('end', () => {
-    clearTimeout(timer);
-    req.off('data', onData);
+  socket.once('end', finish); // the client closed its side: it has read the answer (or gave up)
+  socket.once('close', () => {
+    if (timer) clearInterval(timer);
   });
+  // half-close instead of destroy when the HTTP server is done with the answer
+  socket.destroySoon = () => {
+    if (socket.writable) socket.end();
+  };
+  // the body must keep flowing (and be dropped) for the client to finish sending
   req.resume();
 }
 
@@ -1147,6 +1189,11 @@ function storeProblem(err: unknown): HttpProblem | null {
 }
 
 /** A record's integrity as reported: records of an `off` collection (or stored under `off`) are `unverified`. */
+
+/** The identity a status resource is bound to: scheme and name (a Basic user and a JWT subject of the same name differ). */
+function principalId(p: Principal): string {
+  return `${p.scheme}:${p.name}`;
+}
 
 function pendingKey(collection: string, id: string, version: string): string {
   return JSON.stringify([collection, id, version]);

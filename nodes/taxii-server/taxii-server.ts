@@ -205,7 +205,9 @@ export = function register(RED: NodeAPI): void {
     const inflight = new Set<Promise<void>>();
     const apiRoot = cfg.apiRoot;
     const rootPath = `/${apiRoot}`;
-    const owns = (p: string): boolean => p === '/taxii2' || p.startsWith('/taxii2/') || p === rootPath || p.startsWith(rootPath + '/');
+    // under its own base path the server answers every path (unknown ones with a TAXII 404, not
+    // Express's HTML one); mounted at the root of httpNode it claims only its own resources
+    const owns = (p: string): boolean => (base !== '' && base !== '/') || p === '/taxii2' || p.startsWith('/taxii2/') || p === rootPath || p.startsWith(rootPath + '/');
 
     const serve = (server: TaxiiServer, req: Request, res: Response): void => {
       const job = server.handle(req, res).finally(() => {
