@@ -2,11 +2,20 @@
  * Authentication of TAXII server requests: HTTP Basic users, OAuth2 bearer JWTs, or both, plus
  * an optional anonymous reader. Produces a Principal (name + roles); authorisation against a
  * collection's canRead / canWrite roles happens in the server (lib/taxii/server.ts).
+ *
+ * Under attack (lib/auth/throttle.ts): failed attempts are throttled per remote address and per
+ * Basic user name (429 + Retry-After, before any hashing), and password hashing is capped (503 +
+ * Retry-After when its queue is full). Credentials verified recently (Basic cache) and valid API
+ * keys are never throttled, so a flood does not lock out the clients that hold them. Both refusals
+ * are thrown by `authenticate` as HttpProblem (a TAXII error resource with its headers), which the
+ * server answers as is.
  */
 import type { IncomingMessage } from 'node:http';
 import { BasicVerifier, parseBasicHeader, type BasicUser, type BasicVerifierOptions } from './server-basic';
 import { BearerError, JwtVerifier, parseBearerHeader, type JwtVerifierConfig } from './server-jwt';
 import { ApiKeyVerifier, parseTokenHeader, type ApiKeyEntry } from './server-apikey';
+import { AuthThrottled, FailureThrottle, HashGateFull, clientKey, type AttemptTicket, type AuthThrottleOptions } from './throttle';
+import { HttpProblem } from '../taxii/server-http';
 
 export interface Principal {
   /** user name (Basic), token subject name (Bearer), API key name, or `anonymous` */
@@ -25,6 +34,11 @@ export interface ServerAuthConfig {
   realm?: string;
   /** HTTP Basic users */
   basic?: { users: BasicUser[] } & BasicVerifierOptions;
+  /**
+   * Throttling of failed authentication per remote address and per Basic user name (token buckets;
+   * defaults: bursts of 10, one attempt regained every 6 s). `false` turns it off.
+   */
+  throttle?: AuthThrottleOptions | false;
   /** OAuth2 bearer JWTs */
   oauth2?: JwtVerifierConfig;
   /**
@@ -68,6 +82,7 @@ export class ServerAuthenticator {
   private readonly basic?: BasicVerifier;
   private readonly jwt?: JwtVerifier;
   private readonly keys?: ApiKeyVerifier;
+  private readonly throttle?: FailureThrottle;
   readonly realm: string;
   readonly anonymousRead: boolean;
   readonly open: boolean;
@@ -79,6 +94,13 @@ export class ServerAuthenticator {
     if (config.basic) this.basic = new BasicVerifier(config.basic.users, config.basic);
     if (config.oauth2) this.jwt = new JwtVerifier(config.oauth2);
     if (config.apiKeys && config.apiKeys.length > 0) this.keys = new ApiKeyVerifier(config.apiKeys);
+    if (config.throttle !== false) {
+      try {
+        this.throttle = new FailureThrottle(config.throttle ?? {});
+      } catch (err) {
+        throw new ServerAuthError(`TAXII server auth throttle: ${(err as Error).message}`);
+      }
+    }
     if (!this.basic && !this.jwt && !this.keys && !this.open && !this.anonymousRead) {
       throw new ServerAuthError('TAXII server auth: configure basic users, apiKeys and/or oauth2, or set anonymousRead / open explicitly');
     }
@@ -109,7 +131,11 @@ export class ServerAuthenticator {
     return out;
   }
 
-  /** Authenticate a request from its Authorization header. */
+  /**
+   * Authenticate a request from its Authorization header. Rejects with an HttpProblem 429 (this
+   * address / user name failed too often) or 503 (password hashing queue full), each with
+   * Retry-After; the server answers these as they are.
+   */
   async authenticate(req: IncomingMessage): Promise<AuthOutcome> {
     if (this.open) return { ok: true, principal: { name: 'anonymous', roles: [ANONYMOUS_ROLE], scheme: 'open' } };
     const header = req.headers.authorization;
@@ -117,6 +143,7 @@ export class ServerAuthenticator {
       if (this.anonymousRead) return { ok: true, principal: { name: 'anonymous', roles: [ANONYMOUS_ROLE], scheme: 'anonymous' } };
       return { ok: false, status: 401, description: `authentication required (${this.schemes.join(' or ')})` };
     }
+    const address = clientKey(req as IncomingMessage & { ip?: unknown });
     // the scheme name is case-insensitive (RFC 9110 §11.1): MISP sends `basic`
     const scheme = /^\s*(\S+)/.exec(header)?.[1]?.toLowerCase() ?? '';
     if (scheme === 'basic') {
@@ -126,16 +153,37 @@ export class ServerAuthenticator {
       // an API key as the password, whatever the user name (XSOAR, MISP, scripts)
       const key = this.keys?.verify(creds.password);
       if (key) return { ok: true, principal: { name: key.name, roles: key.roles, scheme: 'apikey' } };
-      if (!this.basic) return { ok: false, status: 401, description: 'invalid API key (send it as the Basic password)' };
-      const user = await this.basic.verify(creds);
-      if (!user) return { ok: false, status: 401, description: 'invalid user name or password' };
+      // credentials verified recently pass without hashing and without throttling
+      const known = this.basic?.cached(creds);
+      if (known) return { ok: true, principal: { name: known.username, roles: known.roles, scheme: 'basic' } };
+      const ticket = this.admit(address, this.basic ? creds.username : undefined);
+      if (!this.basic) {
+        ticket.failure();
+        return { ok: false, status: 401, description: 'invalid API key (send it as the Basic password)' };
+      }
+      let user: { username: string; roles: string[] } | null;
+      try {
+        user = await this.basic.verify(creds);
+      } catch (err) {
+        ticket.cancel();
+        if (err instanceof HashGateFull) throw busy(err);
+        throw err;
+      }
+      if (!user) {
+        ticket.failure();
+        return { ok: false, status: 401, description: 'invalid user name or password' };
+      }
+      ticket.success();
       return { ok: true, principal: { name: user.username, roles: user.roles, scheme: 'basic' } };
     }
     if (scheme === 'token') {
       if (!this.keys) return { ok: false, status: 401, description: 'this server does not accept API keys' };
       const presented = parseTokenHeader(header);
       const key = presented === null ? null : this.keys.verify(presented);
-      if (!key) return { ok: false, status: 401, description: presented === null ? 'malformed Token credentials (expected "Token <key>")' : 'invalid API key' };
+      if (!key) {
+        this.admit(address).failure();
+        return { ok: false, status: 401, description: presented === null ? 'malformed Token credentials (expected "Token <key>")' : 'invalid API key' };
+      }
       return { ok: true, principal: { name: key.name, roles: key.roles, scheme: 'apikey' } };
     }
     if (scheme === 'bearer') {
@@ -143,22 +191,50 @@ export class ServerAuthenticator {
         const raw = /^\s*\S+\s+(\S+)\s*$/.exec(header)?.[1];
         const key = raw === undefined ? null : this.keys.verify(raw);
         if (key) return { ok: true, principal: { name: key.name, roles: key.roles, scheme: 'apikey' } };
-        if (!this.jwt) return { ok: false, status: 401, description: 'invalid API key', bearerError: 'invalid_token' };
+        if (!this.jwt) {
+          this.admit(address).failure();
+          return { ok: false, status: 401, description: 'invalid API key', bearerError: 'invalid_token' };
+        }
       }
       if (!this.jwt) return { ok: false, status: 401, description: 'this server does not accept bearer tokens' };
       const token = parseBearerHeader(header);
       if (!token) return { ok: false, status: 401, description: 'malformed bearer token', bearerError: 'invalid_request' };
+      const ticket = this.admit(address);
       try {
         const id = await this.jwt.verify(token);
+        ticket.success();
         return { ok: true, principal: { name: id.name, roles: id.roles, scheme: 'bearer' } };
       } catch (err) {
-        if (err instanceof BearerError && err.code === 'VERIFIER_UNAVAILABLE') return { ok: false, status: 503, description: err.message };
+        if (err instanceof BearerError && err.code === 'VERIFIER_UNAVAILABLE') {
+          ticket.cancel();
+          return { ok: false, status: 503, description: err.message };
+        }
+        ticket.failure();
         const description = err instanceof Error ? err.message : 'the bearer token is not valid';
         return { ok: false, status: 401, description, bearerError: 'invalid_token' };
       }
     }
     return { ok: false, status: 401, description: `unsupported authentication scheme ${JSON.stringify(scheme)} (use ${this.schemes.join(' or ') || 'none'})` };
   }
+
+  /** Take a throttle token for an attempt, or throw the 429 answer. */
+  private admit(address: string, username?: string): AttemptTicket {
+    if (!this.throttle) return NO_TICKET;
+    try {
+      return this.throttle.admit(address, username);
+    } catch (err) {
+      if (err instanceof AuthThrottled) {
+        throw new HttpProblem(429, 'Too Many Requests', err.message, { 'Retry-After': String(err.retryAfterSec) });
+      }
+      throw err;
+    }
+  }
+}
+
+const NO_TICKET: AttemptTicket = { success: () => undefined, failure: () => undefined, cancel: () => undefined };
+
+function busy(err: HashGateFull): HttpProblem {
+  return new HttpProblem(503, 'Service Unavailable', err.message, { 'Retry-After': String(err.retryAfterSec) });
 }
 
 /** Does a principal hold one of the roles a collection lists? */

@@ -8,9 +8,13 @@
  *
  * scrypt is deliberately slow (~tens of ms); a TAXII client paging through a collection sends the
  * same header on every request, so successful verifications are remembered for a short time,
- * keyed by an HMAC of the header under a per-process random key (the cache never holds a password).
+ * keyed by an HMAC of the user name and password under a per-process random key (the cache never
+ * holds a password). At most `maxConcurrentHashes` scrypt runs happen at once (lib/auth/throttle.ts,
+ * HashGate): scrypt shares the libuv thread pool with the store, and a flood of wrong passwords
+ * must not starve it; checks beyond the bounded queue are refused with HashGateFull.
  */
 import { createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { HashGate, type HashGateOptions } from './throttle';
 
 export interface BasicUser {
   username: string;
@@ -109,7 +113,7 @@ export function parseBasicHeader(value: string): BasicCredentials | null {
   return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
-export interface BasicVerifierOptions {
+export interface BasicVerifierOptions extends HashGateOptions {
   /** how long a successful check is remembered, ms (default 300,000; 0 disables) */
   cacheTtlMs?: number;
   /** most remembered checks (default 1,000) */
@@ -124,6 +128,7 @@ export class BasicVerifier {
   private readonly cacheTtlMs: number;
   private readonly cacheMax: number;
   private readonly dummy: ParsedHash;
+  private readonly gate: HashGate;
 
   constructor(users: BasicUser[], opts: BasicVerifierOptions = {}) {
     for (const user of users) {
@@ -141,22 +146,52 @@ export class BasicVerifier {
     }
     this.cacheTtlMs = opts.cacheTtlMs ?? 300_000;
     this.cacheMax = opts.cacheMax ?? 1000;
+    this.gate = new HashGate(opts);
     // an unknown user name is checked against this so that it costs the same time as a known one
     const like = this.users.values().next().value?.hash;
     this.dummy = { N: like?.N ?? DEFAULT_N, r: like?.r ?? DEFAULT_R, p: like?.p ?? DEFAULT_P, salt: randomBytes(16), key: randomBytes(like?.key.length ?? KEY_LEN) };
   }
 
-  /** The user's name and roles when the credentials are right, else null. */
-  async verify(creds: BasicCredentials): Promise<{ username: string; roles: string[] } | null> {
-    const ck = createHmac('sha256', this.cacheKey).update(creds.username).update('\0').update(creds.password).digest('base64');
-    const now = Date.now();
+  private cacheKeyOf(creds: BasicCredentials): string {
+    // length-prefixed so that no two (user name, password) pairs give the same input
+    const u = Buffer.from(creds.username, 'utf8');
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(u.length);
+    return createHmac('sha256', this.cacheKey).update(len).update(u).update(creds.password, 'utf8').digest('base64');
+  }
+
+  /**
+   * The user's name and roles when these exact credentials were verified recently (no hashing: an
+   * HMAC and a map look-up), else null.
+   */
+  cached(creds: BasicCredentials): { username: string; roles: string[] } | null {
+    if (this.cacheTtlMs <= 0) return null;
+    const ck = this.cacheKeyOf(creds);
     const hit = this.cache.get(ck);
-    if (hit && hit.expires > now) return { username: hit.username, roles: [...hit.roles] };
-    if (hit) this.cache.delete(ck);
+    if (!hit) return null;
+    if (hit.expires <= Date.now()) {
+      this.cache.delete(ck);
+      return null;
+    }
+    return { username: hit.username, roles: [...hit.roles] };
+  }
+
+  /** scrypt runs now / checks waiting for a slot */
+  get hashing(): { active: number; queued: number } {
+    return { active: this.gate.active, queued: this.gate.queued };
+  }
+
+  /**
+   * The user's name and roles when the credentials are right, else null. Rejects with
+   * HashGateFull (lib/auth/throttle.ts) when too many checks are already waiting.
+   */
+  async verify(creds: BasicCredentials): Promise<{ username: string; roles: string[] } | null> {
+    const hit = this.cached(creds);
+    if (hit) return hit;
 
     const entry = this.users.get(creds.username);
     const h = entry?.hash ?? this.dummy;
-    const key = await scrypt(creds.password, h.salt, h.key.length, { N: h.N, r: h.r, p: h.p, maxmem: maxmemFor(h.N, h.r, h.p) });
+    const key = await this.gate.run(() => scrypt(creds.password, h.salt, h.key.length, { N: h.N, r: h.r, p: h.p, maxmem: maxmemFor(h.N, h.r, h.p) }));
     const ok = timingSafeEqual(key, h.key) && entry !== undefined;
     if (!ok || !entry) return null;
     if (this.cacheTtlMs > 0) {
@@ -164,7 +199,7 @@ export class BasicVerifier {
         const oldest = this.cache.keys().next();
         if (!oldest.done) this.cache.delete(oldest.value);
       }
-      this.cache.set(ck, { username: entry.user.username, roles: entry.user.roles, expires: now + this.cacheTtlMs });
+      this.cache.set(this.cacheKeyOf(creds), { username: entry.user.username, roles: entry.user.roles, expires: Date.now() + this.cacheTtlMs });
     }
     return { username: entry.user.username, roles: [...entry.user.roles] };
   }

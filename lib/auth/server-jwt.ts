@@ -5,7 +5,9 @@
  *
  * Checked: signature with a key from the JWKS, `alg` restricted to asymmetric algorithms
  * (RS*, PS*, ES*, EdDSA — `none` and HMAC, the "HS256 signed with the public key" confusion,
- * are refused), `iss`, `aud` (when configured), `exp` (required), `nbf`.
+ * are refused), `iss`, `aud` (required unless `requireAudience: false`), `exp` (required), `nbf`.
+ * The JWKS is fetched over https only, except from a loopback host (127.0.0.0/8, ::1, localhost):
+ * keys fetched over plain http could be replaced on the way, and with them every token accepted.
  * Roles are read Keycloak-style from `realm_access.roles` and `resource_access.<client>.roles`
  * (plus optional extra claims), and matched against the collections' canRead / canWrite roles.
  */
@@ -26,8 +28,14 @@ export interface JwtVerifierConfig {
   jwks?: JSONWebKeySet;
   /** expected `iss` (required) */
   issuer: string | string[];
-  /** expected `aud` (one of); strongly recommended — without it any token of the issuer is accepted */
+  /** expected `aud` (one of); required unless `requireAudience` is false */
   audience?: string | string[];
+  /**
+   * Default true: a configuration without `audience` is refused. Set false explicitly to accept
+   * tokens the issuer made for any audience (any other client or service of the realm) — not
+   * recommended.
+   */
+  requireAudience?: boolean;
   /** allowed `alg` values, a subset of ASYMMETRIC_ALGORITHMS (default: all of them) */
   algorithms?: string[];
   /** clients whose `resource_access.<client>.roles` count as roles (default: the audience values) */
@@ -65,6 +73,16 @@ export class BearerError extends Error {
     this.name = 'BearerError';
     this.code = code;
   }
+}
+
+/** Is a URL host name loopback (127.0.0.0/8, ::1, localhost / *.localhost)? No DNS is asked. */
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.toLowerCase().replace(/^\[|\]$/g, '').replace(/\.$/, '');
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (h === '::1' || /^(0{0,4}:){7}0{0,3}1$/.test(h) || h === '::ffff:7f00:1') return true;
+  const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h)?.[1] ?? h;
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(v4);
+  return m !== null && Number(m[1]) === 127 && [m[2], m[3], m[4]].every((o) => Number(o) <= 255);
 }
 
 /** Parse an `Authorization` header value of the Bearer scheme (case-insensitive); null otherwise. */
@@ -109,6 +127,10 @@ const TOKEN_ERROR_CODES = new Set([
   'ERR_JWKS_MULTIPLE_MATCHING_KEYS',
 ]);
 
+function aud(a: string | string[] | undefined): boolean {
+  return Array.isArray(a) ? a.some((x) => typeof x === 'string' && x.trim() !== '') : typeof a === 'string' && a.trim() !== '';
+}
+
 export class JwtVerifier {
   private readonly keys: ReturnType<typeof createRemoteJWKSet> | ReturnType<typeof createLocalJWKSet>;
   private readonly algorithms: string[];
@@ -129,7 +151,9 @@ export class JwtVerifier {
       );
     }
     this.algorithms = algs;
-    const aud = config.audience === undefined ? [] : Array.isArray(config.audience) ? config.audience : [config.audience];
+    const aud = (config.audience === undefined ? [] : Array.isArray(config.audience) ? config.audience : [config.audience]).filter(
+      (a) => typeof a === 'string' && a.trim() !== '',
+    );
     this.clients = config.clients ?? aud;
     if (config.jwksUrl) {
       let url: URL;
@@ -139,7 +163,13 @@ export class JwtVerifier {
         throw new BearerError('BAD_CONFIG', `OAuth2 JWKS URL ${JSON.stringify(config.jwksUrl)} is not a URL`);
       }
       if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-        throw new BearerError('BAD_CONFIG', `OAuth2 JWKS URL must be http(s): ${config.jwksUrl}`);
+        throw new BearerError('BAD_CONFIG', `OAuth2 JWKS URL must be https: ${config.jwksUrl}`);
+      }
+      if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+        throw new BearerError(
+          'BAD_CONFIG',
+          `OAuth2 JWKS URL (option "jwksUrl") must use https (plain http is accepted only on loopback: 127.0.0.0/8, ::1, localhost): ${url.href}`,
+        );
       }
       this.keys = createRemoteJWKSet(url, {
         timeoutDuration: config.timeoutMs ?? 5000,
@@ -153,6 +183,13 @@ export class JwtVerifier {
     } else {
       throw new BearerError('BAD_CONFIG', 'OAuth2 bearer verification needs jwksUrl or jwks');
     }
+    if (aud.length === 0 && config.requireAudience !== false) {
+      throw new BearerError(
+        'BAD_CONFIG',
+        'OAuth2 bearer verification needs the expected audience (option "audience": the client id or resource the tokens are issued for); ' +
+          'without it any token of the issuer, for any other service, would be accepted. Set "requireAudience" to false to allow that explicitly.',
+      );
+    }
   }
 
   /** Verify a compact JWT; resolves with the caller's identity or rejects with a BearerError. */
@@ -161,7 +198,7 @@ export class JwtVerifier {
     try {
       const res = await jwtVerify(token, this.keys, {
         issuer: this.config.issuer,
-        audience: this.config.audience,
+        ...(aud(this.config.audience) ? { audience: this.config.audience } : {}),
         algorithms: this.algorithms,
         clockTolerance: this.config.clockToleranceSec ?? 30,
         requiredClaims: ['exp'],

@@ -23,7 +23,7 @@ import {
   type TaxiiServerConfig,
 } from '../taxii/server';
 import type { ServerAuthConfig } from '../auth/server-auth';
-import type { JwtVerifierConfig } from '../auth/server-jwt';
+import { isLoopbackHost, type JwtVerifierConfig } from '../auth/server-jwt';
 import { OpsError } from './errors';
 import { ConfigError, bool, int, optInt, optStr, str } from './settings';
 
@@ -49,8 +49,10 @@ export interface ServerCollectionSettings {
 export interface ServerOAuth2Settings {
   issuer: string;
   jwksUrl: string;
-  /** expected `aud` (recommended) */
+  /** expected `aud`: required unless `anyAudience` is true */
   audience?: string;
+  /** accept tokens issued for any audience (explicit opt-out of the audience check; not recommended) */
+  anyAudience?: boolean;
   /** client whose `resource_access.<client>.roles` count (default: the audience) */
   clientId?: string;
   /** allowed clock skew, seconds (default 30) */
@@ -316,7 +318,19 @@ export function checkServerSettings(s: ServerSettings): void {
   if (s.apiRoot === 'taxii2') throw bad('the API root cannot be named taxii2 (the discovery path)');
   if (s.oauth2) {
     if (!optText(s.oauth2.issuer)) throw bad('OAuth2 needs the issuer');
-    if (!/^https?:\/\/\S+$/.test(s.oauth2.jwksUrl ?? '')) throw bad('OAuth2 needs the JWKS URL (http or https)');
+    if (!/^https?:\/\/\S+$/.test(s.oauth2.jwksUrl ?? '')) throw bad('OAuth2 needs the JWKS URL (https)');
+    let host = '';
+    try {
+      host = new URL(s.oauth2.jwksUrl).hostname;
+    } catch {
+      throw bad(`OAuth2 JWKS URL "${s.oauth2.jwksUrl}" is not a URL`);
+    }
+    if (s.oauth2.jwksUrl.startsWith('http:') && !isLoopbackHost(host)) {
+      throw bad('OAuth2 JWKS URL must use https (plain http only on loopback: 127.0.0.0/8, ::1, localhost)');
+    }
+    if (!optText(s.oauth2.audience) && s.oauth2.anyAudience !== true) {
+      throw bad('OAuth2 needs the audience (the "Audience" setting: client id or resource the tokens are issued for), or turn on "Accept any audience" (anyAudience) explicitly');
+    }
   }
 }
 
@@ -340,7 +354,7 @@ export function normaliseBasePath(value: unknown, fallback = '/taxii'): string {
  * sweeps of records left pending, default 60, 0 = only at start), anchorGrace (s, default 300),
  * collections (list or JSON
  * text, see parseCollections), anonymousRead, openAccess, oauth2 (switch) with issuer, jwksUrl,
- * audience, clientId, clockTolerance (s). Checked with checkServerSettings; throws ConfigError /
+ * audience (required unless anyAudience), anyAudience, clientId, clockTolerance (s). Checked with checkServerSettings; throws ConfigError /
  * OpsError BAD_CONFIG naming the field.
  */
 export function parseServerSettings(raw: Record<string, unknown>): ServerSettings {
@@ -367,6 +381,7 @@ export function parseServerSettings(raw: Record<string, unknown>): ServerSetting
     const clientId = optStr(raw['clientId']);
     const tolerance = optInt(raw['clockTolerance'], 'clock tolerance', 0, 600);
     if (audience) settings.oauth2.audience = audience;
+    if (bool(raw['anyAudience'], false)) settings.oauth2.anyAudience = true;
     if (clientId) settings.oauth2.clientId = clientId;
     if (tolerance !== undefined) settings.oauth2.clockToleranceSec = tolerance;
   }
@@ -396,6 +411,7 @@ export async function buildServerConfig(
   if (s.oauth2) {
     const o: JwtVerifierConfig = { issuer: s.oauth2.issuer, jwksUrl: s.oauth2.jwksUrl };
     if (s.oauth2.audience) o.audience = s.oauth2.audience;
+    if (s.oauth2.anyAudience === true) o.requireAudience = false;
     const clients = [s.oauth2.clientId, s.oauth2.audience].filter((c): c is string => !!c);
     if (clients.length > 0) o.clients = [...new Set(clients)];
     if (s.oauth2.clockToleranceSec !== undefined) o.clockToleranceSec = s.oauth2.clockToleranceSec;

@@ -150,7 +150,8 @@ export class SetsTaxiiServerTrigger implements INodeType {
       { displayName: 'OAuth2 Bearer Tokens', name: 'oauth2', type: 'boolean', default: false, description: 'Whether to accept JWT access tokens checked against an issuer\'s JWKS (e.g. Keycloak)' },
       { displayName: 'Issuer', name: 'issuer', type: 'string', default: '', displayOptions: { show: { oauth2: [true] } } },
       { displayName: 'JWKS URL', name: 'jwksUrl', type: 'string', default: '', displayOptions: { show: { oauth2: [true] } } },
-      { displayName: 'Audience', name: 'audience', type: 'string', default: '', displayOptions: { show: { oauth2: [true] } } },
+      { displayName: 'Audience', name: 'audience', type: 'string', default: '', displayOptions: { show: { oauth2: [true] } }, description: 'Expected aud of the tokens (required unless Accept Any Audience is on)' },
+      { displayName: 'Accept Any Audience', name: 'anyAudience', type: 'boolean', default: false, displayOptions: { show: { oauth2: [true] } }, description: 'Whether to accept tokens the issuer made for any audience (not recommended)' },
       { displayName: 'Client ID', name: 'clientId', type: 'string', default: '', displayOptions: { show: { oauth2: [true] } }, description: 'Client whose resource_access roles count (default: the audience)' },
       { displayName: 'Clock Tolerance (S)', name: 'clockTolerance', type: 'number', default: 30, displayOptions: { show: { oauth2: [true] } } },
       {
@@ -211,6 +212,7 @@ export class SetsTaxiiServerTrigger implements INodeType {
         issuer: p('issuer', ''),
         jwksUrl: p('jwksUrl', ''),
         audience: p('audience', ''),
+        anyAudience: p('anyAudience', false),
         clientId: p('clientId', ''),
         clockTolerance: p('clockTolerance', ''),
         description: options.description,

@@ -47,6 +47,7 @@ interface ServerDef extends NodeDef {
   issuer?: string;
   jwksUrl?: string;
   audience?: string;
+  anyAudience?: boolean | string;
   clientId?: string;
   clockTolerance?: string | number;
   recoveryInterval?: string | number;
