@@ -8,7 +8,8 @@
  */
 import { strict as assert } from 'node:assert';
 import * as http from 'node:http';
-import { hashPassword } from '../../lib/auth/server-basic';
+import { BasicVerifier, hashPassword } from '../../lib/auth/server-basic';
+import { HashGate, HashGateFull, clientKey } from '../../lib/auth/throttle';
 import { createTaxiiServer } from '../../lib/taxii/server';
 import { COL_MAIN, TAXII, basic, indicator, listen, obj, post, testConfig, type Running } from './helpers';
 import { makeStore, type TestStore } from './stores';
@@ -185,5 +186,51 @@ describe('TAXII server: authentication flood (wrong Basic passwords)', function 
       assert.match(String(h.headers['retry-after']), /^[1-9][0-9]*$/);
       assert.equal(obj(h.json)['http_status'], '503');
     }
+  });
+});
+
+describe('auth throttle parts', () => {
+  it('clientKey: IPv4-mapped addresses become IPv4, IPv6 is grouped by /64, Express req.ip wins', () => {
+    assert.equal(clientKey({ socket: { remoteAddress: '::ffff:10.1.2.3' } }), '10.1.2.3');
+    assert.equal(clientKey({ socket: { remoteAddress: '2001:db8:0:12::1' } }), '2001:db8:0:12::/64');
+    assert.equal(clientKey({ socket: { remoteAddress: '2001:db8:0:12:ffff::9' } }), '2001:db8:0:12::/64');
+    assert.equal(clientKey({ socket: { remoteAddress: '10.0.0.1' }, ip: '203.0.113.7' }), '203.0.113.7');
+    assert.equal(clientKey({ socket: null }), 'unknown');
+  });
+
+  it('HashGate: runs at most max at once, queues up to maxQueued, refuses the rest at once', async () => {
+    const gate = new HashGate({ maxConcurrentHashes: 2, maxQueuedHashes: 3 });
+    const release: Array<() => void> = [];
+    let peak = 0;
+    const task = (): Promise<void> =>
+      gate.run(
+        () =>
+          new Promise<void>((resolve) => {
+            peak = Math.max(peak, gate.active);
+            release.push(resolve);
+          }),
+      );
+    const runs = Array.from({ length: 5 }, task);
+    await assert.rejects(task(), (e: unknown) => e instanceof HashGateFull && e.retryAfterSec === 1);
+    assert.equal(gate.active, 2);
+    assert.equal(gate.queued, 3);
+    while (release.length > 0 || gate.active > 0) {
+      const r = release.shift();
+      if (r) r();
+      await new Promise((res) => setImmediate(res));
+    }
+    await Promise.all(runs);
+    assert.equal(peak, 2);
+    assert.equal(gate.queued, 0);
+  });
+
+  it('the verification cache cannot be confused by moving bytes between user name and password', async () => {
+    const v = new BasicVerifier([
+      { username: 'a\0', passwordHash: await hashPassword('b', { N: 1024 }), roles: ['r'] },
+      { username: 'a', passwordHash: await hashPassword('other', { N: 1024 }), roles: [] },
+    ]);
+    assert.deepEqual(await v.verify({ username: 'a\0', password: 'b' }), { username: 'a\0', roles: ['r'] });
+    assert.equal(v.cached({ username: 'a', password: '\0b' }), null);
+    assert.equal(await v.verify({ username: 'a', password: '\0b' }), null);
   });
 });
