@@ -58,6 +58,21 @@ describe('example flows', () => {
     }
   });
 
+  it('keep what they dead-letter: every subscription whose flow dead-letters or requeues has a dead-letter queue and a delivery limit', () => {
+    let checked = 0;
+    for (const file of files) {
+      const flow = JSON.parse(fs.readFileSync(path.join(examplesDir, file), 'utf8')) as FlowNode[];
+      const settles = flow.some((n) => n.type === 'rabbit-ack' && (n['action'] === 'dead-letter' || n['action'] === 'requeue'));
+      if (!settles) continue;
+      for (const sub of flow.filter((n) => n.type === 'rabbit-subscribe')) {
+        checked++;
+        assert.ok(typeof sub['deadLetter'] === 'string' && sub['deadLetter'] !== '', `${file}: ${sub.name ?? sub.id} dead-letters without a dead-letter queue (the CTI would be discarded)`);
+        assert.ok(Number(sub['deliveryLimit']) > 0, `${file}: ${sub.name ?? sub.id} requeues without a delivery limit (a bad message could loop for ever)`);
+      }
+    }
+    assert.ok(checked >= 3, `only ${checked} subscriptions checked`);
+  });
+
   it('use each node id in one file only, so any two examples import side by side without an id conflict', () => {
     // Rule: every example is self-contained, config nodes included (its own ledger, broker, TAXII
     // connection, store). Shared-by-id config nodes would have to be identical in every file forever
