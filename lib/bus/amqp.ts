@@ -41,7 +41,7 @@ import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } f
 import { BusError, amqpCodeOf, messageOf, type BusErrorCode } from './errors';
 import { parseRoutingKey } from './routing';
 import type { Bus } from './bus';
-import { STIX_CONTENT_TYPE, bodyToBuffer, checkQueueOptions, cleanHeaders, explainInequivalent, parseDeliveryJson, stixPublishRequest } from './common';
+import { STIX_CONTENT_TYPE, bodyToBuffer, checkQueueOptions, cleanHeaders, deliveryLimitReached, deliveryLimitText, explainInequivalent, parseDeliveryJson, stixPublishRequest } from './common';
 
 export type BusState = 'connecting' | 'connected' | 'disconnected' | 'error' | 'closed';
 
@@ -1616,18 +1616,12 @@ class SubscriptionImpl implements Subscription {
 
   /** @internal the delivery limit is reached: a requeue now dead-letters */
   limitReached(deliveryCount: number): boolean {
-    const limit = this.opts.deliveryLimit;
-    return Boolean(limit) && deliveryCount >= (limit as number);
+    return deliveryLimitReached(this.opts, deliveryCount);
   }
 
   /** @internal */
   limitText(d: BusDelivery): string {
-    const where = this.opts.deadLetterQueue
-      ? `dead-lettered to ${this.opts.deadLetterQueue}`
-      : this.opts.deadLetterExchange
-        ? `dead-lettered to exchange ${this.opts.deadLetterExchange}`
-        : 'DROPPED (the queue has no dead-letter queue)';
-    return `message ${d.messageId ?? d.deliveryTag} on ${d.routingKey} reached the delivery limit (${d.deliveryCount} of ${this.opts.deliveryLimit} deliveries): ${where}`;
+    return deliveryLimitText(this.opts, d);
   }
 
   private onHandlerError(d: DeliveryImpl, err: unknown): void {

@@ -149,3 +149,26 @@ export function checkQueueOptions(o: { queue?: string; queueType?: string; exclu
     }
   }
 }
+
+/** Subscription options the delivery-limit rules read. */
+interface LimitOptions {
+  deliveryLimit?: number;
+  deadLetterQueue?: string;
+  deadLetterExchange?: string;
+}
+
+/** The delivery limit is reached: a requeue now dead-letters (both brokers apply the same rule). */
+export function deliveryLimitReached(opts: LimitOptions, deliveryCount: number): boolean {
+  const limit = opts.deliveryLimit;
+  return limit !== undefined && limit > 0 && deliveryCount >= limit;
+}
+
+/** What happens to a message over the delivery limit, for the warning. */
+export function deliveryLimitText(opts: LimitOptions, d: { messageId?: string; deliveryTag: number | string; routingKey: string; deliveryCount?: number }): string {
+  const where = opts.deadLetterQueue
+    ? `dead-lettered to ${opts.deadLetterQueue}`
+    : opts.deadLetterExchange
+      ? `dead-lettered to exchange ${opts.deadLetterExchange}`
+      : 'DROPPED (the queue has no dead-letter queue)';
+  return `message ${d.messageId ?? d.deliveryTag} on ${d.routingKey} reached the delivery limit (${d.deliveryCount} of ${opts.deliveryLimit} deliveries): ${where}`;
+}

@@ -43,7 +43,7 @@
  * honour (`x-message-ttl`, … in `arguments`) are refused, never ignored.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { STIX_CONTENT_TYPE, bodyToBuffer, checkQueueOptions, cleanHeaders, explainInequivalent, isPlainObject, parseDeliveryJson, stixPublishRequest } from './common';
+import { STIX_CONTENT_TYPE, bodyToBuffer, checkQueueOptions, cleanHeaders, deliveryLimitReached, deliveryLimitText, explainInequivalent, isPlainObject, parseDeliveryJson, stixPublishRequest } from './common';
 import type {
   AckMode,
   Bus,
@@ -1324,18 +1324,12 @@ class MemorySubscription implements Subscription {
 
   /** @internal the delivery limit is reached: a requeue now dead-letters */
   limitReached(deliveryCount: number): boolean {
-    const limit = this.opts.deliveryLimit;
-    return Boolean(limit) && deliveryCount >= (limit as number);
+    return deliveryLimitReached(this.opts, deliveryCount);
   }
 
   /** @internal */
   limitText(d: BusDelivery): string {
-    const where = this.opts.deadLetterQueue
-      ? `dead-lettered to ${this.opts.deadLetterQueue}`
-      : this.opts.deadLetterExchange
-        ? `dead-lettered to exchange ${this.opts.deadLetterExchange}`
-        : 'DROPPED (the queue has no dead-letter queue)';
-    return `message ${d.messageId ?? d.deliveryTag} on ${d.routingKey} reached the delivery limit (${d.deliveryCount} of ${this.opts.deliveryLimit} deliveries): ${where}`;
+    return deliveryLimitText(this.opts, d);
   }
 
   /** @internal a delivery was settled (or given up) */
