@@ -96,7 +96,18 @@ export interface EmbeddedStoreOptions {
   compression?: boolean;
   /** clock in ms (tests); default Date.now */
   now?: () => number;
+  /**
+   * Most index entries one query examines (default 10,000). A selective filter the indexes cannot
+   * answer directly (match[spec_version], statuses, explicit versions) checks entries one by one;
+   * when this many were examined without filling the page, the page ends there with `more: true`
+   * and a cursor at the last examined entry, so the next page goes on from it — a query never
+   * reads the whole collection at once, and paging still returns every match exactly once.
+   */
+  maxScanEntries?: number;
 }
+
+/** Default bound of index entries examined per query (EmbeddedStoreOptions.maxScanEntries). */
+export const DEFAULT_MAX_SCAN_ENTRIES = 10_000;
 
 /** Instrumentation: what queries read (for scale checks; not used by the store itself). */
 export interface EmbeddedStoreStats {
@@ -345,8 +356,11 @@ class RangeReader {
     chunk: number,
     snapshot: ReturnType<DB['snapshot']>,
     private readonly stats: EmbeddedStoreStats,
+    /** largest batch read ahead (the scan bound: no use reading far beyond it) */
+    private readonly maxChunk = 1000,
   ) {
-    this.chunk = Math.max(1, Math.min(chunk, 1000));
+    this.maxChunk = Math.max(1, Math.min(maxChunk, 1000));
+    this.chunk = Math.max(1, Math.min(chunk, this.maxChunk));
     this.it = start === undefined
       ? db.iterator({ gte: prefix, lt: upper(prefix), snapshot })
       : db.iterator({ gt: prefix + start, lt: upper(prefix), snapshot });
@@ -358,7 +372,7 @@ class RangeReader {
       this.buf = await this.it.nextv(this.chunk);
       this.pos = 0;
       this.stats.indexEntriesRead += this.buf.length;
-      this.chunk = Math.min(this.chunk * 2, 1000);
+      this.chunk = Math.min(this.chunk * 2, this.maxChunk);
       if (this.buf.length === 0) {
         this.done = true;
         return null;
@@ -388,6 +402,7 @@ export class EmbeddedStore implements Store {
   private readonly retentionMs: number;
   private readonly compression: boolean;
   private readonly now: () => number;
+  private readonly maxScan: number;
   private handle?: Handle;
   private opening?: Promise<void>;
 
@@ -401,6 +416,11 @@ export class EmbeddedStore implements Store {
     this.retentionMs = retention;
     this.compression = opts.compression ?? true;
     this.now = opts.now ?? Date.now;
+    const maxScan = opts.maxScanEntries ?? DEFAULT_MAX_SCAN_ENTRIES;
+    if (!Number.isSafeInteger(maxScan) || maxScan < 1) {
+      throw new StoreError('ERR_STORE_CONFIG', `embedded store: maxScanEntries must be a positive integer, got ${String(maxScan)}`);
+    }
+    this.maxScan = maxScan;
   }
 
   resetStats(): void {
@@ -625,14 +645,17 @@ export class EmbeddedStore implements Store {
         const after = esc(nq.addedAfter) + '\u0001'; // above every key with that exact date_added
         if (start === undefined || cmpBytes(after, start) > 0) start = after;
       }
-      const entries = nq.ids ? await this.planIds(h.db, snap, nq, start) : await this.planScan(h.db, snap, nq, start);
-      const more = entries.length > nq.limit;
+      const plan = nq.ids ? { entries: await this.planIds(h.db, snap, nq, start) } : await this.planScan(h.db, snap, nq, start);
+      const entries = plan.entries;
       const page = entries.slice(0, nq.limit);
+      // the scan bound was hit before the page filled: more may match after the last examined entry
+      const stopped = 'stoppedAt' in plan && plan.stoppedAt !== undefined && entries.length <= nq.limit ? plan.stoppedAt : undefined;
+      const more = entries.length > nq.limit || stopped !== undefined;
       const values = page.length ? await h.db.getMany(page.map((e) => K.rec(nq.collection, e.id, e.vk)), { snapshot: snap }) : [];
       this.stats.recordsRead += values.length;
       const items: StoredRecord[] = [];
       for (const v of values) if (v !== undefined) items.push(JSON.parse(v) as StoredRecord);
-      const last = page[page.length - 1];
+      const last = stopped ?? page[page.length - 1];
       return last ? { items, more, cursor: encodeCursor({ d: last.d, id: last.id, vk: last.vk }) } : { items, more };
     } catch (err) {
       throw this.fail('query', err);
@@ -662,8 +685,17 @@ export class EmbeddedStore implements Store {
     return out.slice(0, nq.limit + 1);
   }
 
-  /** Merge the index ranges that can hold matches, from the start position, until limit + 1 match. */
-  private async planScan(db: DB, snapshot: ReturnType<DB['snapshot']>, nq: NormalisedQuery, start: string | undefined): Promise<Entry[]> {
+  /**
+   * Merge the index ranges that can hold matches, from the start position, until limit + 1 match
+   * or `maxScanEntries` entries were examined (then `stoppedAt` is the last one examined, when
+   * entries remain after it).
+   */
+  private async planScan(
+    db: DB,
+    snapshot: ReturnType<DB['snapshot']>,
+    nq: NormalisedQuery,
+    start: string | undefined,
+  ): Promise<{ entries: Entry[]; stoppedAt?: Entry }> {
     const c = nq.collection;
     const sel = nq.selector;
     const specs: Array<{ p: string; kind: 'sel' | 'meta' }> = [];
@@ -683,11 +715,15 @@ export class EmbeddedStore implements Store {
       for (const vk of sel.explicit) specs.push({ p: prefix('v', c, vk), kind: 'meta' });
     }
     const want = nq.limit + 1;
-    const readers = specs.map((s) => new RangeReader(db, s.p, s.kind, start, want, snapshot, this.stats));
+    // the bound never stops a page that could fill from what it read (limit above the bound)
+    const maxScan = Math.max(this.maxScan, want);
+    const readers = specs.map((s) => new RangeReader(db, s.p, s.kind, start, want, snapshot, this.stats, maxScan));
     type Judged = { type: string; picked: Set<string>; status: Map<string, IntegrityStatus> } | null;
     const metaCache = new Map<string, Judged>();
     const out: Entry[] = [];
     let lastSuffix: string | undefined;
+    let examined = 0;
+    let lastExamined: Entry | undefined;
     const nextEntry = async (): Promise<{ e: Entry; kind: 'sel' | 'meta' } | null> => {
       let best: { r: RangeReader; e: Entry } | undefined;
       for (const r of readers) {
@@ -701,9 +737,15 @@ export class EmbeddedStore implements Store {
     try {
       let exhausted = false;
       while (out.length < want && !exhausted) {
+        if (examined >= maxScan) {
+          // bounded: stop here unless nothing is left anyway
+          const left = await Promise.all(readers.map((r) => r.peek()));
+          if (left.some((e) => e !== null) && lastExamined) return { entries: out, stoppedAt: lastExamined };
+          break;
+        }
         // take a chunk of candidates in order, then read the metas they need in one getMany
         const chunk: Array<{ e: Entry; kind: 'sel' | 'meta' }> = [];
-        const room = Math.max(want - out.length, 16);
+        const room = Math.min(Math.max(want - out.length, 16), maxScan - examined);
         while (chunk.length < room) {
           const n = await nextEntry();
           if (!n) {
@@ -711,6 +753,8 @@ export class EmbeddedStore implements Store {
             break;
           }
           chunk.push(n);
+          examined++;
+          lastExamined = n.e;
         }
         const need = [...new Set(chunk.filter((x) => x.kind === 'meta' && !metaCache.has(x.e.id)).map((x) => x.e.id))];
         if (need.length > 0) {
@@ -744,7 +788,7 @@ export class EmbeddedStore implements Store {
     } finally {
       await Promise.all(readers.map((r) => r.close().catch(() => undefined)));
     }
-    return out;
+    return { entries: out };
   }
 
   async setStatus(collection: string, id: string, version: string, status: IntegrityStatus, reason?: string, opts?: SetStatusOptions): Promise<boolean> {
