@@ -161,8 +161,8 @@ function mutateObjectText(r: Rng, o: Record<string, unknown>): string {
         break;
       case 5: // escaped spelling of an existing name (a duplicate only a strict parser sees)
         if (members[j]) {
-          const name = JSON.parse(members[j][0]) as string;
-          members.push([`"\\u${name.charCodeAt(0).toString(16).padStart(4, '0')}${name.slice(1)}"`, randomValueText(r)]);
+          const name = JSON.parse(members[j][0]) as string; // member names here are always valid JSON string texts
+          if (name !== '') members.push([`"\\u${name.charCodeAt(0).toString(16).padStart(4, '0')}${JSON.stringify(name.slice(1)).slice(1)}`, randomValueText(r)]);
         }
         break;
       case 6: // id of another type / malformed id
