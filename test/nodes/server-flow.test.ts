@@ -161,7 +161,7 @@ describe(`taxii-server flow on Node-RED ${nodeRedVersion}`, function () {
     return asMsg(m);
   }
 
-  it('mounts the TAXII API under the base path: discovery, API root, collections, a TAXII 404 inside, other paths left alone', async () => {
+  it('mounts the TAXII API under the base path: discovery, API root, collections, a TAXII 404 for any other path inside, paths outside left alone', async () => {
     await helper.load(serverNodes, flow(), creds());
     const rec = new Recorder(helper.getNode('srv'));
     await until('server mounted', () => mountedServers().length === 1);
@@ -179,10 +179,18 @@ describe(`taxii-server flow on Node-RED ${nodeRedVersion}`, function () {
     const missing = await raw('GET', `${baseUrl()}/taxii/api1/collections/nope/`, { headers: basic('reader', 'reader-pw') });
     assert.equal(missing.status, 404);
     assert.equal(missing.headers.get('content-type'), TAXII);
-    // not the server's: Node-RED's HTTP routes answer (here: nothing mounted -> express 404, not TAXII)
-    const other = await raw('GET', `${baseUrl()}/taxii/elsewhere`);
+    // any other path under the base path is the server's too: auth first, then a TAXII 404 error
+    // resource (was: Express's HTML 404, which TAXII clients cannot read)
+    const otherAnon = await raw('GET', `${baseUrl()}/taxii/elsewhere`);
+    assert.equal(otherAnon.status, 401);
+    const other = await raw('GET', `${baseUrl()}/taxii/elsewhere`, { headers: basic('reader', 'reader-pw') });
     assert.equal(other.status, 404);
-    assert.notEqual(other.headers.get('content-type'), TAXII);
+    assert.equal(other.headers.get('content-type'), TAXII);
+    assert.equal((other.json as { http_status: string }).http_status, '404');
+    // outside the base path Node-RED's own routes answer (here nothing: Express's 404, not TAXII)
+    const outside = await raw('GET', `${baseUrl()}/not-taxii/elsewhere`);
+    assert.equal(outside.status, 404);
+    assert.notEqual(outside.headers.get('content-type'), TAXII);
     const unauth = await raw('GET', `${baseUrl()}/taxii/taxii2/`, { headers: { Accept: TAXII } });
     assert.equal(unauth.status, 401);
     assert.match(String(unauth.headers.get('www-authenticate')), /^Basic /);
