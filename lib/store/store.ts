@@ -77,7 +77,11 @@ export interface Page<T> {
   items: T[];
   /** true when at least one more record matches after the last item */
   more: boolean;
-  /** position of the last item, to pass as `cursor` for the next page (absent when items is empty) */
+  /**
+   * position to pass as `cursor` for the next page: after the last item, or — when a bounded scan
+   * stopped early (embedded store `maxScanEntries`) — after the last entry examined, so a page may
+   * be empty with `more: true` and a cursor. Absent when nothing was returned or examined.
+   */
   cursor?: string;
 }
 
