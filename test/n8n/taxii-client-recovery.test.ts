@@ -8,9 +8,7 @@
  */
 import * as assert from 'node:assert/strict';
 import type { INode, INodeParameters } from 'n8n-workflow';
-import { Container } from '@n8n/di';
 // not exported from n8n-core's root (the harness imports it the same way)
-import { SSHClientsManager } from 'n8n-core/dist/execution-engine/ssh-clients-manager';
 import { DEFAULT_COLLECTIONS, startTestTaxiiServer, type TestTaxiiServer } from '../support/taxii-test-server';
 import { N8nHarness, type WorkflowFile } from '../support/n8n';
 
@@ -56,12 +54,6 @@ describe('n8n engine: SETS Inquire and Delete against a medallion-like TAXII ser
   afterEach(async () => {
     await h?.close();
     await taxii?.stop();
-  });
-  after(() => {
-    // n8n-core's SSHClientsManager (a DI singleton created by a run) starts a 60 s cleanup interval
-    // the n8n app clears at shutdown; the harness unrefs it only when it activates a trigger, and
-    // this file runs workflows only: without this, mocha would not exit when the file runs alone
-    (Container.get(SSHClientsManager) as unknown as { cleanupTimer?: NodeJS.Timeout }).cleanupTimer?.unref();
   });
 
   const ids = (items: Array<{ json: Record<string, unknown> }>): string[] => items.map((i) => (i.json.object as { id: string }).id);

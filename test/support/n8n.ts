@@ -590,9 +590,14 @@ export class N8nHarness {
       resultData: { pinData },
     });
     const executor = new WorkflowExecute(this.additionalData(hooks), mode, runExecutionData);
-    const returned = await executor.processRunExecutionData(workflow);
-    const run = await done;
-    return toResult(run ?? returned, order);
+    try {
+      const returned = await executor.processRunExecutionData(workflow);
+      const run = await done;
+      return toResult(run ?? returned, order);
+    } finally {
+      // an execution may create n8n-core's SSHClientsManager too (not only a trigger activation)
+      releaseSshCleanupTimer();
+    }
   }
 
   /**
