@@ -28,7 +28,8 @@
  *   hash, status (pending|finalized|invalid), dateAdded, origin (admission|inquiry|recovery), policy,
  *   statusId? (admission, recovery), anchorDeadline? (admission, recovery), attempt? (recovery) } }
  *   Records left pending (lost execution, restart, ledger outage) come out again on "Admitted" with
- *   origin `recovery` at activation and every recovery interval, once older than the anchor grace.
+ *   origin `recovery`: at activation those admitted before it, then every recovery interval those
+ *   older than the anchor grace.
  *   Without a next-token secret in the credential, a secret generated once is kept in the store.
  * closeFunction stops accepting connections, lets requests in progress finish (at most 10 s), closes
  * the rest, and releases the store.
@@ -171,7 +172,8 @@ export class SetsTaxiiServerTrigger implements INodeType {
             name: 'recoveryInterval',
             type: 'number',
             default: 60,
-            description: 'Seconds between sweeps that emit records left pending again on Admitted (origin "recovery"); 0 = only at activation',
+            description:
+              'Seconds between sweeps that emit records left pending again on Admitted (origin "recovery"); records pending from before the activation are emitted at once; 0 = only at activation',
           },
           {
             displayName: 'Anchor Grace (S)',

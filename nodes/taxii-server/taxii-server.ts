@@ -10,8 +10,8 @@
  * Output 1: each object a POST admitted (stored `pending`), at once, before any check: the flow
  * distributes it (rabbit-publish) and verifies it (verify-hash -> integrity-status) in parallel.
  * Records that stay pending (lost message, restart, ledger outage) come out again on output 1 with
- * msg.sets.origin = 'recovery' (at start, then every recovery interval, once older than the grace
- * period; a duplicate POST of a pending record at once).
+ * msg.sets.origin = 'recovery' (at start those admitted before it, then every recovery interval those
+ * older than the grace period; a duplicate POST of a pending record at once).
  * Output 2: each object a GET served, for re-verification in parallel (step 5).
  * Both carry msg.payload = the STIX object, msg.collection, msg.sets = {apiRoot, collection, id,
  * version, key, hash, status, dateAdded, origin, policy, statusId?, anchorDeadline?, attempt?}.
