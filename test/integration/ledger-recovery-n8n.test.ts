@@ -7,25 +7,12 @@
 import { strict as assert } from 'node:assert';
 import { randomUUID } from 'node:crypto';
 import type { INodeExecutionData, INodeParameters } from 'n8n-workflow';
+import { indicator } from '../nodes/stix';
 import { chain } from '../support/services';
 import type { ChainHandle } from '../support/hardhat';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
 import { N8nHarness, ledgerCredential, type WorkflowFile } from '../support/n8n';
 
-function indicator(): Record<string, unknown> {
-  const now = new Date().toISOString();
-  return {
-    type: 'indicator',
-    spec_version: '2.1',
-    id: `indicator--${randomUUID()}`,
-    created: now,
-    modified: now,
-    name: 'undecided',
-    pattern: "[ipv4-addr:value = '198.51.100.9']",
-    pattern_type: 'stix',
-    valid_from: now,
-  };
-}
 
 function verifyWorkflow(params: INodeParameters, continueOnFail = false): WorkflowFile {
   return {

@@ -5,15 +5,15 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import * as path from 'node:path';
+import { indicator } from '../nodes/stix';
 import { chain } from '../support/services';
 import type { ChainHandle } from '../support/hardhat';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
 import { createLedger, LedgerError, type EvmLedger, type EvmLedgerConfig } from '../../lib/ledger';
 import { verifyObject } from '../../lib/verify';
-import type { StixObject } from '../../lib/stix';
 import { hashObject, keyForObject } from '../../lib/digest';
 
 const r32 = () => '0x' + randomBytes(32).toString('hex');
@@ -27,20 +27,6 @@ async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 
   }
 }
 
-function indicator(): StixObject {
-  const now = new Date().toISOString();
-  return {
-    type: 'indicator',
-    spec_version: '2.1',
-    id: `indicator--${randomUUID()}`,
-    created: now,
-    modified: now,
-    name: 'recovery test',
-    pattern: "[ipv4-addr:value = '198.51.100.7']",
-    pattern_type: 'stix',
-    valid_from: now,
-  } as StixObject;
-}
 
 /**
  * A JSON-RPC HTTP proxy in front of the node that can answer chosen methods with a JSON-RPC
