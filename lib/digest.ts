@@ -330,11 +330,19 @@ export function objectVersion(obj: { modified?: unknown; created?: unknown }): s
   return null;
 }
 
+const BYTES32 = /^0x[0-9a-f]{64}$/;
+
 /**
- * Ledger key k = sha256(JCS([collection, objectId, version])) as '0x' + 64 hex digits (bytes32).
- * `version` must already be normalised (see objectVersion); null for unversioned objects.
+ * Ledger key k, as '0x' + 64 hex digits (bytes32):
+ * - versioned objects (SDOs, SROs, …): k = sha256(JCS([collection, objectId, version])), `version`
+ *   normalised (see objectVersion);
+ * - unversioned objects (most SCOs: no `modified`/`created`): k = sha256(JCS([collection, objectId,
+ *   null, h_t])) — the object's own hash h_t (the one anchored, keyed or not) stands in for the
+ *   version. An SCO's deterministic id covers only some of its properties, so two producers can hold
+ *   different content under one id; keying by content gives each its own key (no KEY_TAKEN, no false
+ *   mismatch). The price: an altered SCO has another key, so it reads `not-anchored`, never `mismatch`.
  */
-export function ledgerKey(collection: string, objectId: string, version: string | null): string {
+export function ledgerKey(collection: string, objectId: string, version: string | null, hash?: string): string {
   if (typeof collection !== 'string' || collection.length === 0) {
     throw Object.assign(new Error('ledgerKey: collection id must be a non-empty string'), { code: 'KEY_INVALID' });
   }
@@ -344,14 +352,48 @@ export function ledgerKey(collection: string, objectId: string, version: string 
   if (version !== null && typeof version !== 'string') {
     throw Object.assign(new Error('ledgerKey: version must be a normalised timestamp string or null'), { code: 'KEY_INVALID' });
   }
+  if (version === null) {
+    if (typeof hash !== 'string' || !BYTES32.test(hash)) {
+      throw Object.assign(new Error('ledgerKey: an unversioned object is keyed by its hash: pass h_t as 0x + 64 lower-case hex digits'), {
+        code: 'KEY_INVALID',
+      });
+    }
+    return sha256Hex(canonicalize([collection, objectId, null, hash]));
+  }
   return sha256Hex(canonicalize([collection, objectId, version]));
 }
 
-/** Key and normalised version of a STIX object in a collection. */
+/**
+ * Scope of a collection on the ledger: sha256(JCS([collectionId])) (bytes32). Writers are granted
+ * the right to vouch per scope (see lib/ledger/ledger.ts); a one-element array can never equal a
+ * key's three- or four-element input.
+ */
+export function collectionScope(collection: string): string {
+  if (typeof collection !== 'string' || collection.length === 0) {
+    throw Object.assign(new Error('collectionScope: collection id must be a non-empty string'), { code: 'KEY_INVALID' });
+  }
+  return sha256Hex(canonicalize([collection]));
+}
+
+/** Where and what to anchor for one object: scope, key, hash and normalised version. */
+export interface ObjectAnchor {
+  scope: string;
+  key: string;
+  hash: string;
+  /** normalised version (null for unversioned objects) */
+  version: string | null;
+}
+
+/**
+ * Scope, key, hash h_t (keyed with `hmacKey` when given) and version of a STIX object in a
+ * collection — everything a producer anchors and a verifier recomputes.
+ */
 export function keyForObject(
   collection: string,
   obj: { id: string; modified?: unknown; created?: unknown },
-): { key: string; version: string | null } {
+  opts: { hmacKey?: string | Uint8Array } = {},
+): ObjectAnchor {
   const version = objectVersion(obj);
-  return { key: ledgerKey(collection, obj.id, version), version };
+  const hash = hashObject(obj, opts.hmacKey);
+  return { scope: collectionScope(collection), key: ledgerKey(collection, obj.id, version, hash), hash, version };
 }

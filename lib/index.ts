@@ -15,6 +15,6 @@ export * as auth from './auth/config';
 export * as authClient from './auth/client';
 export * as oauth2 from './auth/oauth2';
 export * as ops from './ops/index';
-export { verifyObject, type Verification, type VerificationStatus, type VerifyOptions } from './verify';
-export { canonicalize, hashObject, ledgerKey, objectVersion } from './digest';
+export { isRejection, REJECTING_STATUSES, verifyObject, type AnchorSeen, type Verification, type VerificationStatus, type VerifyOptions } from './verify';
+export { canonicalize, collectionScope, hashObject, keyForObject, ledgerKey, objectVersion, type ObjectAnchor } from './digest';
 export { extractObjects, validateObject, StixValidationError, type StixObject } from './stix';

@@ -173,7 +173,7 @@ describe('TAXII server: SETS hooks', function () {
     assert.equal(r['pending_count'], 1);
     await new Promise((res) => setImmediate(res));
     const ev = events[0];
-    assert.equal(ev.record.key, ledgerKey(COL_MAIN, sco.id, null));
+    assert.equal(ev.record.key, ledgerKey(COL_MAIN, sco.id, null, hashObject(sco)), 'an unversioned object is keyed by its content');
     assert.equal(ev.record.version, ev.record.dateAdded);
     const again = obj((await post(base, COL_MAIN, [sco])).json);
     assert.equal(again['success_count'], 1);

@@ -10,6 +10,7 @@ import {
   MAX_DEPTH,
   TimestampError,
   canonicalize,
+  collectionScope,
   compareTimestamps,
   hashObject,
   keyForObject,
@@ -396,9 +397,47 @@ describe('digest: objectVersion / ledgerKey / keyForObject', () => {
     const key = ledgerKey(collection, id, '2014-05-08T09:00:00Z');
     assert.equal(key, sha256Hex(`["${collection}","${id}","2014-05-08T09:00:00Z"]`));
     assert.match(key, /^0x[0-9a-f]{64}$/);
-    assert.equal(ledgerKey(collection, id, null), sha256Hex(`["${collection}","${id}",null]`));
     assert.notEqual(ledgerKey('other-collection', id, '2014-05-08T09:00:00Z'), key);
     assert.notEqual(ledgerKey(collection, id, '2014-05-08T09:00:01Z'), key);
+  });
+
+  it('ledgerKey of an unversioned object = sha256(JCS([collection, id, null, h_t])): keyed by its content', () => {
+    const id = 'ipv4-addr--1e4ffad7-0b88-41d4-ba4d-77d27490b956';
+    const h = '0x' + 'ab'.repeat(32);
+    assert.equal(ledgerKey(collection, id, null, h), sha256Hex(`["${collection}","${id}",null,"${h}"]`));
+    assert.notEqual(ledgerKey(collection, id, null, '0x' + 'cd'.repeat(32)), ledgerKey(collection, id, null, h));
+  });
+
+  it('two producers\' SCOs with one deterministic id and different content get different keys', () => {
+    // STIX ids of SCOs are UUIDv5 over some properties only (ipv4-addr: value), so the same id can
+    // carry different content (here: a different resolves_to_refs list)
+    const a = { ...fixture('ipv4-addr'), resolves_to_refs: ['mac-addr--65cfcf98-8a6e-5a1b-8f61-379ac4f92d00'] };
+    const b = { ...fixture('ipv4-addr'), resolves_to_refs: ['mac-addr--4a2b8a1f-1b26-5b0d-9d6c-4a5c0ba8f4d1'] };
+    assert.equal(a.id, b.id);
+    const ka = keyForObject(collection, a);
+    const kb = keyForObject(collection, b);
+    assert.notEqual(ka.key, kb.key);
+    assert.equal(ka.version, null);
+    // an identical copy has the identical key (anchor and verify agree)
+    assert.equal(keyForObject(collection, JSON.parse(JSON.stringify(a)) as typeof a).key, ka.key);
+    // keyed with the community key, the key uses the keyed hash (the plain one would let anyone
+    // confirm a guessed IP address from the key on chain)
+    const keyed = keyForObject(collection, a, { hmacKey: 'k' });
+    assert.equal(keyed.key, ledgerKey(collection, a.id, null, hashObject(a, 'k')));
+    assert.notEqual(keyed.key, ka.key);
+    // the published keyed vector (docs/vectors.md 3.4)
+    assert.equal(
+      keyForObject(collection, fixture('ipv4-addr'), { hmacKey: 'sets-demo-community-key' }).key,
+      '0x38a9125591a2c65928c54794ba820a17ddfcfbbc80c4b9499b3abee2baa6baad',
+    );
+  });
+
+  it('collectionScope = sha256(JCS([collection])), never equal to a key', () => {
+    assert.equal(collectionScope(collection), '0xc435b33dffbdc30710f5029d909814ab8789ab84671e9b4fbf20844e2bf02404');
+    assert.equal(collectionScope(collection), sha256Hex(`["${collection}"]`));
+    assert.notEqual(collectionScope('other'), collectionScope(collection));
+    assert.equal(keyForObject(collection, fixture('indicator')).scope, collectionScope(collection));
+    assert.throws(() => collectionScope(''), (err: unknown) => (err as { code?: string }).code === 'KEY_INVALID');
   });
 
   it('ledgerKey rejects bad arguments with code KEY_INVALID', () => {
@@ -406,13 +445,17 @@ describe('digest: objectVersion / ledgerKey / keyForObject', () => {
     assert.throws(() => ledgerKey('', 'x--1', null), isKeyErr(/collection id/));
     assert.throws(() => ledgerKey(collection, '', null), isKeyErr(/object id/));
     assert.throws(() => ledgerKey(collection, 'x', 5 as unknown as string), isKeyErr(/version/));
+    assert.throws(() => ledgerKey(collection, 'x', null), isKeyErr(/unversioned object is keyed by its hash/));
+    assert.throws(() => ledgerKey(collection, 'x', null, 'not-a-hash'), isKeyErr(/unversioned object is keyed by its hash/));
   });
 
   it('keyForObject: the same key for the same instant written differently', () => {
     const ind = fixture('indicator');
     const a = keyForObject(collection, ind);
     const b = keyForObject(collection, { ...ind, modified: '2014-05-08T11:00:00+02:00' });
-    assert.deepEqual(a, b);
+    assert.equal(a.key, b.key);
+    assert.equal(a.version, b.version);
+    assert.notEqual(a.hash, b.hash, 'the hash covers the object as written');
     assert.equal(a.version, '2014-05-08T09:00:00Z');
     assert.equal(a.key, ledgerKey(collection, ind.id, objectVersion(ind)));
   });
@@ -456,8 +499,9 @@ describe('digest: objectVersion / ledgerKey / keyForObject', () => {
       name: 'ipv4-addr',
       jcs: '{"id":"ipv4-addr--1e4ffad7-0b88-41d4-ba4d-77d27490b956","type":"ipv4-addr","value":"198.51.100.3"}',
       hash: '0x5cbf8a81c3b4e19be9b7d8b7a019992a356e4985f44731c715c0fb5df78937a3',
-      keyInput: '["91a7b528-80eb-42ed-a74d-c6fbd5a26116","ipv4-addr--1e4ffad7-0b88-41d4-ba4d-77d27490b956",null]',
-      key: '0x4f1fd8cebb6d71ba35d6eb5e312e62345f8818498241796737442e667dbc60e1',
+      keyInput:
+        '["91a7b528-80eb-42ed-a74d-c6fbd5a26116","ipv4-addr--1e4ffad7-0b88-41d4-ba4d-77d27490b956",null,"0x5cbf8a81c3b4e19be9b7d8b7a019992a356e4985f44731c715c0fb5df78937a3"]',
+      key: '0x85cc7ed365226ea6290c1e69b0958a51467325d1130d8eb28ea212296837017b',
     },
   ];
 
@@ -468,8 +512,9 @@ describe('digest: objectVersion / ledgerKey / keyForObject', () => {
         assert.equal(canonicalize(obj), v.jcs);
         assert.equal(hashObject(obj), v.hash);
         assert.equal(sha256Hex(v.jcs), v.hash);
-        const { key, version } = keyForObject(collection, obj);
-        assert.equal(canonicalize([collection, obj.id, version]), v.keyInput);
+        const { key, version, hash } = keyForObject(collection, obj);
+        assert.equal(hash, v.hash);
+        assert.equal(canonicalize(version === null ? [collection, obj.id, null, hash] : [collection, obj.id, version]), v.keyInput);
         assert.equal(key, v.key);
         assert.equal(sha256Hex(v.keyInput), v.key);
       });
