@@ -1,13 +1,26 @@
 /**
  * The ledger abstraction of SETS (paper §4.3, "blockchain-specific adapters"): a write-once map
- * from a 32-byte key (derived from the object's metadata m_t) to a 32-byte hash h_t.
+ * from a 32-byte key (derived from the object's metadata m_t) to a 32-byte hash h_t — one map per
+ * writer, so that no writer can take a key from another (issue 11: key squatting).
  *
- * Keys and hashes are 0x-prefixed, lower-case, 64-hex-digit strings (bytes32), as produced by
- * `lib/digest`. Adapters: `evm.ts` (ethers v6, Quorum/Besu/any EVM) and, later, `fabric.ts`.
+ * Who may vouch for what: writers are granted, by the registry admin, the right to write in a
+ * *scope* — one TAXII collection (`collectionScope(collectionId)` in lib/digest) or every
+ * collection (`ANY_SCOPE`). A write names its scope and the ledger refuses it unless the writer is
+ * granted that scope. A read returns every anchor under a key, each flagged `entitled` when its
+ * writer is, *now*, granted the scope asked about and wrote it for that scope; lib/verify decides
+ * from the entitled ones only (revoking a writer withdraws its word).
+ *
+ * Keys, scopes and hashes are 0x-prefixed, lower-case, 64-hex-digit strings (bytes32), as produced
+ * by `lib/digest`. Adapters: `evm.ts` (ethers v6, Quorum/Besu/any EVM) and, later, `fabric.ts`.
  */
 
-/** A (key, hash) pair to anchor. */
+/** The scope "every collection": a writer granted it may write in any collection. */
+export const ANY_SCOPE = '0x' + '0'.repeat(64);
+
+/** A (scope, key, hash) triple to anchor. */
 export interface AnchorEntry {
+  /** the collection scope the writer vouches in (never ANY_SCOPE: a write names its collection) */
+  scope: string;
   key: string;
   hash: string;
 }
@@ -21,43 +34,70 @@ export interface AnchorReceipt {
   /** block number that included the transaction */
   block: number;
   /**
-   * true when the key was already anchored with this very hash before this call (idempotent
-   * re-anchor): nothing was written, `tx`/`block` describe the earlier write when known.
+   * true when this writer had already anchored this very hash under the key before this call
+   * (idempotent re-anchor): nothing was written, `tx`/`block` describe the earlier write when known.
    */
   existing?: boolean;
+  /** the account that signed (EVM address, checksummed) */
+  writer?: string;
 }
 
-/** What the ledger holds for a key. */
+/** One anchor under a key: what one writer wrote. */
 export interface LedgerRecord {
   key: string;
   hash: string;
-  /** account (EVM address) or identity (Fabric MSP id + cert subject) that wrote it */
+  /** account (EVM address, checksummed) or identity (Fabric MSP id + cert subject) that wrote it */
   writer: string;
   /** block timestamp, seconds since the epoch */
   timestamp: number;
+  /** the scope the writer named when writing */
+  scope: string;
+  /**
+   * true when the writer wrote it for the scope the read asked about (or for that collection while
+   * holding ANY_SCOPE) and is granted that scope now — i.e. this anchor counts for verification.
+   */
+  entitled: boolean;
+  /** block number of the write, when known */
+  block?: number;
+}
+
+/** Where a signing account may write. */
+export interface WriterStatus {
+  account: string;
+  /** granted ANY_SCOPE (every collection) */
+  anyScope: boolean;
+  /** granted the scope asked about (true when anyScope) */
+  inScope: boolean;
 }
 
 /** Connection state, reported to the nodes for their status badges. */
 export type LedgerState = 'connecting' | 'connected' | 'disconnected' | 'error';
 
 export interface Ledger {
-  /** Anchor one hash; resolves once the transaction is mined (or the key is found already holding this hash). */
-  anchor(key: string, hash: string): Promise<AnchorReceipt>;
+  /**
+   * Anchor one hash in a scope; resolves once the transaction is mined (or this writer is found
+   * to hold this very hash under the key already). A writer not granted the scope → NOT_AUTHORISED.
+   */
+  anchor(scope: string, key: string, hash: string): Promise<AnchorReceipt>;
   /**
    * Anchor many; resolves once all are mined. Order of the result follows the input.
-   * A key already anchored with the same hash is reported with `existing: true`;
-   * a key already anchored with a *different* hash rejects with LedgerError code `KEY_TAKEN`.
+   * A key this writer already anchored with the same hash is reported with `existing: true`;
+   * with a *different* hash the call rejects with LedgerError code `KEY_TAKEN` (nothing written).
+   * Other writers' anchors under the same key never block a write.
    */
   anchorMany(entries: AnchorEntry[]): Promise<AnchorReceipt[]>;
-  /** Read what is anchored for a key; null when nothing is. */
-  lookup(key: string): Promise<LedgerRecord | null>;
+  /** Every anchor under `key` (any writer), `entitled` judged for `scope`; [] when there is none. */
+  lookup(scope: string, key: string): Promise<LedgerRecord[]>;
   /**
-   * Wait until the key is anchored (contract event, or polling), at most `timeoutMs`.
-   * Resolves with the record; when the deadline passes, one final read decides: null when it
-   * found nothing. Rejects (LedgerError UNREACHABLE, naming the RPC error) when the ledger cannot
-   * be read at the start or for that final read — never null for "could not look".
+   * Wait until an *entitled* anchor exists under `key` for `scope` (contract event, or polling),
+   * at most `timeoutMs`. Resolves with every anchor under the key (as `lookup`); when the deadline
+   * passes, one final read decides — possibly [] or only anchors that are not entitled. Rejects
+   * (LedgerError UNREACHABLE, naming the RPC error) when the ledger cannot be read at the start or
+   * for that final read — never [] for "could not look".
    */
-  waitForAnchor(key: string, timeoutMs: number): Promise<LedgerRecord | null>;
+  waitForAnchor(scope: string, key: string, timeoutMs: number): Promise<LedgerRecord[]>;
+  /** Where the signing account may write (`scope` defaults to ANY_SCOPE). Throws BAD_CONFIG without a signer. */
+  writerStatus(scope?: string): Promise<WriterStatus>;
   /** Release connections, listeners and timers. Safe to call twice. */
   close(): Promise<void>;
   /** Current connection state. */
@@ -68,8 +108,8 @@ export interface Ledger {
 
 export type LedgerErrorCode =
   | 'UNREACHABLE' // the node/peer does not answer within the timeout
-  | 'KEY_TAKEN' // write-once: the key holds a different hash
-  | 'NOT_AUTHORISED' // the signer is not an authorised writer
+  | 'KEY_TAKEN' // write-once: this writer already anchored a different hash under the key
+  | 'NOT_AUTHORISED' // the signer is not granted the scope (collection) it writes in
   | 'TX_FAILED' // reverted / not mined / dropped
   | 'TIMEOUT' // waited longer than configured
   | 'BAD_CONFIG' // configuration cannot work (bad key, bad address, wrong chain)

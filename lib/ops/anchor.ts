@@ -6,7 +6,7 @@
  * `extractObjects`, all-or-nothing), then every key and hash is computed, and only then is the
  * ledger touched. A bad object, bad JSON or a bad collection id fails before any transaction.
  */
-import { hashObject, keyForObject } from '../digest';
+import { keyForObject } from '../digest';
 import type { Ledger } from '../ledger/ledger';
 import { extractObjects, type StixObject } from '../stix';
 import { checkCollection } from './collection';
@@ -27,6 +27,8 @@ export interface PreparedObject {
   type: string;
   /** normalised version (modified, else created; null for unversioned objects) */
   version: string | null;
+  /** the collection's scope on the ledger (writers are granted per scope) */
+  scope: string;
   key: string;
   hash: string;
 }
@@ -56,15 +58,15 @@ export function prepareAnchors(input: AnchorInput): PreparedObject[] {
   const collection = checkCollection(input.collection);
   const objects = extractObjects(input.payload);
   return objects.map((object) => {
-    const { key, version } = keyForObject(collection, object);
-    return { object, id: object.id, type: typeOfObject(object), version, key, hash: hashObject(object, input.hmacKey) };
+    const { scope, key, hash, version } = keyForObject(collection, object, { hmacKey: input.hmacKey });
+    return { object, id: object.id, type: typeOfObject(object), version, scope, key, hash };
   });
 }
 
 /** Validate, hash and anchor a payload; resolves once every anchor is mined. */
 export async function anchorPayload(ledger: Ledger, input: AnchorInput): Promise<AnchorResult> {
   const prepared = prepareAnchors(input);
-  const receipts = await ledger.anchorMany(prepared.map((p) => ({ key: p.key, hash: p.hash })));
+  const receipts = await ledger.anchorMany(prepared.map((p) => ({ scope: p.scope, key: p.key, hash: p.hash })));
   const items = prepared.map((p, i): AnchoredItem => {
     const r = receipts[i];
     const anchor: AnchoredItem['anchor'] = { tx: r.tx, block: r.block };

@@ -9,7 +9,7 @@
  * - publish: `{published: {exchange, count, routingKeys}}`;
  * - TAXII:   `{taxii: <status resource>}` after an add.
  */
-import type { Verification } from '../verify';
+import { isRejection, type Verification } from '../verify';
 import type { AnchorResult } from './anchor';
 import { overallStatus } from './verify';
 
@@ -38,7 +38,7 @@ export function verificationFragment(v: Verification): SetsFragment {
 export function wholeVerificationFragment(vs: Verification[]): SetsFragment {
   const status = overallStatus(vs);
   // `unknown` is not a rejection (the ledger could not be read): counted apart
-  const rejected = vs.filter((v) => v.status === 'mismatch' || v.status === 'not-anchored');
+  const rejected = vs.filter((v) => isRejection(v.status));
   const undecided = vs.filter((v) => v.status === 'unknown');
   const summary: Record<string, unknown> = {
     status,

@@ -19,6 +19,7 @@
  */
 import type { IntegrityStatus, StatusCounts, Store, StoredRecord } from '../store/store';
 import type { IntegrityPolicy } from '../taxii/server-config';
+import { INTEGRITY_VERDICTS, isIntegrityVerdict, type IntegrityVerdict } from '../taxii/server-objects';
 import { recordVerdict as applyVerdict, type IntegrityOrigin, type VerdictOutcome } from '../taxii/server-verdict';
 import { OpsError } from './errors';
 
@@ -26,7 +27,7 @@ import { OpsError } from './errors';
 export type { IntegrityOrigin };
 
 /** A ledger verdict (lib/verify VerificationStatus); `unknown` = could not decide, retry later. */
-export type Verdict = 'verified' | 'mismatch' | 'not-anchored' | 'unknown';
+export type Verdict = IntegrityVerdict;
 
 const isOrigin = (v: unknown): v is IntegrityOrigin => v === 'admission' || v === 'inquiry' || v === 'recovery';
 
@@ -111,8 +112,8 @@ export function verificationOf(sets: unknown): VerificationLike | null {
   if (!isRecord(sets) || !isRecord(sets['verification'])) return null;
   const v = sets['verification'];
   const status = v['status'];
-  if (status !== 'verified' && status !== 'mismatch' && status !== 'not-anchored' && status !== 'unknown') {
-    throw new OpsError('BAD_PAYLOAD', `msg.sets.verification.status must be verified, mismatch, not-anchored or unknown, got ${JSON.stringify(status)}`);
+  if (!isIntegrityVerdict(status)) {
+    throw new OpsError('BAD_PAYLOAD', `msg.sets.verification.status must be one of ${INTEGRITY_VERDICTS.join(', ')}, got ${JSON.stringify(status)}`);
   }
   const out: VerificationLike = { status };
   const reason = str(v['reason']);
@@ -156,7 +157,7 @@ export function integrityTarget(sets: unknown, v: VerificationLike): IntegrityTa
  * message the recorder decides from the stored record's date_added and the grace period.
  */
 export function inquiryDefers(v: VerificationLike, t: Pick<IntegrityTarget, 'origin' | 'status' | 'anchorDeadline'>, now: number = Date.now()): boolean {
-  if (t.origin !== 'inquiry' || v.status !== 'not-anchored' || t.status === 'finalized' || t.anchorDeadline === undefined) return false;
+  if (t.origin !== 'inquiry' || (v.status !== 'not-anchored' && v.status !== 'wrong-writer') || t.status === 'finalized' || t.anchorDeadline === undefined) return false;
   return now < Date.parse(t.anchorDeadline);
 }
 

@@ -1,6 +1,7 @@
 /**
  * Paper steps 4 and 6 on the consumer side: recompute H(t) for each object received, read the
- * anchored hash, and conclude `verified`, `mismatch` or `not-anchored` (lib/verify). "Pending is
+ * anchors, and conclude `verified` or a rejection (`mismatch`, `not-anchored`, `wrong-writer`,
+ * `conflict`) or `unknown` (lib/verify). "Pending is
  * a state, not an error": with `waitMs` > 0 a not-yet-mined anchor is waited for.
  */
 import type { Ledger } from '../ledger/ledger';
@@ -48,10 +49,11 @@ export async function verifyPayload(ledger: Ledger, input: VerifyInput): Promise
   return out;
 }
 
-/** Worst status of several: mismatch > not-anchored > unknown > verified. */
+/** Worst status of several: conflict > mismatch > wrong-writer > not-anchored > unknown > verified. */
 export function overallStatus(verifications: Verification[]): VerificationStatus {
-  if (verifications.some((v) => v.status === 'mismatch')) return 'mismatch';
-  if (verifications.some((v) => v.status === 'not-anchored')) return 'not-anchored';
+  for (const s of ['conflict', 'mismatch', 'wrong-writer', 'not-anchored'] as const) {
+    if (verifications.some((v) => v.status === s)) return s;
+  }
   if (verifications.some((v) => v.status === 'unknown')) return 'unknown';
   return 'verified';
 }

@@ -3,7 +3,7 @@
  * ledger key k (lib/digest), and the record handed to the store. Problems become the message of
  * a status `failures` entry, never an HTTP error.
  */
-import { hashObject, ledgerKey, normaliseTimestamp, objectVersion } from '../digest';
+import { keyForObject, normaliseTimestamp } from '../digest';
 import { formatIssue, specVersionOf, validateObject, type StixObject } from '../stix';
 import type { StoredRecord } from '../store/store';
 import { STIX_MEDIA_TYPE } from './media';
@@ -46,10 +46,8 @@ export function prepareRecord(obj: unknown, index: number, col: ResolvedCollecti
   }
   const o = obj as StixObject;
   try {
-    const version = objectVersion(o);
+    const { version, hash, key } = keyForObject(col.id, o, { hmacKey: col.integrity?.hmacKey });
     const unversioned = version === null;
-    const hash = hashObject(o, col.integrity?.hmacKey);
-    const key = ledgerKey(col.id, o.id, version);
     const record: NewRecord = {
       collection: col.id,
       id: o.id,
@@ -104,16 +102,20 @@ export function sameVersion(a: string, b: string): boolean {
 }
 
 /**
- * A verify-hash result about one stored version. `unknown`: the verifier could not decide (ledger
- * unreachable, or its wait ran out) — never a verdict: the record is left as it is and checked
- * again later.
+ * A verify-hash result about one stored version (lib/verify VerificationStatus). `unknown`: the
+ * verifier could not decide (ledger unreachable, or its wait ran out) — never a verdict: the record
+ * is left as it is and checked again later. `conflict`: entitled writers anchored different hashes
+ * (a dishonest consortium member) — not decidable until the admin revokes one, so a pending record
+ * stays pending (with the reason) and is checked again; it never turns a record invalid, or a rogue
+ * could get genuine CTI refused for good. `wrong-writer`: anchored only by writers not entitled to
+ * vouch for the collection — counts as not anchored.
  */
-export type IntegrityVerdict = 'verified' | 'mismatch' | 'not-anchored' | 'unknown';
+export type IntegrityVerdict = 'verified' | 'mismatch' | 'not-anchored' | 'wrong-writer' | 'conflict' | 'unknown';
 
-export const INTEGRITY_VERDICTS: readonly IntegrityVerdict[] = ['verified', 'mismatch', 'not-anchored', 'unknown'];
+export const INTEGRITY_VERDICTS: readonly IntegrityVerdict[] = ['verified', 'mismatch', 'not-anchored', 'wrong-writer', 'conflict', 'unknown'];
 
 export function isIntegrityVerdict(v: unknown): v is IntegrityVerdict {
-  return v === 'verified' || v === 'mismatch' || v === 'not-anchored' || v === 'unknown';
+  return typeof v === 'string' && (INTEGRITY_VERDICTS as readonly string[]).includes(v);
 }
 
 /**
@@ -140,6 +142,11 @@ export function decideIntegrity(
   if (verdict === 'unknown') {
     return { action: 'keep', reason: `could not decide${reason ? ` (${reason})` : ''}: left ${rec.status}, to be checked again later` };
   }
+  if (verdict === 'conflict') {
+    const why = `conflicting anchors${reason ? ` (${reason})` : ''}`;
+    if (rec.status !== 'pending') return { action: 'keep', reason: `${why}: left ${rec.status}` };
+    return { action: 'note', status: 'pending', reason: `${why}: left pending until the registry admin revokes the dishonest writer; checked again later` };
+  }
   if (verdict === 'verified') {
     if (rec.status === 'invalid') {
       return { action: 'keep', reason: `already invalid${rec.statusReason ? ` (${rec.statusReason})` : ''}; an invalid record is never served again` };
@@ -147,7 +154,7 @@ export function decideIntegrity(
     if (rec.status === 'finalized' && rec.statusReason !== OFF_REASON) return { action: 'keep', reason: 'already finalized' };
     return { action: 'settle', status: 'finalized', reason: reason ?? 'integrity verified: the hash matches the ledger' };
   }
-  if (verdict === 'not-anchored' && policy === 'optional') {
+  if ((verdict === 'not-anchored' || verdict === 'wrong-writer') && policy === 'optional') {
     // served unverified: the reason says so; an anchor that appears later still settles it
     if (rec.status !== 'pending') return { action: 'keep', reason: `not anchored, left ${rec.status} (integrity policy optional)` };
     return { action: 'note', status: 'pending', reason: `not anchored on the ledger (integrity policy optional: served unverified)${reason ? `: ${reason}` : ''}` };
@@ -159,6 +166,8 @@ export function decideIntegrity(
     reason:
       verdict === 'mismatch'
         ? reason ?? 'hash mismatch: the object differs from the one anchored on the ledger'
-        : `not anchored: ${reason ?? 'no hash anchored on the ledger for this object version'}`,
+        : verdict === 'wrong-writer'
+          ? `not anchored by a writer entitled to vouch for this collection: ${reason ?? 'only writers granted other collections (or revoked) anchored it'}`
+          : `not anchored: ${reason ?? 'no hash anchored on the ledger for this object version'}`,
   };
 }

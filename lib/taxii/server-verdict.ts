@@ -12,7 +12,7 @@
  */
 import type { IntegrityStatus, StatusDetail, StatusResource, Store, StoredRecord } from '../store/store';
 import type { IntegrityPolicy } from './server-config';
-import { decideIntegrity, isIntegrityVerdict, normaliseVersion, OFF_REASON, sameVersion, type IntegrityVerdict } from './server-objects';
+import { decideIntegrity, INTEGRITY_VERDICTS, isIntegrityVerdict, normaliseVersion, OFF_REASON, sameVersion, type IntegrityVerdict } from './server-objects';
 
 /**
  * Where a record reached the flow from: `admission` (a POST stored it), `inquiry` (a GET served
@@ -162,14 +162,14 @@ export async function settleStatusEntry(
 export async function recordVerdict(store: Store, t: VerdictTarget): Promise<VerdictOutcome> {
   const verdict = t.verdict;
   if (!isIntegrityVerdict(verdict)) {
-    throw new RangeError(`verdict must be verified, mismatch, not-anchored or unknown, got ${String(verdict)}`);
+    throw new RangeError(`verdict must be one of ${INTEGRITY_VERDICTS.join(', ')}, got ${String(verdict)}`);
   }
   const policy: IntegrityPolicy = t.policy ?? 'required';
   const v = normaliseVersion(t.version);
   for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
     const rec = await store.get(t.collection, t.id, v);
     if (!rec) return { stored: false, policy, status: 'absent', changed: false, reason: `no version ${t.version} of ${t.id} is stored in collection ${t.collection}` };
-    if (verdict === 'not-anchored' && t.origin === 'inquiry' && rec.status === 'pending' && policy !== 'off') {
+    if ((verdict === 'not-anchored' || verdict === 'wrong-writer') && t.origin === 'inquiry' && rec.status === 'pending' && policy !== 'off') {
       const deadline = anchorDeadline(rec.dateAdded, t.anchorGraceMs);
       const now = (t.now ?? Date.now)();
       if (!(now >= deadline)) {

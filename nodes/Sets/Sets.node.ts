@@ -26,7 +26,7 @@
  *        (an input whose whole json was the STIX content gives a fresh {object, collection, sets})
  *   anchor      sets.{collection, items: [{id, type, version, key, hash, anchor: {tx, block, existing?}}],
  *               key, hash, anchor (one object)}                       one item per input item
- *   verify      sets.verification {status: verified|mismatch|not-anchored, id, collection, version,
+ *   verify      sets.verification {status: verified|mismatch|not-anchored|wrong-writer|conflict|unknown, id, collection, version,
  *               key, expected?, actual, writer?, timestamp?, reason?}  one item per object
  *               (mode whole: sets.verification summary + sets.verifications); outputs Verified /
  *               Rejected when onRejected = secondOutput

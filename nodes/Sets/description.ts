@@ -42,7 +42,7 @@ export const operationProperties: INodeProperties[] = [
     displayOptions: { show: { resource: ['hash'] } },
     options: [
       { name: 'Anchor', value: 'anchor', action: 'Anchor the hashes of STIX objects', description: "Write (key, hash) of every input item's objects to the ledger in one batch" },
-      { name: 'Verify', value: 'verify', action: 'Verify STIX objects against the ledger', description: 'Recompute each hash and compare it with the anchored one: verified, mismatch, not-anchored, or unknown (ledger unreachable)' },
+      { name: 'Verify', value: 'verify', action: 'Verify STIX objects against the ledger', description: 'Recompute each hash and compare it with the anchors of writers allowed to vouch for the collection: verified, mismatch, not-anchored, wrong-writer, conflict, or unknown (ledger unreachable)' },
     ],
     default: 'verify',
   },
@@ -272,7 +272,7 @@ const verifyProps: INodeProperties[] = [
     noDataExpression: true,
     displayOptions: show('hash', ['verify']),
     options: [
-      { name: 'Send to Second Output', value: 'secondOutput', description: 'Output 1 "Verified", output 2 "Rejected" (mismatch or not-anchored)' },
+      { name: 'Send to Second Output', value: 'secondOutput', description: 'Output 1 "Verified", output 2 "Rejected" (mismatch, not-anchored, wrong-writer or conflict)' },
       { name: 'Pass Through', value: 'passThrough', description: 'One output; json.sets.verification.status tells' },
       { name: 'Fail', value: 'fail', description: 'A rejected object fails its item (with "Continue On Fail": an error item)' },
     ],

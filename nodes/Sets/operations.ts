@@ -169,7 +169,7 @@ async function anchorBatch(ctx: OpContext, indices: number[]): Promise<Map<numbe
   const out = new Map<number, { plan?: AnchorPlan; result?: AnchorResult; error?: unknown }>();
   const plans: AnchorPlan[] = [];
   const { ledger, hmacKey } = await ctx.res.getLedger();
-  const byKey = new Map<string, { hash: string; item: number }>();
+  const byKey = new Map<string, { scope: string; hash: string; item: number }>();
   for (const i of indices) {
     try {
       const { payload, collection, whole } = stixOf(ctx, i);
@@ -181,7 +181,7 @@ async function anchorBatch(ctx: OpContext, indices: number[]): Promise<Map<numbe
           throw new OpsError('BAD_PAYLOAD', `${p.id} version ${p.version ?? '(unversioned)'} appears in item ${seen.item} with different content: one key, one hash`);
         }
       }
-      for (const p of prepared) if (!byKey.has(p.key)) byKey.set(p.key, { hash: p.hash, item: i });
+      for (const p of prepared) if (!byKey.has(p.key)) byKey.set(p.key, { scope: p.scope, hash: p.hash, item: i });
       const plan = { i, collection, prepared, whole, payload };
       plans.push(plan);
       out.set(i, { plan });
@@ -191,7 +191,7 @@ async function anchorBatch(ctx: OpContext, indices: number[]): Promise<Map<numbe
   }
   if (byKey.size === 0) return out;
   try {
-    const entries = [...byKey].map(([key, v]) => ({ key, hash: v.hash }));
+    const entries = [...byKey].map(([key, v]) => ({ scope: v.scope, key, hash: v.hash }));
     const receipts = await ledger.anchorMany(entries);
     const byReceipt = new Map(receipts.map((r) => [r.key, r]));
     for (const plan of plans) {
@@ -296,7 +296,7 @@ export async function verify(ctx: OpContext): Promise<OpOutput> {
       if (ok || onRejected === 'passThrough') verified.push(item);
       else if (onRejected === 'secondOutput') rejected.push(item);
       else {
-        const err = new NodeOperationError(ctx.fn.getNode(), `rejected: ${reason ?? 'verification failed'}`, { itemIndex: i, description: 'the object does not match the hash anchored on the ledger, or nothing is anchored for it' });
+        const err = new NodeOperationError(ctx.fn.getNode(), `rejected: ${reason ?? 'verification failed'}`, { itemIndex: i, description: 'the object does not match the hash anchored on the ledger, nothing is anchored for it by a writer allowed to vouch for the collection, or such writers anchored conflicting hashes' });
         if (!ctx.fn.continueOnFail()) throw err;
         verified.push({ json: { ...item.json, error: err.message }, pairedItem: { item: i } });
       }

@@ -170,7 +170,7 @@ export class SetsTrigger implements INodeType {
         noDataExpression: true,
         displayOptions: { show: { verify: [true] } },
         options: [
-          { name: 'Send to Second Output', value: 'secondOutput', description: 'Output 2 "Rejected" (mismatch or not-anchored, with the reason)' },
+          { name: 'Send to Second Output', value: 'secondOutput', description: 'Output 2 "Rejected" (mismatch, not-anchored, wrong-writer or conflict, with the reason)' },
           { name: 'Dead-Letter', value: 'deadLetter', description: 'Not emitted; the message goes to the dead-letter queue (set one in the options)' },
           { name: 'Discard', value: 'discard', description: 'Not emitted; acknowledged and logged as a warning' },
         ],

@@ -4,7 +4,7 @@
  *
  * - A message with msg.sets.verification (from verify-hash, either output) settles the record named
  *   by msg.sets (as the taxii-server node emitted it): verified -> `finalized`, mismatch /
- *   not-anchored -> `invalid` with the reason, under the collection's integrity policy (the server's
+ *   not-anchored / wrong-writer -> `invalid` with the reason, conflict -> left pending (reason noted), under the collection's integrity policy (the server's
  *   recordVerification); the TAXII status resource (msg.sets.statusId) moves the object from
  *   `pendings` to `successes` / `failures`. An `invalid` record is never served again.
  *   The result is in msg.sets.integrity.

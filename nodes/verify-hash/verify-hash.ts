@@ -1,7 +1,7 @@
 /**
  * verify-hash (paper steps 4 and 6 on the consumer side): recompute H(t) of each object
  * received, read the anchored hash, and route: output 1 verified, output 2 rejected
- * (`mismatch` or `not-anchored`, with the reason), output 3 undecided (`unknown`: the ledger could
+ * (`mismatch`, `not-anchored`, `wrong-writer`, `conflict`, with the reason), output 3 undecided (`unknown`: the ledger could
  * not be read by the end of the wait — retry later). A not-yet-mined anchor is waited for up to
  * the configured time — pending is a state, not an error. An undecided object is never a
  * rejection. When output 3 is not wired (flows saved when the node had two outputs, or left

@@ -36,7 +36,7 @@ import { createTaxiiServer, hashPassword, type TaxiiServer } from '../../lib/tax
 import { openStore, type Store } from '../../lib/store/index';
 import { createLedger, type Ledger } from '../../lib/ledger/index';
 import { verifyObject } from '../../lib/verify';
-import { hashObject, ledgerKey, objectVersion } from '../../lib/digest';
+import { collectionScope, hashObject, ledgerKey, objectVersion } from '../../lib/digest';
 import type { StixObject } from '../../lib/stix';
 
 /* eslint-disable @typescript-eslint/no-require-imports, @typescript-eslint/no-explicit-any -- the harness is a plain CommonJS script; n8n's JSON is untyped */
@@ -417,7 +417,7 @@ describe('n8n app: the packed n8n-nodes-sets in n8n 2.40.7 on Node 24 (CLI, real
       pattern_type: 'stix',
       valid_from: '2024-05-01T00:00:00Z',
     } as StixObject;
-    await ledger.anchor(ledgerKey(COL_PLAIN, original.id, objectVersion(original)), hashObject(original));
+    await ledger.anchor(collectionScope(COL_PLAIN), ledgerKey(COL_PLAIN, original.id, objectVersion(original)), hashObject(original));
     const tampered = { ...original, pattern: "[ipv4-addr:value = '203.0.113.66']" };
     const res = await fetch(`${taxii.url}collections/${COL_PLAIN}/objects/`, {
       method: 'POST',

@@ -6,7 +6,7 @@ import { strict as assert } from 'node:assert';
 import { chain } from '../support/services';
 import type { ChainHandle } from '../support/hardhat';
 import { createLedger, type Ledger } from '../../lib/ledger/index';
-import { hashObject, keyForObject } from '../../lib/digest';
+import { collectionScope, hashObject, keyForObject } from '../../lib/digest';
 import type { StixObject } from '../../lib/stix';
 import { Collector, OpenHandles, Recorder, allNodes, deployedFlows, helper, logText, nodeRedVersion, placed, until, type FlowNode } from './helper';
 import { TcpGate } from './gate';
@@ -72,8 +72,8 @@ describe(`ledger nodes on Node-RED ${nodeRedVersion}`, function () {
 
   async function expectNothingAnchored(collection: string, objects: StixObject[]): Promise<void> {
     for (const o of objects) {
-      const { key } = keyForObject(collection, o);
-      assert.equal(await reader.lookup(key), null, `${o.id} must not be anchored`);
+      const { scope, key } = keyForObject(collection, o);
+      assert.deepEqual(await reader.lookup(scope, key), [], `${o.id} must not be anchored`);
     }
   }
 
@@ -94,8 +94,10 @@ describe(`ledger nodes on Node-RED ${nodeRedVersion}`, function () {
       assert.equal(item.type, objs[i].type);
       assert.equal(item.hash, hashObject(objs[i]));
       assert.match(item.anchor.tx, /^0x[0-9a-f]{64}$/);
-      const rec = await reader.lookup(item.key);
+      const [rec, ...more] = await reader.lookup(collectionScope(coll), item.key);
+      assert.equal(more.length, 0);
       assert.equal(rec?.hash, item.hash);
+      assert.equal(rec?.entitled, true);
       assert.equal(rec?.writer.toLowerCase(), c.accounts[WRITER].address.toLowerCase());
     }
     assert.deepEqual(m.payload, payload, 'msg.payload passes through unchanged');
@@ -127,8 +129,10 @@ describe(`ledger nodes on Node-RED ${nodeRedVersion}`, function () {
     helper.getNode('anc')?.receive({ payload: o, collection: other });
     const [m] = await out.wait(1, 30_000);
     assert.equal(setsOf(m).collection, other);
-    assert.equal((await reader.lookup(keyForObject(other, o).key))?.hash, hashObject(o));
-    assert.equal(await reader.lookup(keyForObject(coll, o).key), null);
+    const there = keyForObject(other, o);
+    assert.equal((await reader.lookup(there.scope, there.key))[0]?.hash, hashObject(o));
+    const here = keyForObject(coll, o);
+    assert.deepEqual(await reader.lookup(here.scope, here.key), []);
   });
 
   it('one bad object among good ones: a clear error for the Catch node, red badge, NOTHING anchored', async () => {

@@ -129,7 +129,7 @@ describe('lib/ops', () => {
     const merged = mergeSets({ key: 'old', hash: 'old', taxii: { id: 's' } }, ANCHOR_KEYS, { collection: 'c', items: [] });
     assert.deepEqual(merged, { taxii: { id: 's' }, collection: 'c', items: [] });
     assert.deepEqual(mergeSets('not an object', [], { a: 1 }), { a: 1 });
-    const v = (status: Verification['status']): Verification => ({ status, id: `x--${status}`, collection: 'c', version: null, key: 'k', actual: 'h', reason: `${status} reason` });
+    const v = (status: Verification['status']): Verification => ({ status, id: `x--${status}`, collection: 'c', version: null, key: 'k', scope: 's', actual: 'h', reason: `${status} reason` });
     const whole = wholeVerificationFragment([v('verified'), v('not-anchored'), v('mismatch')]).verification as Record<string, unknown>;
     assert.equal(whole.status, 'mismatch', 'the worst status wins');
     assert.equal(whole.rejected, 2);

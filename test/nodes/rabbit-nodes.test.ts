@@ -217,7 +217,8 @@ describe(`RabbitMQ nodes on Node-RED ${nodeRedVersion}`, function () {
     const [first] = await received.wait(1, 30_000);
     assert.equal((first.payload as StixObject).id, good.id);
     const fine = (badBundle.objects as StixObject[])[0];
-    assert.equal(await reader.lookup(keyForObject(coll, fine).key), null, 'nothing anchored');
+    const fineKey = keyForObject(coll, fine);
+    assert.deepEqual(await reader.lookup(fineKey.scope, fineKey.key), [], 'nothing anchored');
     await acked(recAck, 1);
     await helper.unload();
     assert.equal(await messages(queue), 0);
@@ -255,7 +256,7 @@ describe(`RabbitMQ nodes on Node-RED ${nodeRedVersion}`, function () {
       const o = indicator();
       helper.getNode('anc')?.receive({ payload: o });
       // the publish waits for the broker
-      await until('anchored, waiting to publish', async () => (await reader.lookup(keyForObject(coll, o).key)) !== null);
+      await until('anchored, waiting to publish', async () => (await reader.lookup(keyForObject(coll, o).scope, keyForObject(coll, o).key)).length > 0);
       assert.equal(published.messages.length, 0);
       await gate.open();
       await published.wait(1, 30_000);

@@ -144,7 +144,8 @@ describe(`taxii-server flow on Node-RED ${nodeRedVersion}`, function () {
   const objectUrl = (id: string): string => `${baseUrl()}/taxii/api1/collections/${COLL}/objects/${id}/`;
 
   async function anchor(o: StixObject): Promise<void> {
-    await producer.anchor(keyForObject(COLL, o).key, hashObject(o));
+    const a = keyForObject(COLL, o);
+    await producer.anchor(a.scope, a.key, a.hash);
   }
 
   async function finalStatus(cl: TaxiiClient, id: string): Promise<TaxiiStatus> {
@@ -461,7 +462,8 @@ describe(`taxii-server flow on Node-RED ${nodeRedVersion}`, function () {
     const cl = client();
     const loose = indicator('optional, never anchored');
     const altered = indicator('optional, altered');
-    await producer.anchor(keyForObject(OPT, altered).key, hashObject(altered));
+    const alteredAnchor = keyForObject(OPT, altered);
+    await producer.anchor(alteredAnchor.scope, alteredAnchor.key, alteredAnchor.hash);
     await cl.addObjects(OPT, [loose, { ...altered, name: 'changed in transit' }], { wait: false });
     const results = await settled.wait(2, WAIT_MS + 15_000);
     const byId = new Map(results.map((m) => [String(asMsg(m).sets?.id), asMsg(m).sets]));
@@ -474,7 +476,8 @@ describe(`taxii-server flow on Node-RED ${nodeRedVersion}`, function () {
     assert.equal(refused.status, 404);
 
     const plain = malware('plain TAXII');
-    await producer.anchor(keyForObject(OFF, plain).key, hashObject(plain)); // verified, but nothing is recorded
+    const plainAnchor = keyForObject(OFF, plain);
+    await producer.anchor(plainAnchor.scope, plainAnchor.key, plainAnchor.hash); // verified, but nothing is recorded
     const st = await cl.addObjects(OFF, [plain], { wait: false });
     assert.equal(st.status, 'complete', 'off: nothing to wait for');
     await until('distributed', () => deliveries.get(plain.id) === 1);
