@@ -120,7 +120,7 @@ describe('settling through the store (recordVerdict, acquireStore)', function ()
       assert.match(again.reason, /never served again/);
       const absent = await recordVerdict(lease.store, { ...t, id: 'indicator--00000000-0000-4000-8000-000000000000', verdict: 'verified' });
       assert.deepEqual([absent.stored, absent.status, absent.changed], [false, 'absent', false]);
-      await assert.rejects(recordVerdict(lease.store, { ...t, verdict: 'maybe' as never }), /verdict must be verified, mismatch, not-anchored or unknown/);
+      await assert.rejects(recordVerdict(lease.store, { ...t, verdict: 'maybe' as never }), /verdict must be one of verified, mismatch, not-anchored, wrong-writer, conflict, unknown/);
     } finally {
       await lease.release();
     }
@@ -141,6 +141,48 @@ describe('settling through the store (recordVerdict, acquireStore)', function ()
       assert.equal(off.status, 'unverified');
       const rec = await lease.store.get(t.collection, t.id, t.version);
       assert.equal(rec?.status, 'pending');
+    } finally {
+      await lease.release();
+    }
+  });
+
+  it('conflict (entitled writers disagree) leaves a pending record pending with the reason, served nowhere as settled; a later verified settles it', async () => {
+    const a = indicator();
+    const sid = await admit([a]);
+    const e = events[0];
+    const lease = await acquireStore({ kind: 'embedded', dir });
+    try {
+      const t = { collection: e.collection, id: e.record.id, version: e.record.version, statusId: sid };
+      const c = await recordVerdict(lease.store, { ...t, verdict: 'conflict', reason: '0xA and 0xB disagree' });
+      assert.deepEqual([c.status, c.changed], ['pending', false]);
+      assert.match(c.reason, /conflicting anchors \(0xA and 0xB disagree\).*revokes the dishonest writer/);
+      const rec = await lease.store.get(t.collection, t.id, t.version);
+      assert.equal(rec?.status, 'pending', 'a rogue writer cannot get genuine CTI refused for good');
+      assert.match(rec?.statusReason ?? '', /conflicting anchors/);
+      assert.equal((await statusOf(sid))['pending_count'], 1);
+      // the admin revoked the rogue: the next check is verified and settles it
+      const v = await recordVerdict(lease.store, { ...t, verdict: 'verified' });
+      assert.deepEqual([v.status, v.changed], ['finalized', true]);
+      // conflict on a settled record changes nothing
+      const later = await recordVerdict(lease.store, { ...t, verdict: 'conflict' });
+      assert.deepEqual([later.status, later.changed], ['finalized', false]);
+    } finally {
+      await lease.release();
+    }
+  });
+
+  it('wrong-writer counts as not anchored: invalid under required, pending and served under optional', async () => {
+    const a = indicator();
+    const b = indicator();
+    const sid = await admit([a, b]);
+    const [ea, eb] = events;
+    const lease = await acquireStore({ kind: 'embedded', dir });
+    try {
+      const req = await recordVerdict(lease.store, { collection: ea.collection, id: ea.record.id, version: ea.record.version, verdict: 'wrong-writer', statusId: sid });
+      assert.deepEqual([req.status, req.changed], ['invalid', true]);
+      assert.match(req.reason, /not anchored by a writer entitled to vouch for this collection/);
+      const opt = await recordVerdict(lease.store, { collection: eb.collection, id: eb.record.id, version: eb.record.version, verdict: 'wrong-writer', policy: 'optional' });
+      assert.deepEqual([opt.status, opt.changed], ['pending', false]);
     } finally {
       await lease.release();
     }

@@ -1,0 +1,193 @@
+/**
+ * lib/verify's decision over the anchors a ledger returns (issue 11.1): only anchors by writers
+ * entitled to vouch for the collection count; a squatted key gives `conflict`, never `verified`;
+ * anchors only by other writers give `wrong-writer`. The ledger here is a table of records that
+ * behaves as the Ledger interface documents (the EVM registry itself is exercised end to end in
+ * test/integration/tampering.test.ts and ledger.test.ts).
+ */
+import { strict as assert } from 'node:assert';
+import { keyForObject } from '../../lib/digest';
+import { LedgerError, type AnchorEntry, type AnchorReceipt, type Ledger, type LedgerRecord, type WriterStatus } from '../../lib/ledger/ledger';
+import { overallStatus } from '../../lib/ops/verify';
+import { isRejection, verifyObject } from '../../lib/verify';
+import type { StixObject } from '../../lib/stix';
+
+const COL = '91a7b528-80eb-42ed-a74d-c6fbd5a26116';
+const HONEST = '0x1111111111111111111111111111111111111111';
+const ROGUE = '0x2222222222222222222222222222222222222222';
+const OUTSIDER = '0x3333333333333333333333333333333333333333';
+
+/** Records by (key) → writer → {hash, scope}; `entitled` judged from `grants` at read time, as documented. */
+class TableLedger implements Ledger {
+  readonly state = 'connected' as const;
+  readonly rows = new Map<string, Array<{ writer: string; hash: string; scope: string }>>();
+  readonly grants = new Map<string, Set<string>>(); // writer -> scopes
+  reads = 0;
+  failReads = 0;
+  put(writer: string, scope: string, key: string, hash: string): void {
+    const list = this.rows.get(key) ?? [];
+    list.push({ writer, hash, scope });
+    this.rows.set(key, list);
+  }
+  grant(writer: string, scope: string): void {
+    const s = this.grants.get(writer) ?? new Set<string>();
+    s.add(scope);
+    this.grants.set(writer, s);
+  }
+  async lookup(scope: string, key: string): Promise<LedgerRecord[]> {
+    this.reads++;
+    if (this.failReads > 0) {
+      this.failReads--;
+      throw new LedgerError('UNREACHABLE', 'node down (test)');
+    }
+    return (this.rows.get(key) ?? []).map((r) => ({
+      key,
+      hash: r.hash,
+      writer: r.writer,
+      timestamp: 1_700_000_000,
+      scope: r.scope,
+      entitled: r.scope === scope && (this.grants.get(r.writer)?.has(scope) ?? false),
+    }));
+  }
+  async waitForAnchor(scope: string, key: string): Promise<LedgerRecord[]> {
+    return this.lookup(scope, key);
+  }
+  anchor(): Promise<AnchorReceipt> {
+    throw new Error('not used');
+  }
+  anchorMany(_e: AnchorEntry[]): Promise<AnchorReceipt[]> {
+    throw new Error('not used');
+  }
+  writerStatus(): Promise<WriterStatus> {
+    throw new Error('not used');
+  }
+  async close(): Promise<void> {}
+  onState(): () => void {
+    return () => undefined;
+  }
+}
+
+const genuine: StixObject = {
+  type: 'indicator',
+  spec_version: '2.1',
+  id: 'indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f',
+  created: '2024-01-01T00:00:00.000Z',
+  modified: '2024-01-01T00:00:00.000Z',
+  pattern: "[ipv4-addr:value = '198.51.100.1']",
+  pattern_type: 'stix',
+  valid_from: '2024-01-01T00:00:00Z',
+} as StixObject;
+const forged = { ...genuine, pattern: "[ipv4-addr:value = '10.6.6.6']" } as StixObject;
+
+describe('lib/verify: who may vouch (issue 11.1)', () => {
+  let l: TableLedger;
+  const g = keyForObject(COL, genuine);
+  const f = keyForObject(COL, forged);
+  const otherScope = keyForObject('another-collection', genuine).scope;
+  beforeEach(() => {
+    l = new TableLedger();
+    l.grant(HONEST, g.scope);
+    l.grant(ROGUE, g.scope);
+    l.grant(OUTSIDER, otherScope);
+  });
+
+  it('verified: the entitled writer anchored this hash; the verdict names it', async () => {
+    l.put(HONEST, g.scope, g.key, g.hash);
+    const v = await verifyObject(l, COL, genuine);
+    assert.equal(v.status, 'verified');
+    assert.equal(v.writer, HONEST);
+    assert.equal(v.scope, g.scope);
+    assert.equal(v.expected, g.hash);
+    assert.equal(v.anchors, undefined, 'one anchor: no list');
+  });
+
+  it('key squatting: a dishonest entitled writer anchors a forgery first → conflict for both copies, never verified', async () => {
+    assert.equal(f.key, g.key, 'same id and version: the same key');
+    l.put(ROGUE, g.scope, f.key, f.hash);
+    l.put(HONEST, g.scope, g.key, g.hash);
+    for (const o of [genuine, forged]) {
+      const v = await verifyObject(l, COL, o);
+      assert.equal(v.status, 'conflict', o.pattern as string);
+      assert.ok(isRejection(v.status));
+      assert.equal(v.anchors?.length, 2);
+      assert.match(v.reason ?? '', new RegExp(`${ROGUE}.*revokeWriter|revokeWriter`));
+      assert.match(v.reason ?? '', /entitled writers anchored different hashes/);
+    }
+    assert.match((await verifyObject(l, COL, genuine)).reason ?? '', new RegExp(`this copy matches ${HONEST}`));
+    // the admin revokes the rogue: the genuine copy verifies, the forgery is a mismatch
+    l.grants.delete(ROGUE);
+    assert.equal((await verifyObject(l, COL, genuine)).status, 'verified');
+    const vf = await verifyObject(l, COL, forged);
+    assert.equal(vf.status, 'mismatch');
+    assert.equal(vf.writer, HONEST);
+    assert.equal(vf.anchors?.find((a) => a.writer === ROGUE)?.entitled, false);
+  });
+
+  it('the rogue alone: its forgery is "verified" only as vouched by the rogue, named in the verdict', async () => {
+    // the residual risk of a shared collection, stated in README Security: a writer granted a
+    // collection can vouch for objects the honest producer never anchored; `writer` says who.
+    l.put(ROGUE, g.scope, f.key, f.hash);
+    const v = await verifyObject(l, COL, forged);
+    assert.equal(v.status, 'verified');
+    assert.equal(v.writer, ROGUE);
+  });
+
+  it('wrong-writer: anchored only by a writer granted another collection (or revoked) → refused, naming it', async () => {
+    l.put(OUTSIDER, otherScope, g.key, g.hash);
+    const v = await verifyObject(l, COL, genuine);
+    assert.equal(v.status, 'wrong-writer');
+    assert.ok(isRejection(v.status));
+    assert.equal(v.writer, OUTSIDER);
+    assert.match(v.reason ?? '', /not entitled to vouch for this collection/);
+    // an entitled writer anchoring too decides; the outsider's anchor is listed, not counted
+    l.put(HONEST, g.scope, g.key, g.hash);
+    const ok = await verifyObject(l, COL, genuine);
+    assert.equal(ok.status, 'verified');
+    assert.equal(ok.writer, HONEST);
+    assert.deepEqual(ok.anchors?.map((a) => a.entitled), [false, true]);
+  });
+
+  it('an outsider squatting the key cannot block or spoil the genuine anchor (other writers never count)', async () => {
+    l.put(OUTSIDER, g.scope, f.key, f.hash); // named the right scope, but is not granted it
+    l.put(HONEST, g.scope, g.key, g.hash);
+    assert.equal((await verifyObject(l, COL, genuine)).status, 'verified');
+    assert.equal((await verifyObject(l, COL, forged)).status, 'mismatch');
+  });
+
+  it('two entitled writers agreeing is verified', async () => {
+    l.put(HONEST, g.scope, g.key, g.hash);
+    l.put(ROGUE, g.scope, g.key, g.hash);
+    const v = await verifyObject(l, COL, genuine);
+    assert.equal(v.status, 'verified');
+    assert.equal(v.anchors?.length, 2);
+  });
+
+  it('not-anchored when nothing is anchored; an unversioned object altered reads not-anchored (its key is its content)', async () => {
+    assert.equal((await verifyObject(l, COL, genuine)).status, 'not-anchored');
+    const sco = { type: 'ipv4-addr', spec_version: '2.1', id: 'ipv4-addr--1e4ffad7-0b88-41d4-ba4d-77d27490b956', value: '198.51.100.3' } as StixObject;
+    const s = keyForObject(COL, sco);
+    l.put(HONEST, s.scope, s.key, s.hash);
+    assert.equal((await verifyObject(l, COL, sco)).status, 'verified');
+    const altered = await verifyObject(l, COL, { ...sco, value: '198.51.100.4' } as StixObject);
+    assert.equal(altered.status, 'not-anchored');
+    assert.match(altered.reason ?? '', /keyed by its content/);
+  });
+
+  it('a ledger that cannot be read: error with wait 0, unknown (not a rejection) at the end of a wait', async () => {
+    l.failReads = 1;
+    await assert.rejects(verifyObject(l, COL, genuine), (e: unknown) => e instanceof LedgerError && e.code === 'UNREACHABLE');
+    l.failReads = 1000;
+    const v = await verifyObject(l, COL, genuine, { waitMs: 50 });
+    assert.equal(v.status, 'unknown');
+    assert.equal(isRejection(v.status), false);
+  });
+
+  it('overallStatus: conflict > mismatch > wrong-writer > not-anchored > unknown > verified', () => {
+    const v = (status: Parameters<typeof isRejection>[0]) => ({ status }) as Parameters<typeof overallStatus>[0][number];
+    assert.equal(overallStatus([v('verified'), v('unknown')]), 'unknown');
+    assert.equal(overallStatus([v('not-anchored'), v('unknown')]), 'not-anchored');
+    assert.equal(overallStatus([v('not-anchored'), v('wrong-writer')]), 'wrong-writer');
+    assert.equal(overallStatus([v('wrong-writer'), v('mismatch')]), 'mismatch');
+    assert.equal(overallStatus([v('mismatch'), v('conflict'), v('verified')]), 'conflict');
+  });
+});
