@@ -37,7 +37,7 @@ import { acceptsTaxii21, isStix21MediaType, isTaxii21MediaType, taxiiTimestamp, 
 import { HttpProblem, resolveUrl, sendProblem, sendTaxii } from './server-http';
 import { parseFilters, QueryError, type FilterEndpoint, type Filters } from './server-query';
 import { NextTokens, TokenError } from './server-paging';
-import { readBody } from './server-body';
+import { boundFailures, readBody, type DraftDetail } from './server-body';
 import { parseStrictJson, StrictJsonError } from './strict-json';
 import { isIntegrityVerdict, prepareRecord, normaliseVersion, type NewRecord } from './server-objects';
 import {
@@ -746,7 +746,7 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
 
     const statusId = randomUUID();
     const successes: StatusDetail[] = [];
-    const failures: StatusDetail[] = [];
+    const failures: DraftDetail[] = [];
     const pendings: StatusDetail[] = [];
     const added: StoredRecord[] = [];
     /** pending records POSTed again: handed to the flow again (their first check may have been lost) */
@@ -763,9 +763,11 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
       const toStore = prepared.flatMap((p) => (p.ok ? [listed && p.record.status === 'pending' ? { ...p.record, statusIds: [statusId] } : p.record] : []));
       const outcomes = await this.storeAll(toStore, col);
       let k = 0;
-      for (const prep of prepared) {
+      for (const [i, prep] of prepared.entries()) {
         if (!prep.ok) {
-          failures.push({ id: prep.id, version: prep.version, message: prep.message });
+          const item: unknown = objects[i];
+          const named = isRecord(item) && typeof item['id'] === 'string';
+          failures.push(named ? { id: prep.id, version: prep.version, message: prep.message } : { id: prep.id, version: prep.version, message: prep.message, index: i });
           continue;
         }
         const outcome = outcomes[k++];
@@ -799,7 +801,10 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
         }
       }
 
-      const built = buildStatus(statusId, requestTimestamp, successes, failures, pendings, undefined, principalId(principal));
+      // bounded: the answer (and the stored status) stays within about 2x the body + 64 KiB
+      const listedFailures = boundFailures(failures, [...successes, ...pendings], body.body.length);
+      const built = buildStatus(statusId, requestTimestamp, successes, listedFailures, pendings, successes.length + failures.length + pendings.length, principalId(principal));
+      built.failure_count = failures.length;
       try {
         await this.store.putStatus(built);
       } catch (err) {
