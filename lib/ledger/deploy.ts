@@ -1,6 +1,8 @@
 /**
  * Registry deployment and administration (EVM): deploy SetsRegistry from the compiled artifact,
- * grant / revoke writers, hand over the admin role. Used by the tests, the demo and operators.
+ * grant / revoke writers per scope (one collection: `collectionScope(collectionId)` from
+ * lib/digest, or ANY_SCOPE = every collection), hand over the admin role in two steps (propose,
+ * accept). Used by the tests, the demo and operators.
  *
  * Transactions go through the same per-account send queue as the ledger (evm-sender.ts), so a
  * deployment or a grant signed with a key that a ledger in this process also uses never
@@ -9,7 +11,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { AbiCoder, SigningKey, computeAddress, getAddress, toQuantity } from 'ethers';
-import { LedgerError } from './ledger';
+import { ANY_SCOPE, LedgerError } from './ledger';
 import { ChainClient, NodeError } from './evm-rpc';
 import { acquireSender, releaseSender, type FeeSettings, type MinedTx } from './evm-sender';
 import { checkPrivateKey, checkUrl, decodeRevert, parseChainId, registryInterface, toWei, type Wei } from './evm';
@@ -32,9 +34,12 @@ export interface RegistryAdminConfig {
   txTimeoutMs?: number;
 }
 
+/** A writer granted at deployment: a bare address is granted ANY_SCOPE (every collection). */
+export type InitialWriter = string | { account: string; scopes: string[] };
+
 export interface DeployOptions extends RegistryAdminConfig {
-  /** accounts authorised to write from the start (granted in the deployment transaction) */
-  writers?: string[];
+  /** accounts granted from the start (in the deployment transaction) */
+  writers?: InitialWriter[];
 }
 
 export interface RegistryArtifact {
@@ -138,57 +143,104 @@ async function explain(config: RegistryAdminConfig, address: string, data: strin
   } finally {
     client.release();
   }
-  const code = why.startsWith('NotAdmin') || why.startsWith('NotWriter') ? 'NOT_AUTHORISED' : 'TX_FAILED';
+  const code = /^(NotAdmin|NotPendingAdmin|NotWriter)\(/.test(why) ? 'NOT_AUTHORISED' : /^(ZeroAddress|ZeroScope|LengthMismatch)\(/.test(why) ? 'BAD_INPUT' : 'TX_FAILED';
   throw new LedgerError(code, `${label}: transaction ${mined.hash} failed: ${why}`);
 }
 
+const SCOPE = /^0x[0-9a-fA-F]{64}$/;
+
+function checkScope(v: unknown, what: string): string {
+  if (typeof v !== 'string' || !SCOPE.test(v)) {
+    throw new LedgerError('BAD_INPUT', `${what}: a scope must be 0x + 64 hex digits (collectionScope(collectionId), or ANY_SCOPE), got ${JSON.stringify(v)?.slice(0, 80)}`);
+  }
+  return v.toLowerCase();
+}
+
+function checkAccount(v: unknown, what: string): string {
+  try {
+    return getAddress(String(v));
+  } catch (e) {
+    throw new LedgerError('BAD_INPUT', `${what} must be a 0x… address, got ${JSON.stringify(v)?.slice(0, 80)}`, { cause: e });
+  }
+}
+
 /**
- * Deploy SetsRegistry; the signer becomes admin, `writers` are authorised in the same
- * transaction. Resolves with the contract address.
+ * Deploy SetsRegistry; the signer becomes admin, `writers` are granted in the same transaction
+ * (a bare address: ANY_SCOPE; `{account, scopes}`: each scope). Resolves with the contract address.
  */
 export async function deployRegistry(config: DeployOptions): Promise<string> {
   const art = loadRegistryArtifact();
-  let writers: string[];
-  try {
-    writers = (config.writers ?? []).map((w) => getAddress(w));
-  } catch (e) {
-    throw new LedgerError('BAD_INPUT', `writers must be 0x… addresses: ${(e as Error).message}`, { cause: e });
+  const accounts: string[] = [];
+  const scopes: string[] = [];
+  for (const [i, w] of (config.writers ?? []).entries()) {
+    if (typeof w === 'string') {
+      accounts.push(checkAccount(w, `writers[${i}]`));
+      scopes.push(ANY_SCOPE);
+    } else if (isRecord(w) && Array.isArray(w.scopes)) {
+      const account = checkAccount(w.account, `writers[${i}].account`);
+      for (const s of w.scopes) {
+        accounts.push(account);
+        scopes.push(checkScope(s, `writers[${i}].scopes`));
+      }
+    } else {
+      throw new LedgerError('BAD_INPUT', `writers[${i}] must be a 0x… address or {account, scopes}`);
+    }
   }
-  const data = art.bytecode + AbiCoder.defaultAbiCoder().encode(['address[]'], [writers]).slice(2);
-  const mined = await transact(config, null, data, 1_500_000 + 30_000 * writers.length, 'deploying SetsRegistry');
+  const data = art.bytecode + AbiCoder.defaultAbiCoder().encode(['address[]', 'bytes32[]'], [accounts, scopes]).slice(2);
+  const mined = await transact(config, null, data, 2_000_000 + 60_000 * accounts.length, 'deploying SetsRegistry');
   if (mined.status !== 1 || !mined.contractAddress) {
     throw new LedgerError('TX_FAILED', `deploying SetsRegistry: transaction ${mined.hash} failed (gas used ${mined.gasUsed} of ${mined.gasLimit})`);
   }
   return getAddress(mined.contractAddress);
 }
 
-async function adminCall(config: RegistryAdminConfig, registry: string, fn: string, account: string): Promise<string> {
-  let to: string;
-  let who: string;
-  try {
-    to = getAddress(registry);
-    who = getAddress(account);
-  } catch (e) {
-    throw new LedgerError('BAD_INPUT', `${fn}: registry and account must be 0x… addresses`, { cause: e });
-  }
-  const data = registryInterface.encodeFunctionData(fn, [who]);
-  const label = `${fn}(${who}) on ${to}`;
-  const mined = await transact(config, to, data, 100_000, label);
-  if (mined.status !== 1) return explain(config, to, data, mined, label);
+async function adminCall(config: RegistryAdminConfig, registry: string, fn: string, args: unknown[], label: string): Promise<string> {
+  const to = checkAccount(registry, `${fn}: registry`);
+  const data = registryInterface.encodeFunctionData(fn, args);
+  const what = `${label} on ${to}`;
+  const mined = await transact(config, to, data, 100_000, what);
+  if (mined.status !== 1) return explain(config, to, data, mined, what);
   return mined.hash;
 }
 
-/** Authorise `account` to write (admin only; NOT_AUTHORISED otherwise). Resolves with the tx hash. */
-export function grantWriter(config: RegistryAdminConfig, registry: string, account: string): Promise<string> {
-  return adminCall(config, registry, 'grantWriter', account);
+/**
+ * Let `account` anchor in `scope` (admin only; NOT_AUTHORISED otherwise): a collection's scope
+ * (`collectionScope(collectionId)`), or ANY_SCOPE (the default) for every collection. Resolves
+ * with the tx hash.
+ */
+export function grantWriter(config: RegistryAdminConfig, registry: string, account: string, scope: string = ANY_SCOPE): Promise<string> {
+  return Promise.resolve().then(() => {
+    const who = checkAccount(account, 'grantWriter: account');
+    const s = checkScope(scope, 'grantWriter');
+    return adminCall(config, registry, 'grantWriter', [who, s], `grantWriter(${who}, ${s})`);
+  });
 }
 
-/** Withdraw `account`'s right to write (admin only). Anchored hashes stay. */
-export function revokeWriter(config: RegistryAdminConfig, registry: string, account: string): Promise<string> {
-  return adminCall(config, registry, 'revokeWriter', account);
+/**
+ * Withdraw `account`'s right to anchor in `scope` (admin only; default ANY_SCOPE). Its anchors
+ * stay on chain but no longer count for that scope: verification judges entitlement at read time.
+ */
+export function revokeWriter(config: RegistryAdminConfig, registry: string, account: string, scope: string = ANY_SCOPE): Promise<string> {
+  return Promise.resolve().then(() => {
+    const who = checkAccount(account, 'revokeWriter: account');
+    const s = checkScope(scope, 'revokeWriter');
+    return adminCall(config, registry, 'revokeWriter', [who, s], `revokeWriter(${who}, ${s})`);
+  });
 }
 
-/** Hand the admin role to `newAdmin` (admin only). */
-export function transferAdmin(config: RegistryAdminConfig, registry: string, newAdmin: string): Promise<string> {
-  return adminCall(config, registry, 'transferAdmin', newAdmin);
+/**
+ * First step of the admin hand-over (admin only): propose `proposed`, which must then call
+ * acceptAdmin. The zero address cancels a proposal; the current admin keeps the role until the
+ * proposed account accepts.
+ */
+export function proposeAdmin(config: RegistryAdminConfig, registry: string, proposed: string): Promise<string> {
+  return Promise.resolve().then(() => {
+    const who = checkAccount(proposed, 'proposeAdmin: proposed');
+    return adminCall(config, registry, 'proposeAdmin', [who], `proposeAdmin(${who})`);
+  });
+}
+
+/** Second step: the proposed account (`config.privateKey`) takes the admin role (NOT_AUTHORISED for anyone else). */
+export function acceptAdmin(config: RegistryAdminConfig, registry: string): Promise<string> {
+  return adminCall(config, registry, 'acceptAdmin', [], 'acceptAdmin()');
 }

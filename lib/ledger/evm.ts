@@ -1,28 +1,36 @@
 /**
- * EVM ledger adapter (ethers v6): anchors (key, hash) pairs in the SetsRegistry contract
- * (contracts/evm/SetsRegistry.sol) on Quorum, Besu, hardhat or any EVM JSON-RPC node.
+ * EVM ledger adapter (ethers v6): anchors (scope, key, hash) triples in the SetsRegistry contract
+ * (contracts/evm/SetsRegistry.sol, version 2: one record per writer and key, writers granted per
+ * collection scope) on Quorum, Besu, hardhat or any EVM JSON-RPC node.
  *
  * - Writes go through the account's single pipelined send queue (evm-sender.ts): locally
  *   signed raw transactions in nonce order, bounded in flight, receipts found by one loop per
  *   new block. `anchor()` may be called hundreds of times concurrently.
- * - Before sending, every key is read: the same hash already anchored → `existing: true`
- *   (nothing sent), a different hash → KEY_TAKEN (nothing sent). A reverted write is explained
- *   (KEY_TAKEN, NOT_AUTHORISED, out of gas, …) from the chain's state.
+ * - Before sending, this writer's own record under every key is read (readCTIRecord(key, self)):
+ *   the same hash in the same scope → `existing: true` (nothing sent), anything else → KEY_TAKEN
+ *   (nothing sent); and the account's grant of every scope written is checked (NOT_AUTHORISED,
+ *   nothing sent). Other writers' anchors never matter. A reverted write is explained (KEY_TAKEN,
+ *   NOT_AUTHORISED, out of gas, …) from the chain's state.
+ * - `lookup` returns every anchor under a key with its `entitled` flag, judged by the contract
+ *   for the scope asked about (readCTIRecords).
  * - `waitForAnchor` shares one new-block subscription (WebSocket `newHeads` when `wsUrl` is
  *   set, polling otherwise) among all waiters; each new block range is searched once with
  *   `eth_getLogs` for the awaited keys' `CTIHashWritten` events, so nothing is missed between
- *   blocks and no listener outlives its waiter.
+ *   blocks and no listener outlives its waiter. Any anchor under the key wakes its waiters; each
+ *   resolves only once an anchor *entitled* for its scope is there.
  * - Configuration is explicit: chain id (checked against the node), transaction type, fees and
  *   gas limits (free-gas Quorum/Besu: `txType: 0, gasPrice: 0`).
  */
-import { Interface, SigningKey, getAddress, toQuantity, type Result } from 'ethers';
+import { Interface, SigningKey, getAddress, toQuantity, zeroPadValue, type Result } from 'ethers';
 import {
+  ANY_SCOPE,
   LedgerError,
   type AnchorEntry,
   type AnchorReceipt,
   type Ledger,
   type LedgerRecord,
   type LedgerState,
+  type WriterStatus,
 } from './ledger';
 import { ChainClient, NodeError } from './evm-rpc';
 import { acquireSender, releaseSender, type AccountSender, type FeeSettings, type MinedTx } from './evm-sender';
@@ -49,13 +57,17 @@ export interface EvmLedgerConfig {
   maxFeePerGas?: Wei;
   /** type 2 tip in wei (default: the node's eth_maxPriorityFeePerGas, else 0) */
   maxPriorityFeePerGas?: Wei;
-  /** gas limit of one writeCTIHash transaction (default 150000; ~71000 used) */
+  /** gas limit of one writeCTIHash transaction (default 200000; ~141000 used) */
   gasLimit?: number;
   /** gas limit of a writeCTIHashes transaction = batchGasBase + n × gasPerBatchItem */
   batchGasBase?: number;
-  /** (defaults 60000 and 60000; ~24000 + n × ~48000 used) */
+  /** (defaults 60000 and 130000; ~ n × 115600 used: 100 entries ≈ 11.56 M) */
   gasPerBatchItem?: number;
-  /** entries per writeCTIHashes transaction; anchorMany splits larger arrays (default 200) */
+  /**
+   * entries per writeCTIHashes transaction; anchorMany splits larger arrays (default 100: its
+   * gas limit, 13.06 M, stays under the EIP-7825 transaction gas cap of 2^24 = 16.78 M that
+   * current nodes enforce, and under common block gas limits)
+   */
   maxBatchSize?: number;
   /** blocks on top of the including block before an anchor resolves (default 1 = mined) */
   confirmations?: number;
@@ -79,25 +91,33 @@ export interface EvmLedgerConfig {
 
 /** The contract interface the adapter uses (checked against the compiled artifact by the tests). */
 export const REGISTRY_ABI = [
-  'constructor(address[] writers)',
+  'constructor(address[] writers, bytes32[] scopes)',
+  'function ANY_SCOPE() view returns (bytes32)',
   'function admin() view returns (address)',
-  'function isWriter(address) view returns (bool)',
-  'function writeCTIHash(bytes32 key, bytes32 hash)',
-  'function writeCTIHashes(bytes32[] keys, bytes32[] hashes)',
-  'function readCTIHash(bytes32 key) view returns (bytes32 hash, address writer, uint64 timestamp)',
-  'function readCTIRecord(bytes32 key) view returns (bytes32 hash, address writer, uint64 timestamp, uint32 blockNumber)',
-  'function grantWriter(address account)',
-  'function revokeWriter(address account)',
-  'function transferAdmin(address newAdmin)',
-  'event CTIHashWritten(bytes32 indexed key, bytes32 hash, address indexed writer)',
-  'event WriterGranted(address indexed account)',
-  'event WriterRevoked(address indexed account)',
+  'function pendingAdmin() view returns (address)',
+  'function isWriterFor(bytes32, address) view returns (bool)',
+  'function grantsOf(address) view returns (uint256)',
+  'function canWrite(bytes32 scope, address account) view returns (bool)',
+  'function writeCTIHash(bytes32 scope, bytes32 key, bytes32 hash)',
+  'function writeCTIHashes(bytes32[] scopes, bytes32[] keys, bytes32[] hashes)',
+  'function readCTIRecords(bytes32 scope, bytes32 key) view returns (address[] writers, bytes32[] hashes, bytes32[] scopes, uint64[] timestamps, uint32[] blocks, bool[] entitled)',
+  'function readCTIRecord(bytes32 key, address writer) view returns (bytes32 hash, bytes32 scope, uint64 timestamp, uint32 blockNumber)',
+  'function grantWriter(address account, bytes32 scope)',
+  'function revokeWriter(address account, bytes32 scope)',
+  'function proposeAdmin(address proposed)',
+  'function acceptAdmin()',
+  'event CTIHashWritten(bytes32 indexed key, bytes32 indexed scope, bytes32 hash, address indexed writer)',
+  'event WriterGranted(address indexed account, bytes32 indexed scope)',
+  'event WriterRevoked(address indexed account, bytes32 indexed scope)',
+  'event AdminProposed(address indexed admin, address indexed proposed)',
   'event AdminTransferred(address indexed previousAdmin, address indexed newAdmin)',
-  'error KeyTaken(bytes32 key)',
-  'error NotWriter(address account)',
+  'error KeyTaken(bytes32 key, address writer)',
+  'error NotWriter(address account, bytes32 scope)',
   'error NotAdmin(address account)',
+  'error NotPendingAdmin(address account)',
   'error ZeroHash(bytes32 key)',
-  'error LengthMismatch(uint256 keys, uint256 hashes)',
+  'error ZeroScope()',
+  'error LengthMismatch()',
   'error ZeroAddress()',
 ] as const;
 
@@ -111,13 +131,30 @@ const KEY_FILTER_MAX = 64;
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
 const short = (h: string) => `${h.slice(0, 10)}…`;
 
-function bytes32(v: unknown, what: 'key' | 'hash'): string {
+function bytes32(v: unknown, what: 'key' | 'hash' | 'scope' | 'write scope'): string {
   if (typeof v !== 'string' || !BYTES32.test(v)) {
-    throw new LedgerError('BAD_INPUT', `${what} must be a 0x-prefixed 32-byte hex string, got ${JSON.stringify(v)?.slice(0, 80)}`);
+    throw new LedgerError('BAD_INPUT', `${what === 'write scope' ? 'scope' : what} must be a 0x-prefixed 32-byte hex string, got ${JSON.stringify(v)?.slice(0, 80)}`);
   }
   const s = v.toLowerCase();
   if (what === 'hash' && s === ZERO32) throw new LedgerError('BAD_INPUT', 'the zero hash cannot be anchored');
+  if (what === 'write scope' && s === ANY_SCOPE) {
+    throw new LedgerError('BAD_INPUT', 'an anchor names the scope of its collection (collectionScope(collectionId)), never ANY_SCOPE (the zero scope)');
+  }
   return s;
+}
+
+/** An anchor entry with its parts checked and lower-cased. */
+interface Entry {
+  scope: string;
+  key: string;
+  hash: string;
+}
+
+/** What one writer holds under a key (readCTIRecord). */
+interface Held {
+  hash: string;
+  scope: string;
+  block: number;
 }
 
 /** Parse a wei amount from config. */
@@ -200,8 +237,9 @@ function seconds(ts: bigint): number {
 
 interface Waiter {
   key: string;
+  scope: string;
   timeoutMs: number;
-  resolve: (r: LedgerRecord | null) => void;
+  resolve: (r: LedgerRecord[]) => void;
   reject: (e: LedgerError) => void;
   timer: NodeJS.Timeout;
   done: boolean;
@@ -225,8 +263,9 @@ export class EvmLedger implements Ledger {
   private initP: Promise<void> | null = null;
   private closed = false;
   private stateListeners = new Set<(s: LedgerState, detail?: string) => void>();
-  private writerOkUntil = 0;
-  private writerP: Promise<void> | null = null;
+  /** scope → until when this account is known to be granted it (checked before sending) */
+  private writerOkUntil = new Map<string, number>();
+  private writerChecks = new Map<string, Promise<void>>();
 
   private waiters = new Map<string, Set<Waiter>>();
   private watchFrom: number | null = null;
@@ -256,10 +295,10 @@ export class EvmLedger implements Ledger {
       maxFeePerGas: toWei(config.maxFeePerGas, 'maxFeePerGas'),
       maxPriorityFeePerGas: toWei(config.maxPriorityFeePerGas, 'maxPriorityFeePerGas'),
     };
-    this.gasLimit = BigInt(positiveInt(config.gasLimit, 150_000, 'gasLimit', 21_000));
+    this.gasLimit = BigInt(positiveInt(config.gasLimit, 200_000, 'gasLimit', 21_000));
     this.batchGasBase = BigInt(positiveInt(config.batchGasBase, 60_000, 'batchGasBase', 21_000));
-    this.gasPerItem = BigInt(positiveInt(config.gasPerBatchItem, 60_000, 'gasPerBatchItem'));
-    this.maxBatch = positiveInt(config.maxBatchSize, 200, 'maxBatchSize');
+    this.gasPerItem = BigInt(positiveInt(config.gasPerBatchItem, 130_000, 'gasPerBatchItem'));
+    this.maxBatch = positiveInt(config.maxBatchSize, 100, 'maxBatchSize');
     this.confirmations = positiveInt(config.confirmations, 1, 'confirmations');
     const requestTimeoutMs = positiveInt(config.requestTimeoutMs, 10_000, 'requestTimeoutMs');
     const waitPollMs = positiveInt(config.waitPollMs, 500, 'waitPollMs');
@@ -389,44 +428,90 @@ export class EvmLedger implements Ledger {
     }
   }
 
-  private async read(key: string): Promise<LedgerRecord | null> {
-    const r = await this.view('readCTIHash', [key]);
+  /** Every anchor under `key`, judged for `scope` (readCTIRecords). */
+  private async read(scope: string, key: string): Promise<LedgerRecord[]> {
+    const r = await this.view('readCTIRecords', [scope, key]);
+    const writers = r[0] as unknown as string[];
+    const hashes = r[1] as unknown as string[];
+    const scopes = r[2] as unknown as string[];
+    const timestamps = r[3] as unknown as bigint[];
+    const blocks = r[4] as unknown as bigint[];
+    const entitled = r[5] as unknown as boolean[];
+    const out: LedgerRecord[] = [];
+    for (let i = 0; i < writers.length; i++) {
+      out.push({
+        key,
+        hash: String(hashes[i]).toLowerCase(),
+        writer: getAddress(String(writers[i])),
+        timestamp: seconds(BigInt(timestamps[i])),
+        scope: String(scopes[i]).toLowerCase(),
+        entitled: entitled[i] === true,
+        block: Number(blocks[i]),
+      });
+    }
+    return out;
+  }
+
+  /** What `writer` anchored under `key` (readCTIRecord); null when nothing. */
+  private async held(key: string, writer: string): Promise<Held | null> {
+    const r = await this.view('readCTIRecord', [key, writer]);
     const hash = String(r[0]).toLowerCase();
     if (hash === ZERO32) return null;
-    return { key, hash, writer: getAddress(String(r[1])), timestamp: seconds(BigInt(r[2] as bigint)) };
+    return { hash, scope: String(r[1]).toLowerCase(), block: Number(r[3] as bigint) };
+  }
+
+  /** Where the signing account may write; BAD_CONFIG for a read-only ledger. */
+  async writerStatus(scope: string = ANY_SCOPE): Promise<WriterStatus> {
+    const s = bytes32(scope, 'scope');
+    const account = this.account;
+    if (!account) throw new LedgerError('BAD_CONFIG', 'no signing key: this EVM ledger is read-only (configure privateKey to anchor)');
+    await this.ready();
+    const [any] = await this.view('isWriterFor', [ANY_SCOPE, account]);
+    const anyScope = any === true;
+    let inScope = anyScope;
+    if (!anyScope && s !== ANY_SCOPE) inScope = (await this.view('isWriterFor', [s, account]))[0] === true;
+    return { account, anyScope, inScope };
   }
 
   /**
-   * The signing account and whether the registry lets it write (connection tests); null for a
-   * read-only ledger (no private key).
+   * How much the signing account is granted (connection tests): every collection, or the
+   * number of collection scopes; null for a read-only ledger (no private key).
    */
-  async writerStatus(): Promise<{ account: string; authorised: boolean } | null> {
-    if (!this.account) return null;
+  async writerGrants(): Promise<{ account: string; anyScope: boolean; scopes: number } | null> {
+    const account = this.account;
+    if (!account) return null;
     await this.ready();
-    const r = await this.view('isWriter', [this.account]);
-    return { account: this.account, authorised: Boolean(r[0]) };
+    const [[any], [count]] = await Promise.all([this.view('isWriterFor', [ANY_SCOPE, account]), this.view('grantsOf', [account])]);
+    const anyScope = any === true;
+    return { account, anyScope, scopes: Number(count as bigint) - (anyScope ? 1 : 0) };
   }
 
-  async lookup(key: string): Promise<LedgerRecord | null> {
+  async lookup(scope: string, key: string): Promise<LedgerRecord[]> {
+    const s = bytes32(scope, 'scope');
     const k = bytes32(key, 'key');
     await this.ready();
-    return this.read(k);
+    return this.read(s, k);
   }
 
-  /** The receipt of an earlier write of `key` (which must hold `hash`). */
-  private async existingReceipt(key: string, hash: string): Promise<AnchorReceipt> {
-    const r = await this.view('readCTIRecord', [key]);
-    const held = String(r[0]).toLowerCase();
-    if (held === ZERO32) throw new LedgerError('TX_FAILED', `key ${key} should be anchored but holds nothing`, { key });
-    if (held !== hash) throw this.keyTaken(key, held, hash);
-    const block = Number(r[3] as bigint);
+  /** The receipt of this writer's earlier write of `e` (it must hold e.hash in e.scope). */
+  private async existingReceipt(writer: string, e: Entry, held?: Held | null): Promise<AnchorReceipt> {
+    const h = held === undefined ? await this.held(e.key, writer) : held;
+    if (!h) throw new LedgerError('TX_FAILED', `key ${e.key} should be anchored by ${writer} but holds nothing`, { key: e.key });
+    if (h.hash !== e.hash || h.scope !== e.scope) throw this.keyTaken(writer, e, h);
     let tx = '';
-    if (block > 0) {
+    if (h.block > 0) {
       try {
         const logs = await this.client.call(
           'eth_getLogs',
-          [{ address: this.address, topics: [WRITTEN_TOPIC, key], fromBlock: toQuantity(block), toBlock: toQuantity(block) }],
-          { what: `finding the transaction that anchored ${short(key)}` },
+          [
+            {
+              address: this.address,
+              topics: [WRITTEN_TOPIC, e.key, e.scope, zeroPadValue(writer, 32).toLowerCase()],
+              fromBlock: toQuantity(h.block),
+              toBlock: toQuantity(h.block),
+            },
+          ],
+          { what: `finding the transaction that anchored ${short(e.key)}` },
         );
         const first = Array.isArray(logs) ? logs.find((l) => isRecord(l) && typeof l.transactionHash === 'string') : undefined;
         if (isRecord(first)) tx = String(first.transactionHash);
@@ -434,59 +519,63 @@ export class EvmLedger implements Ledger {
         // the transaction id is a courtesy; the anchor itself is certain
       }
     }
-    return { key, hash, tx, block, existing: true };
+    return { key: e.key, hash: e.hash, tx, block: h.block, existing: true, writer };
   }
 
-  private keyTaken(key: string, held: string, wanted: string): LedgerError {
-    return new LedgerError('KEY_TAKEN', `key ${key} is already anchored with hash ${held}, not ${wanted} (the registry is write-once)`, { key });
+  private keyTaken(writer: string, wanted: Entry, held: Held): LedgerError {
+    const what =
+      held.hash !== wanted.hash
+        ? `a different hash under key ${wanted.key} (${held.hash}, not ${wanted.hash})`
+        : `this hash under key ${wanted.key} for another scope (${held.scope}, not ${wanted.scope})`;
+    return new LedgerError('KEY_TAKEN', `you (${writer}) already anchored ${what}; the registry is write-once per writer`, { key: wanted.key });
   }
 
   // ---- writes ---------------------------------------------------------------------------------
 
-  async anchor(key: string, hash: string): Promise<AnchorReceipt> {
-    const [r] = await this.anchorEntries([{ key: bytes32(key, 'key'), hash: bytes32(hash, 'hash') }]);
+  async anchor(scope: string, key: string, hash: string): Promise<AnchorReceipt> {
+    const [r] = await this.anchorEntries([{ scope: bytes32(scope, 'write scope'), key: bytes32(key, 'key'), hash: bytes32(hash, 'hash') }]);
     return r;
   }
 
   async anchorMany(entries: AnchorEntry[]): Promise<AnchorReceipt[]> {
-    if (!Array.isArray(entries)) throw new LedgerError('BAD_INPUT', 'anchorMany expects an array of {key, hash}');
+    if (!Array.isArray(entries)) throw new LedgerError('BAD_INPUT', 'anchorMany expects an array of {scope, key, hash}');
     const list = entries.map((e, i) => {
-      if (!isRecord(e)) throw new LedgerError('BAD_INPUT', `entry ${i} is not a {key, hash} object`);
-      return { key: bytes32(e.key, 'key'), hash: bytes32(e.hash, 'hash') };
+      if (!isRecord(e)) throw new LedgerError('BAD_INPUT', `entry ${i} is not a {scope, key, hash} object`);
+      return { scope: bytes32(e.scope, 'write scope'), key: bytes32(e.key, 'key'), hash: bytes32(e.hash, 'hash') };
     });
     if (list.length === 0) return [];
     return this.anchorEntries(list);
   }
 
-  private async anchorEntries(entries: AnchorEntry[]): Promise<AnchorReceipt[]> {
+  private async anchorEntries(entries: Entry[]): Promise<AnchorReceipt[]> {
     const sender = this.sender;
     if (!sender) throw new LedgerError('BAD_CONFIG', 'no signing key: this EVM ledger is read-only (configure privateKey to anchor)');
-    const wanted = new Map<string, string>();
+    const me = sender.address;
+    const wanted = new Map<string, Entry>();
     for (const e of entries) {
       const prev = wanted.get(e.key);
-      if (prev !== undefined && prev !== e.hash) {
-        throw new LedgerError('BAD_INPUT', `key ${e.key} appears twice with different hashes`, { key: e.key });
+      if (prev !== undefined && (prev.hash !== e.hash || prev.scope !== e.scope)) {
+        throw new LedgerError('BAD_INPUT', `key ${e.key} appears twice with different hashes or scopes`, { key: e.key });
       }
-      wanted.set(e.key, e.hash);
+      wanted.set(e.key, e);
     }
     await this.ready();
-    const keys = [...wanted.keys()];
-    const held = await Promise.all(keys.map((k) => this.read(k)));
+    const list = [...wanted.values()];
+    const held = await Promise.all(list.map((e) => this.held(e.key, me)));
     const done = new Map<string, AnchorReceipt>();
-    const todo: AnchorEntry[] = [];
-    const already: AnchorEntry[] = [];
-    keys.forEach((key, i) => {
-      const hash = wanted.get(key) as string;
-      const rec = held[i];
-      if (!rec) todo.push({ key, hash });
-      else if (rec.hash === hash) already.push({ key, hash });
-      else throw this.keyTaken(key, rec.hash, hash);
+    const todo: Entry[] = [];
+    const already: Array<[Entry, Held]> = [];
+    list.forEach((e, i) => {
+      const h = held[i];
+      if (!h) todo.push(e);
+      else if (h.hash === e.hash && h.scope === e.scope) already.push([e, h]);
+      else throw this.keyTaken(me, e, h);
     });
-    for (const r of await Promise.all(already.map((e) => this.existingReceipt(e.key, e.hash)))) done.set(r.key, r);
+    for (const r of await Promise.all(already.map(([e, h]) => this.existingReceipt(me, e, h)))) done.set(r.key, r);
 
     if (todo.length > 0) {
-      await this.ensureWriter(sender);
-      const chunks: AnchorEntry[][] = [];
+      await Promise.all([...new Set(todo.map((e) => e.scope))].map((scope) => this.ensureWriter(me, scope)));
+      const chunks: Entry[][] = [];
       for (let i = 0; i < todo.length; i += this.maxBatch) chunks.push(todo.slice(i, i + this.maxBatch));
       const settled = await Promise.allSettled(chunks.map((c) => this.writeChunk(sender, c)));
       let failure: LedgerError | null = null;
@@ -495,10 +584,10 @@ export class EvmLedger implements Ledger {
         else failure ??= s.reason instanceof LedgerError ? s.reason : new LedgerError('TX_FAILED', String(s.reason), { cause: s.reason });
       }
       if (failure) {
-        if (keys.length === 1) throw failure;
+        if (list.length === 1) throw failure;
         throw new LedgerError(
           failure.code,
-          `${failure.message} [anchorMany: ${done.size} of ${keys.length} keys are anchored, the others not; anchoring again is safe]`,
+          `${failure.message} [anchorMany: ${done.size} of ${list.length} keys are anchored, the others not; anchoring again is safe]`,
           { key: failure.key, cause: failure },
         );
       }
@@ -506,31 +595,37 @@ export class EvmLedger implements Ledger {
     return entries.map((e) => ({ ...(done.get(e.key) as AnchorReceipt) }));
   }
 
-  /** Writers are checked before sending (cached 5 s) so a non-writer wastes no transaction. */
-  private async ensureWriter(sender: AccountSender): Promise<void> {
-    if (Date.now() < this.writerOkUntil) return;
-    this.writerP ??= (async () => {
-      const [ok] = await this.view('isWriter', [sender.address]);
-      if (ok !== true) throw this.notWriter(sender.address);
-      this.writerOkUntil = Date.now() + 5000;
-    })().finally(() => {
-      this.writerP = null;
-    });
-    return this.writerP;
+  /** The scope's grant is checked before sending (cached 5 s) so a non-writer wastes no transaction. */
+  private async ensureWriter(account: string, scope: string): Promise<void> {
+    if (Date.now() < (this.writerOkUntil.get(scope) ?? 0)) return;
+    let p = this.writerChecks.get(scope);
+    if (!p) {
+      p = (async () => {
+        const [ok] = await this.view('canWrite', [scope, account]);
+        if (ok !== true) throw this.notWriter(account, scope);
+        this.writerOkUntil.set(scope, Date.now() + 5000);
+      })().finally(() => {
+        this.writerChecks.delete(scope);
+      });
+      this.writerChecks.set(scope, p);
+    }
+    return p;
   }
 
-  private notWriter(account: string): LedgerError {
+  private notWriter(account: string, scope: string): LedgerError {
     return new LedgerError(
       'NOT_AUTHORISED',
-      `account ${account} is not an authorised writer of registry ${this.address} (the registry admin must grantWriter it)`,
+      `account ${account} may not anchor in scope ${scope} of registry ${this.address}: it is granted neither that collection ` +
+        `nor every collection (the registry admin must grantWriter(${account}, ${scope}))`,
     );
   }
 
-  private async writeChunk(sender: AccountSender, chunk: AnchorEntry[]): Promise<AnchorReceipt[]> {
+  private async writeChunk(sender: AccountSender, chunk: Entry[]): Promise<AnchorReceipt[]> {
+    const me = sender.address;
     const single = chunk.length === 1;
     const data = single
-      ? registryInterface.encodeFunctionData('writeCTIHash', [chunk[0].key, chunk[0].hash])
-      : registryInterface.encodeFunctionData('writeCTIHashes', [chunk.map((e) => e.key), chunk.map((e) => e.hash)]);
+      ? registryInterface.encodeFunctionData('writeCTIHash', [chunk[0].scope, chunk[0].key, chunk[0].hash])
+      : registryInterface.encodeFunctionData('writeCTIHashes', [chunk.map((e) => e.scope), chunk.map((e) => e.key), chunk.map((e) => e.hash)]);
     const gasLimit = single ? this.gasLimit : this.batchGasBase + this.gasPerItem * BigInt(chunk.length);
     const label = single ? `writeCTIHash(${short(chunk[0].key)})` : `writeCTIHashes(${chunk.length} keys from ${short(chunk[0].key)})`;
     const mined = await sender.submit({ to: this.address, data, gasLimit, fees: this.fees, confirmations: this.confirmations, label, key: chunk[0].key });
@@ -539,37 +634,34 @@ export class EvmLedger implements Ledger {
     for (const log of mined.logs) {
       if (log.address.toLowerCase() !== this.address.toLowerCase() || log.topics[0] !== WRITTEN_TOPIC) continue;
       const ev = registryInterface.parseLog(log);
-      if (ev) written.set(String(ev.args[0]).toLowerCase(), String(ev.args[1]).toLowerCase());
+      if (ev && getAddress(String(ev.args[3])) === me) written.set(String(ev.args[0]).toLowerCase(), String(ev.args[2]).toLowerCase());
     }
     return Promise.all(
       chunk.map((e) =>
         written.get(e.key) === e.hash
-          ? { key: e.key, hash: e.hash, tx: mined.hash, block: mined.block }
-          : // skipped by writeCTIHashes: someone anchored the identical hash meanwhile
-            this.existingReceipt(e.key, e.hash),
+          ? { key: e.key, hash: e.hash, tx: mined.hash, block: mined.block, writer: me }
+          : // skipped by writeCTIHashes: an identical concurrent write of ours landed first
+            this.existingReceipt(me, e),
       ),
     );
   }
 
   /** A write reverted: say why, from the chain's state (and a replay for the exact reason). */
-  private async explainFailure(
-    sender: AccountSender,
-    chunk: AnchorEntry[],
-    mined: MinedTx,
-    data: string,
-    label: string,
-  ): Promise<AnchorReceipt[]> {
-    const recs = await Promise.all(chunk.map((e) => this.read(e.key)));
+  private async explainFailure(sender: AccountSender, chunk: Entry[], mined: MinedTx, data: string, label: string): Promise<AnchorReceipt[]> {
+    const me = sender.address;
+    const recs = await Promise.all(chunk.map((e) => this.held(e.key, me)));
     chunk.forEach((e, i) => {
       const r = recs[i];
-      if (r && r.hash !== e.hash) throw this.keyTaken(e.key, r.hash, e.hash);
+      if (r && (r.hash !== e.hash || r.scope !== e.scope)) throw this.keyTaken(me, e, r);
     });
-    // everything holds our hashes: an identical concurrent write won the race
-    if (recs.every((r) => r !== null)) return Promise.all(chunk.map((e) => this.existingReceipt(e.key, e.hash)));
-    const [ok] = await this.view('isWriter', [sender.address]);
-    if (ok !== true) {
-      this.writerOkUntil = 0;
-      throw this.notWriter(sender.address);
+    // everything holds our hashes: an identical concurrent write of ours won the race
+    if (recs.every((r) => r !== null)) return Promise.all(chunk.map((e, i) => this.existingReceipt(me, e, recs[i])));
+    for (const scope of new Set(chunk.map((e) => e.scope))) {
+      const [ok] = await this.view('canWrite', [scope, me]);
+      if (ok !== true) {
+        this.writerOkUntil.delete(scope);
+        throw this.notWriter(me, scope);
+      }
     }
     let why: string;
     if (mined.gasUsed * 64n >= mined.gasLimit * 63n) {
@@ -579,25 +671,27 @@ export class EvmLedger implements Ledger {
       try {
         await this.client.call(
           'eth_call',
-          [{ from: sender.address, to: this.address, data, gas: toQuantity(mined.gasLimit) }, toQuantity(Math.max(0, mined.block - 1))],
+          [{ from: me, to: this.address, data, gas: toQuantity(mined.gasLimit) }, toQuantity(Math.max(0, mined.block - 1))],
           { what: `replaying ${label}` },
         );
       } catch (e) {
         if (e instanceof NodeError) why = decodeRevert(e.revertData);
       }
     }
-    throw new LedgerError('TX_FAILED', `${label}: transaction ${mined.hash} failed in block ${mined.block}: ${why}`, { key: chunk[0].key });
+    const code = why.startsWith('ZeroScope') || why.startsWith('ZeroHash') ? 'BAD_INPUT' : 'TX_FAILED';
+    throw new LedgerError(code, `${label}: transaction ${mined.hash} failed in block ${mined.block}: ${why}`, { key: chunk[0].key });
   }
 
   // ---- waiting for anchors --------------------------------------------------------------------
 
-  async waitForAnchor(key: string, timeoutMs: number): Promise<LedgerRecord | null> {
+  async waitForAnchor(scope: string, key: string, timeoutMs: number): Promise<LedgerRecord[]> {
+    const s = bytes32(scope, 'scope');
     const k = bytes32(key, 'key');
     await this.ready();
-    if (!(timeoutMs > 0)) return this.read(k);
+    if (!(timeoutMs > 0)) return this.read(s, k);
     let w: Waiter | undefined;
-    const p = new Promise<LedgerRecord | null>((resolve, reject) => {
-      w = { key: k, timeoutMs, resolve, reject, done: false, timer: setTimeout(() => this.expireWaiter(w as Waiter), timeoutMs) };
+    const p = new Promise<LedgerRecord[]>((resolve, reject) => {
+      w = { key: k, scope: s, timeoutMs, resolve, reject, done: false, timer: setTimeout(() => this.expireWaiter(w as Waiter), timeoutMs) };
     });
     const waiter = w as Waiter;
     let set = this.waiters.get(k);
@@ -605,8 +699,8 @@ export class EvmLedger implements Ledger {
     set.add(waiter);
     try {
       await this.startWatch();
-      const rec = await this.read(k);
-      if (rec) this.settle(waiter, rec);
+      const recs = await this.read(s, k);
+      if (recs.some((r) => r.entitled)) this.settle(waiter, recs);
     } catch (e) {
       this.settle(waiter, e instanceof LedgerError ? e : new LedgerError('UNREACHABLE', String(e), { key: k, cause: e }));
     }
@@ -615,13 +709,14 @@ export class EvmLedger implements Ledger {
 
   /**
    * The wait ran out: one final read decides (the event search may have failed or missed it).
-   * Found → the record; nothing → null; the read fails → UNREACHABLE naming the RPC error (and
-   * the search's error during the wait).
+   * Resolves with whatever is anchored under the key (possibly [] or only anchors that are not
+   * entitled); the read fails → UNREACHABLE naming the RPC error (and the search's error during
+   * the wait).
    */
   private expireWaiter(w: Waiter): void {
     if (w.done) return;
-    this.read(w.key).then(
-      (rec) => this.settle(w, rec),
+    this.read(w.scope, w.key).then(
+      (recs) => this.settle(w, recs),
       (e: unknown) => {
         const during = this.watchError;
         const msg = e instanceof Error ? e.message : String(e);
@@ -639,7 +734,7 @@ export class EvmLedger implements Ledger {
     );
   }
 
-  private settle(w: Waiter, outcome: LedgerRecord | null | LedgerError): void {
+  private settle(w: Waiter, outcome: LedgerRecord[] | LedgerError): void {
     if (w.done) return;
     w.done = true;
     clearTimeout(w.timer);
@@ -713,14 +808,22 @@ export class EvmLedger implements Ledger {
           if (isRecord(l) && Array.isArray(l.topics) && typeof l.topics[1] === 'string') seen.add(l.topics[1].toLowerCase());
         }
       }
-      await Promise.all(
-        [...seen]
-          .filter((k) => this.waiters.has(k))
-          .map(async (k) => {
-            const rec = await this.read(k);
-            if (rec) for (const w of [...(this.waiters.get(k) ?? [])]) this.settle(w, rec);
-          }),
-      );
+      // any anchor under an awaited key wakes its waiters; each resolves only once an anchor
+      // entitled for its own scope is there (one read per key and scope)
+      const reads: Promise<void>[] = [];
+      for (const k of seen) {
+        const ws = this.waiters.get(k);
+        if (!ws) continue;
+        for (const scope of new Set([...ws].map((w) => w.scope))) {
+          reads.push(
+            this.read(scope, k).then((recs) => {
+              if (!recs.some((r) => r.entitled)) return;
+              for (const w of [...(this.waiters.get(k) ?? [])]) if (w.scope === scope) this.settle(w, recs);
+            }),
+          );
+        }
+      }
+      await Promise.all(reads);
     }
   }
 

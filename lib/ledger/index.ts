@@ -11,9 +11,11 @@ export {
   deployRegistry,
   grantWriter,
   revokeWriter,
-  transferAdmin,
+  proposeAdmin,
+  acceptAdmin,
   loadRegistryArtifact,
   type DeployOptions,
+  type InitialWriter,
   type RegistryAdminConfig,
   type RegistryArtifact,
 } from './deploy';

@@ -7,7 +7,7 @@
  * Each probe opens its own connection and closes it before answering, so a test leaves no socket
  * or timer behind, and never touches a connection the nodes share.
  */
-import { createLedger, type LedgerConfig } from '../ledger/index';
+import { ANY_SCOPE, createLedger, type LedgerConfig } from '../ledger/index';
 import { EvmLedger } from '../ledger/evm';
 import { probeAmqp, type AmqpBusConfig } from '../bus/amqp';
 import { acquireStore } from '../store/shared';
@@ -40,22 +40,27 @@ async function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 /**
  * The ledger answers with the configured chain id, the registry contract is deployed and readable,
- * and — with a private key — whether that account may write.
+ * and — with a private key — where that account may anchor: every collection, N collection
+ * scopes, or nothing (then the probe fails: anchoring could not work).
  */
 export async function probeLedger(cfg: LedgerConfig, opts: { timeoutMs?: number } = {}): Promise<ProbeResult> {
   const ms = opts.timeoutMs ?? cfg.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
   let ledger: ReturnType<typeof createLedger> | undefined;
   try {
     ledger = createLedger({ ...cfg, healthCheckMs: 0 });
-    await bounded(ledger.lookup('0x' + '0'.repeat(64)), ms, `ledger ${cfg.rpcUrl}`);
+    await bounded(ledger.lookup(ANY_SCOPE, '0x' + '0'.repeat(64)), ms, `ledger ${cfg.rpcUrl}`);
     const where = `registry ${cfg.address} on chain ${String(cfg.chainId)} at ${cfg.rpcUrl}`;
     if (!(ledger instanceof EvmLedger)) return { ok: true, message: `connected: ${where}` };
-    const writer = await bounded(ledger.writerStatus(), ms, `ledger ${cfg.rpcUrl}`);
-    if (!writer) return { ok: true, message: `connected (read-only: no private key): ${where}` };
-    if (!writer.authorised) {
-      return { ok: false, message: `connected to ${where}, but account ${writer.account} is not an authorised writer: ask the registry admin to grant it (grantWriter)` };
+    const grants = await bounded(ledger.writerGrants(), ms, `ledger ${cfg.rpcUrl}`);
+    if (!grants) return { ok: true, message: `connected (read-only: no private key): ${where}` };
+    if (grants.anyScope) return { ok: true, message: `connected: ${where}; account ${grants.account} is granted every collection` };
+    if (grants.scopes > 0) {
+      return { ok: true, message: `connected: ${where}; account ${grants.account} is granted ${grants.scopes} collection(s)` };
     }
-    return { ok: true, message: `connected: ${where}; account ${writer.account} may anchor` };
+    return {
+      ok: false,
+      message: `connected to ${where}, but account ${grants.account} is not granted any collection: ask the registry admin (grantWriter(account, collectionScope(collection)))`,
+    };
   } catch (err) {
     return { ok: false, message: messageOf(err) };
   } finally {
