@@ -14,9 +14,11 @@ import type { ChainHandle } from '../support/hardhat';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
 import { createLedger, LedgerError, type EvmLedger, type EvmLedgerConfig } from '../../lib/ledger';
 import { verifyObject } from '../../lib/verify';
-import { hashObject, keyForObject } from '../../lib/digest';
+import { collectionScope, keyForObject } from '../../lib/digest';
 
 const r32 = () => '0x' + randomBytes(32).toString('hex');
+/** the collection scope of the anchors written here (the writers hold ANY_SCOPE) */
+const SCOPE = collectionScope('recovery');
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
@@ -157,10 +159,10 @@ describe('ledger recovery (hardhat)', function () {
       reader.onState((s) => states.push(s));
       await c.setIntervalMining(300);
       const obj = indicator();
-      const { key } = keyForObject('c1', obj);
+      const { scope, key, hash } = keyForObject('c1', obj);
       const pending = verifyObject(reader, 'c1', obj, { waitMs: 2500 });
       await sleep(300);
-      await writer.anchor(key, hashObject(obj));
+      await writer.anchor(scope, key, hash);
       const v = await pending;
       assert.equal(v.status, 'verified', v.reason);
       assert.ok(states.includes('error'), `states seen: ${states.join(', ')}`);
@@ -174,13 +176,13 @@ describe('ledger recovery (hardhat)', function () {
       const seen: Array<[string, string | undefined]> = [];
       reader.onState((s, d) => seen.push([s, d]));
       await c.setIntervalMining(200);
-      const w = reader.waitForAnchor(r32(), 4000);
+      const w = reader.waitForAnchor(SCOPE, r32(), 4000);
       await until('state error', () => reader.state === 'error', 10_000);
       const err = seen.find(([s]) => s === 'error');
       assert.match(String(err?.[1]), /eth_getLogs refused by the test proxy/);
       proxy.failing.clear();
       await until('state connected again', () => reader.state === 'connected', 10_000);
-      assert.equal(await w, null);
+      assert.deepEqual(await w, []);
     });
 
     it('nothing anchored and the ledger readable: not-anchored "within N ms"', async () => {
@@ -210,7 +212,8 @@ describe('ledger recovery (hardhat)', function () {
       const reader = ledger(undefined, { rpcUrl: proxy.url, requestTimeoutMs: 500 });
       const writer = ledger(1);
       const obj = indicator();
-      await writer.anchor(keyForObject('c1', obj).key, hashObject(obj));
+      const { scope, key, hash } = keyForObject('c1', obj);
+      await writer.anchor(scope, key, hash);
       proxy.down = true;
       const pending = verifyObject(reader, 'c1', obj, { waitMs: 6000 });
       await sleep(1500);
@@ -233,7 +236,7 @@ describe('ledger recovery (hardhat)', function () {
       const a = ledger(2, { rpcUrl: `http://127.0.0.1:${port()}`, maxInFlight: 128 });
       const b = ledger(2, { rpcUrl: `http://localhost:${port()}/`, maxInFlight: 128 });
       await stopMining();
-      const all = [...Array.from({ length: 40 }, () => a.anchor(r32(), r32())), ...Array.from({ length: 40 }, () => b.anchor(r32(), r32()))];
+      const all = [...Array.from({ length: 40 }, () => a.anchor(SCOPE, r32(), r32())), ...Array.from({ length: 40 }, () => b.anchor(SCOPE, r32(), r32()))];
       await until('80 in flight', () => a.stats().inFlight === 80);
       assert.equal(b.stats().inFlight, 80, 'both ledgers see the one shared queue');
       await c.setIntervalMining(500);
@@ -253,10 +256,11 @@ describe('ledger recovery (hardhat)', function () {
           const { randomBytes } = require('crypto');
           const r32 = () => '0x' + randomBytes(32).toString('hex');
           const l = createLedger(${JSON.stringify(cfg)});
+          const SCOPE = ${JSON.stringify(SCOPE)};
           l.writerStatus().then(() => {
             process.stdout.write('ready\\n');
             process.stdin.once('data', async () => {
-              const out = await Promise.allSettled(Array.from({ length: 40 }, () => l.anchor(r32(), r32())));
+              const out = await Promise.allSettled(Array.from({ length: 40 }, () => l.anchor(SCOPE, r32(), r32())));
               const ok = out.filter((o) => o.status === 'fulfilled').length;
               const errors = out.filter((o) => o.status === 'rejected').map((o) => String(o.reason && o.reason.message));
               process.stdout.write(JSON.stringify({ ok, errors: errors.slice(0, 3), collisions: l.sendStats().collisions }) + '\\n');
@@ -293,7 +297,7 @@ describe('ledger recovery (hardhat)', function () {
           await here.writerStatus();
           assert.equal(await nextLine(), 'ready');
           child.stdin.write('go\n');
-          const mine = await Promise.allSettled(Array.from({ length: 40 }, () => here.anchor(r32(), r32())));
+          const mine = await Promise.allSettled(Array.from({ length: 40 }, () => here.anchor(SCOPE, r32(), r32())));
           const theirs = JSON.parse(await nextLine()) as { ok: number; errors: string[]; collisions: number };
           const failed = mine.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map((o) => String((o.reason as Error).message));
           assert.deepEqual(failed.slice(0, 3), [], 'this process');
@@ -315,7 +319,7 @@ describe('ledger recovery (hardhat)', function () {
       await l.writerStatus();
       await stopMining();
       const items = Array.from({ length: 10 }, () => ({ key: r32(), hash: r32() }));
-      const all = items.map((e) => l.anchor(e.key, e.hash));
+      const all = items.map((e) => l.anchor(SCOPE, e.key, e.hash));
       await until('10 in flight', () => l.stats().inFlight === 10);
       const sentHashes = ((await c.rpc('eth_getBlockByNumber', ['pending', false])) as { transactions: string[] }).transactions;
       assert.equal(await dropPending(), 10);
@@ -324,7 +328,7 @@ describe('ledger recovery (hardhat)', function () {
       const rcs = await Promise.all(all);
       console.log(`      10 dropped transactions re-broadcast and mined ${Date.now() - t0} ms after the drop`);
       assert.deepEqual(new Set(rcs.map((r) => r.tx)), new Set(sentHashes), 'the very transactions that were dropped');
-      for (const e of items) assert.equal((await l.lookup(e.key))?.hash, e.hash);
+      for (const e of items) assert.equal((await l.lookup(SCOPE, e.key))[0]?.hash, e.hash);
       assert.ok(l.sendStats().rebroadcasts >= 10);
       assert.equal(await nonce(4, 'pending'), await nonce(4, 'latest'));
     });
@@ -336,7 +340,7 @@ describe('ledger recovery (hardhat)', function () {
       await l.writerStatus();
       await stopMining();
       const items = Array.from({ length: 50 }, () => ({ key: r32(), hash: r32() }));
-      const all = items.map((e) => l.anchor(e.key, e.hash));
+      const all = items.map((e) => l.anchor(SCOPE, e.key, e.hash));
       const settled = Promise.allSettled(all);
       await until('50 in flight', () => l.stats().inFlight === 50);
       await proxy.cut();
@@ -351,10 +355,10 @@ describe('ledger recovery (hardhat)', function () {
       const failed = out.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map((o) => String((o.reason as Error).message));
       assert.deepEqual(failed.slice(0, 3), []);
       console.log(`      50 anchors landed ${Date.now() - t0} ms after the node came back (${l.sendStats().rebroadcasts} re-broadcasts)`);
-      for (const e of items) assert.equal((await l.lookup(e.key))?.hash, e.hash);
+      for (const e of items) assert.equal((await l.lookup(SCOPE, e.key))[0]?.hash, e.hash);
       assert.equal(await nonce(5, 'pending'), await nonce(5, 'latest'), 'no nonce gap');
       // and the queue goes on
-      await l.anchor(r32(), r32());
+      await l.anchor(SCOPE, r32(), r32());
     });
 
     it('past the anchor deadline during an outage: UNREACHABLE naming the key; nothing left behind', async () => {
@@ -364,7 +368,7 @@ describe('ledger recovery (hardhat)', function () {
       await l.writerStatus();
       await stopMining();
       const key = r32();
-      const p = l.anchor(key, r32());
+      const p = l.anchor(SCOPE, key, r32());
       p.catch(() => undefined);
       await until('in flight', () => l.stats().inFlight === 1);
       await proxy.cut();
@@ -380,7 +384,7 @@ describe('ledger recovery (hardhat)', function () {
       assert.deepEqual(l.stats(), { waiters: 0, headListeners: 0, queued: 0, inFlight: 0 });
       await proxy.restore();
       await c.setIntervalMining(0);
-      await l.anchor(r32(), r32());
+      await l.anchor(SCOPE, r32(), r32());
       assert.equal(await nonce(6, 'pending'), await nonce(6, 'latest'), 'no nonce gap after giving up');
     });
   });

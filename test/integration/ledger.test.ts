@@ -11,24 +11,29 @@ import { Interface } from 'ethers';
 import { chain } from '../support/services';
 import type { ChainHandle } from '../support/hardhat';
 import {
+  acceptAdmin,
+  ANY_SCOPE,
   createLedger,
   decodeRevert,
   deployRegistry,
   grantWriter,
   LedgerError,
+  proposeAdmin,
   REGISTRY_ABI,
   registryInterface,
   revokeWriter,
-  transferAdmin,
   type EvmLedger,
   type EvmLedgerConfig,
 } from '../../lib/ledger';
 import { verifyObject } from '../../lib/verify';
-import { hashObject, keyForObject } from '../../lib/digest';
+import { collectionScope, keyForObject } from '../../lib/digest';
 import type { StixObject } from '../../lib/stix';
 
 const r32 = () => '0x' + randomBytes(32).toString('hex');
 const ZERO32 = '0x' + '0'.repeat(64);
+const ZERO_ADDRESS = '0x0000000000000000000000000000000000000000';
+/** the collection scope most anchors here are written in (the default writers hold ANY_SCOPE) */
+const S = collectionScope('ledger-test');
 
 /** A TCP proxy to the node whose connections the test can cut, and which can go away and come back. */
 class CuttableProxy {
@@ -96,6 +101,12 @@ describe('EVM ledger (hardhat)', function () {
   const nonce = async (i: number, tag: string) => Number(BigInt(String(await c.rpc('eth_getTransactionCount', [c.accounts[i].address, tag]))));
   const admin = () => ({ rpcUrl: c.rpcUrl, chainId: c.chainId, privateKey: c.accounts[0].privateKey });
 
+  /** a view function of the registry at `at`, decoded */
+  async function read(at: string, fn: string, args: unknown[]) {
+    const out = await c.rpc('eth_call', [{ to: at, data: registryInterface.encodeFunctionData(fn, args) }, 'latest']);
+    return registryInterface.decodeFunctionResult(fn, String(out));
+  }
+
   /** eth_call of a registry function from `from`; returns the decoded revert, or 'ok' */
   async function simulate(from: string, at: string, fn: string, args: unknown[]): Promise<string> {
     try {
@@ -128,119 +139,240 @@ describe('EVM ledger (hardhat)', function () {
       assert.equal(art.compiler.evmVersion, 'paris');
     });
 
-    it('is write-once, rejects the zero hash and non-writers, and reads zeros when absent', async () => {
+    it('is write-once per writer, rejects the zero hash, the zero scope and non-writers, and reads zeros when absent', async () => {
       const w = c.accounts[1].address;
       const l = ledger(1);
       const k = r32();
       const h = r32();
-      assert.equal(await simulate(w, registry, 'writeCTIHash', [k, ZERO32]), `ZeroHash(${k})`);
-      assert.equal(await simulate(c.accounts[6].address, registry, 'writeCTIHash', [k, h]), `NotWriter(${c.accounts[6].address})`);
-      const absent = registryInterface.decodeFunctionResult(
-        'readCTIHash',
-        String(await c.rpc('eth_call', [{ to: registry, data: registryInterface.encodeFunctionData('readCTIHash', [k]) }, 'latest'])),
-      );
-      assert.deepEqual([absent[0], absent[1], absent[2]], [ZERO32, '0x0000000000000000000000000000000000000000', 0n]);
-      await l.anchor(k, h);
-      // a second write of the key reverts, with the same hash too
-      assert.equal(await simulate(w, registry, 'writeCTIHash', [k, h]), `KeyTaken(${k})`);
-      assert.equal(await simulate(w, registry, 'writeCTIHash', [k, r32()]), `KeyTaken(${k})`);
+      assert.equal(await simulate(w, registry, 'writeCTIHash', [S, k, ZERO32]), `ZeroHash(${k})`);
+      assert.equal(await simulate(w, registry, 'writeCTIHash', [ANY_SCOPE, k, h]), 'ZeroScope()');
+      assert.equal(await simulate(c.accounts[6].address, registry, 'writeCTIHash', [S, k, h]), `NotWriter(${c.accounts[6].address}, ${S})`);
+      const absent = await read(registry, 'readCTIRecord', [k, w]);
+      assert.deepEqual([...absent], [ZERO32, ZERO32, 0n, 0n]);
+      assert.equal((await read(registry, 'readCTIRecords', [S, k]))[0].length, 0);
+      const rc = await l.anchor(S, k, h);
+      const held = await read(registry, 'readCTIRecord', [k, w]);
+      assert.deepEqual([...held], [h, S, held[2], BigInt(rc.block)]);
+      // a second write of the key by the same writer reverts, with the same hash too
+      assert.equal(await simulate(w, registry, 'writeCTIHash', [S, k, h]), `KeyTaken(${k}, ${w})`);
+      assert.equal(await simulate(w, registry, 'writeCTIHash', [S, k, r32()]), `KeyTaken(${k}, ${w})`);
+      // … but another writer's write of the key goes through
+      assert.equal(await simulate(c.accounts[2].address, registry, 'writeCTIHash', [S, k, r32()]), 'ok');
     });
 
-    it('batch: length mismatch reverts, a different hash reverts the whole batch, identical hashes are skipped', async () => {
+    it('batch: length mismatch and the zero scope revert, a different hash (or scope) reverts the whole batch, identical ones are skipped', async () => {
       const w = c.accounts[1].address;
       const l = ledger(1);
       const k = r32();
       const h = r32();
-      await l.anchor(k, h);
-      assert.equal(await simulate(w, registry, 'writeCTIHashes', [[r32()], []]), 'LengthMismatch(1, 0)');
-      assert.equal(await simulate(w, registry, 'writeCTIHashes', [[r32(), k], [r32(), r32()]]), `KeyTaken(${k})`);
-      assert.equal(await simulate(w, registry, 'writeCTIHashes', [[r32(), k], [r32(), h]]), 'ok');
+      await l.anchor(S, k, h);
+      assert.equal(await simulate(w, registry, 'writeCTIHashes', [[S], [r32()], []]), 'LengthMismatch()');
+      assert.equal(await simulate(w, registry, 'writeCTIHashes', [[S, S], [r32()], [r32(), r32()]]), 'LengthMismatch()');
+      assert.equal(await simulate(w, registry, 'writeCTIHashes', [[S, ANY_SCOPE], [r32(), r32()], [r32(), r32()]]), 'ZeroScope()');
+      assert.equal(await simulate(w, registry, 'writeCTIHashes', [[S, S], [r32(), k], [r32(), r32()]]), `KeyTaken(${k}, ${w})`);
+      assert.equal(await simulate(w, registry, 'writeCTIHashes', [[S, r32()], [r32(), k], [r32(), h]]), `KeyTaken(${k}, ${w})`);
+      assert.equal(await simulate(w, registry, 'writeCTIHashes', [[S, S], [r32(), k], [r32(), h]]), 'ok');
+      // another writer is not blocked by accounts[1]'s record
+      assert.equal(await simulate(c.accounts[2].address, registry, 'writeCTIHashes', [[S, S], [r32(), k], [r32(), r32()]]), 'ok');
+    });
+
+    it('batch: an entry repeated within the batch is written once (one event), the repeat skipped', async () => {
+      const reg = await c.deployRegistry();
+      const k = r32();
+      const h = r32();
+      const data = registryInterface.encodeFunctionData('writeCTIHashes', [[S, S], [k, k], [h, h]]);
+      const txHash = String(await c.rpc('eth_sendTransaction', [{ from: c.accounts[2].address, to: reg, data, gas: '0x' + (400_000).toString(16) }]));
+      const receipt = (await c.rpc('eth_getTransactionReceipt', [txHash])) as { status: string; logs: unknown[] };
+      assert.equal(Number(receipt.status), 1);
+      assert.equal(receipt.logs.length, 1);
+      assert.equal((await read(reg, 'readCTIRecords', [S, k]))[0].length, 1);
+    });
+
+    it('gas: one write and 200 entries in default batches (the adapter defaults cover them and fit a block and the transaction gas cap)', async () => {
+      const l = ledger(3);
+      const gasOf = async (tx: string) => Number(BigInt(((await c.rpc('eth_getTransactionReceipt', [tx])) as { gasUsed: string }).gasUsed));
+      const one = await l.anchor(S, r32(), r32());
+      const batch = await l.anchorMany(Array.from({ length: 200 }, () => ({ scope: S, key: r32(), hash: r32() })));
+      const txs = [...new Set(batch.map((r) => r.tx))];
+      assert.equal(txs.length, 2, 'two transactions of the default 100 entries');
+      const blockLimit = Number(BigInt(((await c.rpc('eth_getBlockByNumber', ['latest', false])) as { gasLimit: string }).gasLimit));
+      const g1 = await gasOf(one.tx);
+      const used = await Promise.all(txs.map(gasOf));
+      const sent = await Promise.all(txs.map(async (tx) => Number(BigInt(((await c.rpc('eth_getTransactionByHash', [tx])) as { gas: string }).gas))));
+      const total = used[0] + used[1];
+      console.log(
+        `      gas: writeCTIHash ${g1}; 200 entries: ${total} in 2 × writeCTIHashes(100) (${used.join(' + ')}; ${Math.round(total / 200)} per entry; ` +
+          `limit sent ${sent[0]}; block gas limit ${blockLimit}, transaction gas cap ${2 ** 24})`,
+      );
+      assert.ok(g1 < 200_000, `writeCTIHash ${g1} within the default gasLimit 200000`);
+      for (let i = 0; i < 2; i++) {
+        assert.ok(used[i] < sent[i] * 0.95, `writeCTIHashes(100): ${used[i]} used, ${sent[i]} sent: a margin is left`);
+        assert.ok(sent[i] <= Math.min(blockLimit, 2 ** 24), 'a default batch fits in a block and under the EIP-7825 transaction gas cap');
+      }
+      // a second writer under the same key costs about as much as the first (no hidden growth)
+      const k = r32();
+      const a = await ledger(1).anchor(S, k, r32());
+      const b = await ledger(2).anchor(S, k, r32());
+      assert.ok(Math.abs((await gasOf(b.tx)) - (await gasOf(a.tx))) < 20_000);
+    });
+
+    it('canWrite, grantsOf and the entitled flags: scope mismatch, revoked writer, ANY_SCOPE writer', async () => {
+      const [s1, s2] = [collectionScope('c-one'), collectionScope('c-two')];
+      const [scoped, any, other] = [c.accounts[6].address, c.accounts[7].address, c.accounts[8].address];
+      const reg = await c.deployRegistry({ writers: [{ account: scoped, scopes: [s1] }, any, { account: other, scopes: [s1, s2] }] });
+      assert.equal((await read(reg, 'canWrite', [s1, scoped]))[0], true);
+      assert.equal((await read(reg, 'canWrite', [s2, scoped]))[0], false);
+      assert.equal((await read(reg, 'canWrite', [ANY_SCOPE, any]))[0], false, 'nobody writes in ANY_SCOPE itself');
+      assert.equal((await read(reg, 'canWrite', [s2, any]))[0], true);
+      const grants = async (a: string) => (await read(reg, 'grantsOf', [a]))[0] as bigint;
+      assert.deepEqual([await grants(scoped), await grants(any), await grants(other)], [1n, 1n, 2n]);
+      const k = r32();
+      const [hs, ha, ho] = [r32(), r32(), r32()];
+      await ledger(6, {}, reg).anchor(s1, k, hs);
+      await ledger(7, {}, reg).anchor(s1, k, ha);
+      await ledger(8, {}, reg).anchor(s2, k, ho); // granted s1 too, but wrote for s2: not entitled for s1
+      const reader = ledger(undefined, {}, reg);
+      const flags = async (scope: string) => (await reader.lookup(scope, k)).map((r) => [r.writer, r.hash, r.scope, r.entitled]);
+      assert.deepEqual(await flags(s1), [
+        [scoped, hs, s1, true],
+        [any, ha, s1, true],
+        [other, ho, s2, false],
+      ]);
+      assert.deepEqual((await flags(s2)).map((f) => f[3]), [false, false, true]);
+      await revokeWriter(admin(), reg, scoped, s1);
+      await revokeWriter(admin(), reg, other, s2);
+      assert.deepEqual((await flags(s1)).map((f) => f[3]), [false, true, false], 'revoking withdraws the word');
+      assert.deepEqual((await flags(s2)).map((f) => f[3]), [false, false, false]);
+      assert.equal(await grants(scoped), 0n);
+      assert.equal((await reader.lookup(s1, k)).length, 3, 'the records themselves stay');
+      await grantWriter(admin(), reg, scoped);
+      assert.deepEqual((await flags(s1)).map((f) => f[3]), [true, true, false], 'ANY_SCOPE covers every collection');
+      assert.deepEqual((await flags(s2)).map((f) => f[3]), [false, false, false], '… for what was written for it');
     });
   });
 
   describe('anchor / lookup', () => {
-    it('lookup: null when absent, the record when present', async () => {
+    it('lookup: [] when absent, the record when present', async () => {
       const l = ledger(1);
       const k = r32();
       const h = r32();
-      assert.equal(await l.lookup(k), null);
-      const rc = await l.anchor(k, h);
+      assert.deepEqual(await l.lookup(S, k), []);
+      const rc = await l.anchor(S, k, h);
       assert.equal(rc.key, k);
       assert.equal(rc.hash, h);
+      assert.equal(rc.writer, c.accounts[1].address);
       assert.match(rc.tx, /^0x[0-9a-f]{64}$/);
       assert.ok(rc.block > 0);
       assert.equal(rc.existing, undefined);
-      const rec = await l.lookup(k);
-      assert.ok(rec);
-      assert.equal(rec.hash, h);
-      assert.equal(rec.writer, c.accounts[1].address);
+      const recs = await l.lookup(S, k);
       const block = (await c.rpc('eth_getBlockByNumber', ['0x' + rc.block.toString(16), false])) as { timestamp: string };
-      assert.equal(rec.timestamp, Number(BigInt(block.timestamp)));
-      // keys and hashes are accepted in any hex case and reported lower-case
-      assert.equal((await l.lookup(k.toUpperCase().replace('0X', '0x')))?.hash, h);
+      assert.deepEqual(recs, [{ key: k, hash: h, writer: c.accounts[1].address, timestamp: Number(BigInt(block.timestamp)), scope: S, entitled: true, block: rc.block }]);
+      // keys, scopes and hashes are accepted in any hex case and reported lower-case
+      const upper = (x: string) => x.toUpperCase().replace('0X', '0x');
+      assert.equal((await l.lookup(upper(S), upper(k)))[0]?.hash, h);
+      // judged for another collection: there, but not entitled
+      assert.deepEqual((await l.lookup(collectionScope('elsewhere'), k)).map((r) => r.entitled), [false]);
+    });
+
+    it('per-writer records: two writers, one key, different hashes: both written, no KEY_TAKEN, read in write order', async () => {
+      const k = r32();
+      const [h1, h2] = [r32(), r32()];
+      const a = await ledger(1).anchor(S, k, h1);
+      const b = await ledger(2).anchor(S, k, h2);
+      assert.equal(b.existing, undefined);
+      assert.equal(b.writer, c.accounts[2].address);
+      assert.notEqual(b.tx, a.tx);
+      const recs = await ledger(undefined).lookup(S, k);
+      assert.deepEqual(
+        recs.map((r) => [r.writer, r.hash, r.entitled]),
+        [
+          [c.accounts[1].address, h1, true],
+          [c.accounts[2].address, h2, true],
+        ],
+      );
+      // a batch by a third writer is not blocked either
+      const [rc] = await ledger(3).anchorMany([{ scope: S, key: k, hash: r32() }, { scope: S, key: r32(), hash: r32() }]);
+      assert.equal(rc.existing, undefined);
+      assert.equal((await ledger(undefined).lookup(S, k)).length, 3);
     });
 
     it('same key and hash again -> existing (nothing sent); a different hash -> KEY_TAKEN (nothing sent)', async () => {
       const l = ledger(1);
       const k = r32();
       const h = r32();
-      const first = await l.anchor(k, h);
+      const first = await l.anchor(S, k, h);
       const before = await nonce(1, 'latest');
-      const again = await l.anchor(k, h);
+      const again = await l.anchor(S, k, h);
       assert.deepEqual(again, { ...first, existing: true });
-      await assert.rejects(l.anchor(k, r32()), (e: unknown) => isLedgerError('KEY_TAKEN')(e) && (e as LedgerError).key === k);
+      await assert.rejects(
+        l.anchor(S, k, r32()),
+        (e: unknown) =>
+          isLedgerError('KEY_TAKEN')(e) &&
+          (e as LedgerError).key === k &&
+          (e as Error).message.includes(`you (${c.accounts[1].address}) already anchored a different hash under key ${k}`),
+      );
+      // the same hash for another collection is not "existing" either: it would not count there
+      await assert.rejects(l.anchor(collectionScope('elsewhere'), k, h), (e: unknown) => isLedgerError('KEY_TAKEN')(e) && /another scope/.test((e as Error).message));
       assert.equal(await nonce(1, 'latest'), before);
     });
 
     it('anchorMany writes a batch in one transaction and reports existing entries', async () => {
       const l = ledger(1);
-      const old = { key: r32(), hash: r32() };
-      const oldRc = await l.anchor(old.key, old.hash);
-      const fresh = Array.from({ length: 5 }, () => ({ key: r32(), hash: r32() }));
+      const old = { scope: S, key: r32(), hash: r32() };
+      const oldRc = await l.anchor(S, old.key, old.hash);
+      const fresh = Array.from({ length: 5 }, () => ({ scope: S, key: r32(), hash: r32() }));
       const rcs = await l.anchorMany([fresh[0], old, ...fresh.slice(1), fresh[2]]);
       assert.equal(rcs.length, 7);
       assert.deepEqual(rcs[1], { ...oldRc, existing: true });
       const txs = new Set([0, 2, 3, 4, 5, 6].map((i) => rcs[i].tx));
       assert.equal(txs.size, 1, 'one transaction for the batch');
       assert.deepEqual(rcs[6], rcs[3], 'a duplicate entry gets the same receipt');
-      for (const e of fresh) assert.equal((await l.lookup(e.key))?.hash, e.hash);
+      for (const e of fresh) assert.equal((await l.lookup(S, e.key))[0]?.hash, e.hash);
     });
 
     it('anchorMany with a key holding a different hash rejects KEY_TAKEN and writes nothing', async () => {
       const l = ledger(1);
-      const taken = { key: r32(), hash: r32() };
-      await l.anchor(taken.key, taken.hash);
-      const fresh = [{ key: r32(), hash: r32() }, { key: r32(), hash: r32() }];
-      await assert.rejects(l.anchorMany([fresh[0], { key: taken.key, hash: r32() }, fresh[1]]), isLedgerError('KEY_TAKEN'));
-      for (const e of fresh) assert.equal(await l.lookup(e.key), null);
-      await assert.rejects(l.anchorMany([{ key: fresh[0].key, hash: r32() }, { key: fresh[0].key, hash: r32() }]), isLedgerError('BAD_INPUT'));
+      const taken = { scope: S, key: r32(), hash: r32() };
+      await l.anchor(S, taken.key, taken.hash);
+      const fresh = [{ scope: S, key: r32(), hash: r32() }, { scope: S, key: r32(), hash: r32() }];
+      await assert.rejects(l.anchorMany([fresh[0], { scope: S, key: taken.key, hash: r32() }, fresh[1]]), isLedgerError('KEY_TAKEN'));
+      for (const e of fresh) assert.deepEqual(await l.lookup(S, e.key), []);
+      await assert.rejects(l.anchorMany([{ scope: S, key: fresh[0].key, hash: r32() }, { scope: S, key: fresh[0].key, hash: r32() }]), isLedgerError('BAD_INPUT'));
       assert.deepEqual(await l.anchorMany([]), []);
     });
 
-    it('rejects malformed keys and hashes with BAD_INPUT', async () => {
+    it('rejects malformed scopes, keys and hashes, and the zero scope in a write, with BAD_INPUT', async () => {
       const l = ledger(1);
       for (const bad of ['', '0x12', r32().slice(2), r32() + '00', '0x' + 'g'.repeat(64)]) {
-        await assert.rejects(l.anchor(bad, r32()), isLedgerError('BAD_INPUT'));
-        await assert.rejects(l.anchor(r32(), bad), isLedgerError('BAD_INPUT'));
-        await assert.rejects(l.lookup(bad), isLedgerError('BAD_INPUT'));
+        await assert.rejects(l.anchor(S, bad, r32()), isLedgerError('BAD_INPUT'));
+        await assert.rejects(l.anchor(S, r32(), bad), isLedgerError('BAD_INPUT'));
+        await assert.rejects(l.anchor(bad, r32(), r32()), isLedgerError('BAD_INPUT'));
+        await assert.rejects(l.lookup(S, bad), isLedgerError('BAD_INPUT'));
+        await assert.rejects(l.lookup(bad, r32()), isLedgerError('BAD_INPUT'));
+        await assert.rejects(l.waitForAnchor(bad, r32(), 100), isLedgerError('BAD_INPUT'));
+        await assert.rejects(l.writerStatus(bad), isLedgerError('BAD_INPUT'));
       }
-      await assert.rejects(l.anchor(r32(), ZERO32), isLedgerError('BAD_INPUT'));
-      await assert.rejects(l.anchorMany([{ key: r32(), hash: 'nope' }]), isLedgerError('BAD_INPUT'));
+      await assert.rejects(l.anchor(S, r32(), ZERO32), isLedgerError('BAD_INPUT'));
+      await assert.rejects(l.anchor(ANY_SCOPE, r32(), r32()), (e: unknown) => isLedgerError('BAD_INPUT')(e) && /never ANY_SCOPE/.test((e as Error).message));
+      await assert.rejects(l.anchorMany([{ scope: S, key: r32(), hash: 'nope' }]), isLedgerError('BAD_INPUT'));
+      await assert.rejects(l.anchorMany([{ key: r32(), hash: r32() } as never]), isLedgerError('BAD_INPUT'));
+      await assert.rejects(l.anchorMany([{ scope: ANY_SCOPE, key: r32(), hash: r32() }]), isLedgerError('BAD_INPUT'));
     });
 
     it('a read-only ledger looks up but rejects anchors with BAD_CONFIG', async () => {
       const l = ledger(undefined);
-      assert.equal(await l.lookup(r32()), null);
-      await assert.rejects(l.anchor(r32(), r32()), (e: unknown) => isLedgerError('BAD_CONFIG')(e) && /no signing key/.test((e as Error).message));
+      assert.deepEqual(await l.lookup(S, r32()), []);
+      await assert.rejects(l.anchor(S, r32(), r32()), (e: unknown) => isLedgerError('BAD_CONFIG')(e) && /no signing key/.test((e as Error).message));
+      await assert.rejects(l.writerStatus(), isLedgerError('BAD_CONFIG'));
     });
 
     it('ws:// as the RPC URL: anchors and lookups over one WebSocket', async () => {
       const l = ledger(1, { rpcUrl: c.wsUrl });
       const k = r32();
       const h = r32();
-      const rcs = await Promise.all([l.anchor(k, h), ...Array.from({ length: 20 }, () => l.anchor(r32(), r32()))]);
+      const rcs = await Promise.all([l.anchor(S, k, h), ...Array.from({ length: 20 }, () => l.anchor(S, r32(), r32()))]);
       assert.equal(rcs.length, 21);
-      assert.equal((await l.lookup(k))?.hash, h);
+      assert.equal((await l.lookup(S, k))[0]?.hash, h);
       assert.equal(l.state, 'connected');
     });
   });
@@ -254,35 +386,101 @@ describe('EVM ledger (hardhat)', function () {
     it('an unauthorised account -> NOT_AUTHORISED, without sending a transaction', async () => {
       const l = ledger(6, {}, reg);
       const before = await nonce(6, 'latest');
-      await assert.rejects(l.anchor(r32(), r32()), (e: unknown) => isLedgerError('NOT_AUTHORISED')(e) && /grantWriter/.test((e as Error).message));
-      await assert.rejects(l.anchorMany([{ key: r32(), hash: r32() }]), isLedgerError('NOT_AUTHORISED'));
+      await assert.rejects(
+        l.anchor(S, r32(), r32()),
+        (e: unknown) => isLedgerError('NOT_AUTHORISED')(e) && (e as Error).message.includes(`grantWriter(${c.accounts[6].address}, ${S})`),
+      );
+      await assert.rejects(l.anchorMany([{ scope: S, key: r32(), hash: r32() }]), isLedgerError('NOT_AUTHORISED'));
       assert.equal(await nonce(6, 'latest'), before);
     });
 
-    it('revokeWriter stops a writer, also one whose transaction is already on its way', async () => {
-      const l = ledger(2, {}, reg);
+    it('a writer bound to one collection: anchors there, NOT_AUTHORISED in another (no transaction sent); writerStatus says where', async () => {
+      const [mine, theirs] = [collectionScope('bound-mine'), collectionScope('bound-theirs')];
+      const r = await c.deployRegistry({ writers: [{ account: c.accounts[6].address, scopes: [mine] }, c.accounts[7].address] });
+      const l = ledger(6, {}, r);
+      assert.deepEqual(await l.writerStatus(mine), { account: c.accounts[6].address, anyScope: false, inScope: true });
+      assert.deepEqual(await l.writerStatus(theirs), { account: c.accounts[6].address, anyScope: false, inScope: false });
+      assert.deepEqual(await l.writerStatus(), { account: c.accounts[6].address, anyScope: false, inScope: false });
+      assert.deepEqual(await ledger(7, {}, r).writerStatus(theirs), { account: c.accounts[7].address, anyScope: true, inScope: true });
+      assert.deepEqual(await ledger(8, {}, r).writerStatus(mine), { account: c.accounts[8].address, anyScope: false, inScope: false });
       const k = r32();
-      await l.anchor(k, r32()); // the writer check is now cached for a few seconds
-      await revokeWriter(admin(), reg, c.accounts[2].address);
-      // sent (cached check) and reverted on chain: the revert is explained
-      await assert.rejects(l.anchor(r32(), r32()), isLedgerError('NOT_AUTHORISED'));
-      // a fresh ledger checks before sending
-      await assert.rejects(ledger(2, {}, reg).anchor(r32(), r32()), isLedgerError('NOT_AUTHORISED'));
-      // what it anchored stays
-      assert.ok(await l.lookup(k));
+      const rc = await l.anchor(mine, k, r32());
+      assert.equal(rc.writer, c.accounts[6].address);
+      const before = await nonce(6, 'latest');
+      await assert.rejects(l.anchor(theirs, r32(), r32()), (e: unknown) => {
+        isLedgerError('NOT_AUTHORISED')(e);
+        const m = (e as Error).message;
+        assert.ok(m.includes(c.accounts[6].address) && m.includes(theirs) && m.includes(`grantWriter(${c.accounts[6].address}, ${theirs})`), m);
+        return true;
+      });
+      // a batch mixing both scopes is refused whole
+      const mixed = [
+        { scope: mine, key: r32(), hash: r32() },
+        { scope: theirs, key: r32(), hash: r32() },
+      ];
+      await assert.rejects(l.anchorMany(mixed), isLedgerError('NOT_AUTHORISED'));
+      assert.equal(await nonce(6, 'latest'), before);
+      assert.deepEqual(await l.lookup(mine, mixed[0].key), []);
+      // on chain too: the contract refuses it (a stale or bypassed client check cannot help)
+      assert.equal(await simulate(c.accounts[6].address, r, 'writeCTIHash', [theirs, r32(), r32()]), `NotWriter(${c.accounts[6].address}, ${theirs})`);
+      assert.equal(await simulate(c.accounts[6].address, r, 'writeCTIHashes', [[mine, theirs], [r32(), r32()], [r32(), r32()]]), `NotWriter(${c.accounts[6].address}, ${theirs})`);
     });
 
-    it('only the admin grants; grantWriter enables a new writer; transferAdmin moves the role', async () => {
+    it('revokeWriter stops a writer, also one whose transaction is already on its way; its anchor stays but no longer counts', async () => {
+      const l = ledger(2, {}, reg);
+      const k = r32();
+      await l.anchor(S, k, r32()); // the writer check is now cached for a few seconds
+      assert.deepEqual((await l.lookup(S, k)).map((r) => r.entitled), [true]);
+      await revokeWriter(admin(), reg, c.accounts[2].address);
+      // sent (cached check) and reverted on chain: the revert is explained
+      await assert.rejects(l.anchor(S, r32(), r32()), isLedgerError('NOT_AUTHORISED'));
+      // a fresh ledger checks before sending
+      await assert.rejects(ledger(2, {}, reg).anchor(S, r32(), r32()), isLedgerError('NOT_AUTHORISED'));
+      // what it anchored stays, not entitled any more
+      assert.deepEqual((await l.lookup(S, k)).map((r) => [r.writer, r.entitled]), [[c.accounts[2].address, false]]);
+    });
+
+    it('admin calls: only the admin grants; grants per scope; bad input refused before sending', async () => {
       const notAdmin = { ...admin(), privateKey: c.accounts[1].privateKey };
       await assert.rejects(grantWriter(notAdmin, reg, c.accounts[7].address), (e: unknown) => isLedgerError('NOT_AUTHORISED')(e) && /NotAdmin/.test((e as Error).message));
-      await grantWriter(admin(), reg, c.accounts[7].address);
+      const s7 = collectionScope('granted-to-7');
+      await grantWriter(admin(), reg, c.accounts[7].address, s7);
       const l = ledger(7, {}, reg);
       const k = r32();
-      await l.anchor(k, r32());
-      assert.equal((await l.lookup(k))?.writer, c.accounts[7].address);
-      await transferAdmin(admin(), reg, c.accounts[8].address);
-      await assert.rejects(grantWriter(admin(), reg, c.accounts[9].address), isLedgerError('NOT_AUTHORISED'));
-      await grantWriter({ ...admin(), privateKey: c.accounts[8].privateKey }, reg, c.accounts[9].address);
+      await l.anchor(s7, k, r32());
+      assert.equal((await l.lookup(s7, k))[0]?.writer, c.accounts[7].address);
+      await assert.rejects(l.anchor(S, r32(), r32()), isLedgerError('NOT_AUTHORISED'));
+      await assert.rejects(grantWriter(admin(), reg, 'nope'), isLedgerError('BAD_INPUT'));
+      await assert.rejects(grantWriter(admin(), reg, c.accounts[7].address, '0x12'), isLedgerError('BAD_INPUT'));
+      await assert.rejects(grantWriter(admin(), reg, ZERO_ADDRESS), (e: unknown) => isLedgerError('BAD_INPUT')(e) && /ZeroAddress/.test((e as Error).message));
+    });
+
+    it('two-step admin hand-over: propose, a wrong acceptor refused, accept, the old admin loses its rights; cancel', async () => {
+      const r = await c.deployRegistry({ writers: [] });
+      const as = (i: number) => ({ ...admin(), privateKey: c.accounts[i].privateKey });
+      const state = async () => [(await read(r, 'admin', []))[0], (await read(r, 'pendingAdmin', []))[0]];
+      await assert.rejects(proposeAdmin(as(1), r, c.accounts[8].address), (e: unknown) => isLedgerError('NOT_AUTHORISED')(e) && /NotAdmin/.test((e as Error).message));
+      await proposeAdmin(admin(), r, c.accounts[8].address);
+      assert.deepEqual(await state(), [c.accounts[0].address, c.accounts[8].address], 'proposing moves nothing yet');
+      // the current admin still rules until the hand-over completes
+      await grantWriter(admin(), r, c.accounts[5].address);
+      await assert.rejects(acceptAdmin(as(9), r), (e: unknown) => isLedgerError('NOT_AUTHORISED')(e) && (e as Error).message.includes(`NotPendingAdmin(${c.accounts[9].address})`));
+      await assert.rejects(acceptAdmin(admin(), r), isLedgerError('NOT_AUTHORISED'));
+      await acceptAdmin(as(8), r);
+      assert.deepEqual(await state(), [c.accounts[8].address, ZERO_ADDRESS]);
+      await assert.rejects(grantWriter(admin(), r, c.accounts[9].address), isLedgerError('NOT_AUTHORISED'));
+      await assert.rejects(revokeWriter(admin(), r, c.accounts[5].address), isLedgerError('NOT_AUTHORISED'));
+      await assert.rejects(proposeAdmin(admin(), r, c.accounts[0].address), isLedgerError('NOT_AUTHORISED'));
+      await assert.rejects(acceptAdmin(as(8), r), isLedgerError('NOT_AUTHORISED'), 'accepting twice');
+      await grantWriter(as(8), r, c.accounts[9].address);
+      // cancel: propose, then propose the zero address; the once-proposed account cannot accept
+      await proposeAdmin(as(8), r, c.accounts[7].address);
+      await proposeAdmin(as(8), r, ZERO_ADDRESS);
+      assert.deepEqual(await state(), [c.accounts[8].address, ZERO_ADDRESS]);
+      await assert.rejects(acceptAdmin(as(7), r), isLedgerError('NOT_AUTHORISED'));
+      // and nobody can "accept" the zero pending admin
+      assert.equal(await simulate(ZERO_ADDRESS, r, 'acceptAdmin', []), `NotPendingAdmin(${ZERO_ADDRESS})`);
+      assert.deepEqual(await state(), [c.accounts[8].address, ZERO_ADDRESS]);
     });
   });
 
@@ -291,9 +489,9 @@ describe('EVM ledger (hardhat)', function () {
       const l = ledger(1);
       const k = r32();
       const h = r32();
-      await l.anchor(k, h);
-      assert.equal((await l.waitForAnchor(k, 5000))?.hash, h);
-      assert.equal((await l.waitForAnchor(k, 0))?.hash, h);
+      await l.anchor(S, k, h);
+      assert.equal((await l.waitForAnchor(S, k, 5000))[0]?.hash, h);
+      assert.equal((await l.waitForAnchor(S, k, 0))[0]?.hash, h);
       assert.deepEqual(l.stats(), { waiters: 0, headListeners: 0, queued: 0, inFlight: 0 });
     });
 
@@ -303,13 +501,13 @@ describe('EVM ledger (hardhat)', function () {
       const writer = ledger(3);
       const k = r32();
       const h = r32();
-      const waits = [reader.waitForAnchor(k, 15_000), reader.waitForAnchor(k, 15_000), reader.waitForAnchor(r32(), 15_000)];
+      const waits = [reader.waitForAnchor(S, k, 15_000), reader.waitForAnchor(S, k, 15_000), reader.waitForAnchor(S, r32(), 15_000)];
       await new Promise((r) => setTimeout(r, 300));
       assert.equal(reader.stats().waiters, 3);
-      const rc = await writer.anchor(k, h);
+      const rc = await writer.anchor(S, k, h);
       const [a, b] = await Promise.all(waits.slice(0, 2));
-      assert.equal(a?.hash, h);
-      assert.equal(b?.writer, c.accounts[3].address);
+      assert.equal(a[0]?.hash, h);
+      assert.equal(b[0]?.writer, c.accounts[3].address);
       assert.ok(rc.block > 0);
       assert.equal(reader.stats().waiters, 1, 'the waiter of the other key still waits');
       await reader.close();
@@ -322,9 +520,9 @@ describe('EVM ledger (hardhat)', function () {
       const reader = ledger(undefined, { wsUrl: c.wsUrl, waitPollMs: 5000 });
       const k = r32();
       const h = r32();
-      const w = reader.waitForAnchor(k, 15_000);
-      await ledger(3).anchor(k, h);
-      assert.equal((await w)?.hash, h);
+      const w = reader.waitForAnchor(S, k, 15_000);
+      await ledger(3).anchor(S, k, h);
+      assert.equal((await w)[0]?.hash, h);
     });
 
     it('falls back to polling when the WebSocket cannot connect', async () => {
@@ -336,9 +534,9 @@ describe('EVM ledger (hardhat)', function () {
       const reader = ledger(undefined, { wsUrl: `ws://127.0.0.1:${port}`, requestTimeoutMs: 1000 });
       const k = r32();
       const h = r32();
-      const w = reader.waitForAnchor(k, 15_000);
-      await ledger(3).anchor(k, h);
-      assert.equal((await w)?.hash, h);
+      const w = reader.waitForAnchor(S, k, 15_000);
+      await ledger(3).anchor(S, k, h);
+      assert.equal((await w)[0]?.hash, h);
     });
 
     it('survives a dropped WebSocket (heads resume, waiters still resolve)', async () => {
@@ -347,24 +545,66 @@ describe('EVM ledger (hardhat)', function () {
       try {
         const reader = ledger(undefined, { wsUrl: `ws://127.0.0.1:${proxy.port}`, waitPollMs: 200 });
         const first = r32();
-        const w1 = reader.waitForAnchor(first, 15_000);
-        await ledger(3).anchor(first, r32());
-        assert.ok(await w1);
+        const w1 = reader.waitForAnchor(S, first, 15_000);
+        await ledger(3).anchor(S, first, r32());
+        assert.equal((await w1).length, 1);
         proxy.cut();
         const k = r32();
         const h = r32();
-        const w2 = reader.waitForAnchor(k, 15_000);
-        await ledger(3).anchor(k, h);
-        assert.equal((await w2)?.hash, h);
+        const w2 = reader.waitForAnchor(S, k, 15_000);
+        await ledger(3).anchor(S, k, h);
+        assert.equal((await w2)[0]?.hash, h);
       } finally {
         await proxy.stop();
       }
     });
 
-    it('times out with null and leaves no listener behind', async () => {
+    it('ignores an anchor that is not entitled and resolves on the entitled one', async () => {
+      await c.setIntervalMining(700);
+      const [mine, theirs] = [collectionScope('wait-mine'), collectionScope('wait-theirs')];
+      const r = await c.deployRegistry({ writers: [{ account: c.accounts[6].address, scopes: [theirs] }, { account: c.accounts[7].address, scopes: [mine] }] });
+      const reader = ledger(undefined, {}, r);
+      const k = r32();
+      const h = r32();
+      let settled = false;
+      const w = reader.waitForAnchor(mine, k, 20_000).then((recs) => {
+        settled = true;
+        return recs;
+      });
+      // a writer not granted `mine` anchors under the key (for its own collection): no wake-up
+      const rogue = await ledger(6, {}, r).anchor(theirs, k, r32());
+      const head = async () => Number(BigInt(String(await c.rpc('eth_blockNumber'))));
+      while ((await head()) < rogue.block + 2) await new Promise((res) => setTimeout(res, 100));
+      assert.equal(settled, false, 'an anchor that is not entitled does not end the wait');
+      assert.equal(reader.stats().waiters, 1);
+      await ledger(7, {}, r).anchor(mine, k, h);
+      const recs = await w;
+      assert.deepEqual(
+        recs.map((x) => [x.writer, x.entitled]),
+        [
+          [c.accounts[6].address, false],
+          [c.accounts[7].address, true],
+        ],
+      );
+      assert.equal(recs[1].hash, h);
+      assert.deepEqual(reader.stats(), { waiters: 0, headListeners: 0, queued: 0, inFlight: 0 });
+    });
+
+    it('at the deadline, the final read returns what is there: only anchors that are not entitled', async () => {
+      const other = collectionScope('wait-other');
+      const k = r32();
+      await ledger(1).anchor(other, k, r32());
+      const reader = ledger(undefined);
+      const t0 = Date.now();
+      const recs = await reader.waitForAnchor(S, k, 600);
+      assert.ok(Date.now() - t0 >= 550, 'waited to the deadline');
+      assert.deepEqual(recs.map((x) => [x.scope, x.entitled]), [[other, false]]);
+    });
+
+    it('times out with [] and leaves no listener behind', async () => {
       const l = ledger(undefined);
-      const results = await Promise.all(Array.from({ length: 20 }, () => l.waitForAnchor(r32(), 300)));
-      assert.deepEqual(results, Array(20).fill(null));
+      const results = await Promise.all(Array.from({ length: 20 }, () => l.waitForAnchor(S, r32(), 300)));
+      assert.deepEqual(results, Array(20).fill([]));
       assert.deepEqual(l.stats(), { waiters: 0, headListeners: 0, queued: 0, inFlight: 0 });
     });
   });
@@ -377,17 +617,17 @@ describe('EVM ledger (hardhat)', function () {
 
     async function landAll(l: EvmLedger, mode: string, maxInFlight?: number): Promise<void> {
       const n = 500;
-      const items = Array.from({ length: n }, () => ({ key: r32(), hash: r32() }));
+      const items = Array.from({ length: n }, () => ({ scope: S, key: r32(), hash: r32() }));
       let t0 = Date.now();
-      const rcs = await Promise.all(items.map((e) => l.anchor(e.key, e.hash)));
+      const rcs = await Promise.all(items.map((e) => l.anchor(S, e.key, e.hash)));
       const dt = Date.now() - t0;
       assert.equal(new Set(rcs.map((r) => r.tx)).size, n);
       t0 = Date.now();
-      const batch = Array.from({ length: n }, () => ({ key: r32(), hash: r32() }));
+      const batch = Array.from({ length: n }, () => ({ scope: S, key: r32(), hash: r32() }));
       const brcs = await l.anchorMany(batch);
       const dtBatch = Date.now() - t0;
-      const lookedUp = await Promise.all([...items, ...batch].map((e) => l.lookup(e.key)));
-      lookedUp.forEach((rec, i) => assert.equal(rec?.hash, [...items, ...batch][i].hash));
+      const lookedUp = await Promise.all([...items, ...batch].map((e) => l.lookup(S, e.key)));
+      lookedUp.forEach((recs, i) => assert.equal(recs[0]?.hash, [...items, ...batch][i].hash));
       const blocks = new Set(rcs.map((r) => r.block)).size;
       console.log(
         `      ${mode}${maxInFlight ? `, maxInFlight ${maxInFlight}` : ''}: 500 concurrent anchor() in ${dt} ms = ` +
@@ -410,16 +650,16 @@ describe('EVM ledger (hardhat)', function () {
       await c.setIntervalMining(1000);
       // the batch transaction's gas limit is below its intrinsic gas: the node refuses it at send
       const l = ledger(5, { batchGasBase: 21_000, gasPerBatchItem: 1 }, reg);
-      const first = Array.from({ length: 20 }, () => l.anchor(r32(), r32()));
+      const first = Array.from({ length: 20 }, () => l.anchor(S, r32(), r32()));
       for (let i = 0; i < 200 && l.stats().inFlight < 20; i++) await new Promise((r) => setTimeout(r, 20));
       assert.equal(l.stats().inFlight, 20, 'the first 20 are sent and wait in the mempool');
-      const bad = Array.from({ length: 30 }, () => ({ key: r32(), hash: r32() }));
+      const bad = Array.from({ length: 30 }, () => ({ scope: S, key: r32(), hash: r32() }));
       const refused = l.anchorMany(bad);
-      const after = Array.from({ length: 20 }, () => l.anchor(r32(), r32()));
+      const after = Array.from({ length: 20 }, () => l.anchor(S, r32(), r32()));
       await assert.rejects(refused, (e: unknown) => isLedgerError('TX_FAILED')(e) && /refused/.test((e as Error).message));
       const rcs = await Promise.all([...first, ...after]);
       assert.equal(rcs.length, 40);
-      for (const e of bad) assert.equal(await l.lookup(e.key), null);
+      for (const e of bad) assert.deepEqual(await l.lookup(S, e.key), []);
       assert.equal(await nonce(5, 'pending'), await nonce(5, 'latest'), 'nothing stuck behind a gap');
     });
 
@@ -427,10 +667,10 @@ describe('EVM ledger (hardhat)', function () {
       const l = ledger(5, {}, reg);
       const k = r32();
       const calls = [
-        ...Array.from({ length: 10 }, () => l.anchor(r32(), r32())),
-        l.anchor(k, r32()),
-        l.anchor(k, r32()), // same key, other hash: both pass the pre-check, the later one reverts
-        ...Array.from({ length: 10 }, () => l.anchor(r32(), r32())),
+        ...Array.from({ length: 10 }, () => l.anchor(S, r32(), r32())),
+        l.anchor(S, k, r32()),
+        l.anchor(S, k, r32()), // same key, other hash: both pass the pre-check, the later one reverts
+        ...Array.from({ length: 10 }, () => l.anchor(S, r32(), r32())),
       ];
       const out = await Promise.allSettled(calls);
       const pair = out.slice(10, 12);
@@ -438,7 +678,7 @@ describe('EVM ledger (hardhat)', function () {
       const lost = pair.find((o) => o.status === 'rejected') as PromiseRejectedResult;
       isLedgerError('KEY_TAKEN')(lost.reason);
       assert.ok([...out.slice(0, 10), ...out.slice(12)].every((o) => o.status === 'fulfilled'));
-      await l.anchor(r32(), r32());
+      await l.anchor(S, r32(), r32());
       assert.equal(await nonce(5, 'pending'), await nonce(5, 'latest'));
     });
   });
@@ -453,9 +693,9 @@ describe('EVM ledger (hardhat)', function () {
       const l = ledger(1, { rpcUrl: `http://127.0.0.1:${port}`, requestTimeoutMs: 1500 });
       const states: string[] = [];
       l.onState((s) => states.push(s));
-      await assert.rejects(l.lookup(r32()), isLedgerError('UNREACHABLE'));
-      await assert.rejects(l.anchor(r32(), r32()), isLedgerError('UNREACHABLE'));
-      await assert.rejects(l.waitForAnchor(r32(), 1000), isLedgerError('UNREACHABLE'));
+      await assert.rejects(l.lookup(S, r32()), isLedgerError('UNREACHABLE'));
+      await assert.rejects(l.anchor(S, r32(), r32()), isLedgerError('UNREACHABLE'));
+      await assert.rejects(l.waitForAnchor(S, r32(), 1000), isLedgerError('UNREACHABLE'));
       assert.equal(l.state, 'disconnected');
       assert.ok(states.includes('disconnected'));
     });
@@ -468,7 +708,7 @@ describe('EVM ledger (hardhat)', function () {
       try {
         const port = (srv.address() as net.AddressInfo).port;
         const l = ledger(1, { rpcUrl: `http://127.0.0.1:${port}`, requestTimeoutMs: 700 });
-        await assert.rejects(l.lookup(r32()), (e: unknown) => isLedgerError('UNREACHABLE')(e) && /did not answer/.test((e as Error).message));
+        await assert.rejects(l.lookup(S, r32()), (e: unknown) => isLedgerError('UNREACHABLE')(e) && /did not answer/.test((e as Error).message));
       } finally {
         for (const s of sockets) s.destroy();
         await new Promise<void>((r) => srv.close(() => r()));
@@ -479,11 +719,11 @@ describe('EVM ledger (hardhat)', function () {
       const proxy = await new CuttableProxy(Number(new URL(c.rpcUrl).port)).start();
       try {
         const l = ledger(1, { rpcUrl: `ws://127.0.0.1:${proxy.port}`, requestTimeoutMs: 3000 });
-        await l.anchor(r32(), r32());
+        await l.anchor(S, r32(), r32());
         proxy.cut();
         const k = r32();
-        await l.anchor(k, r32());
-        assert.ok(await l.lookup(k));
+        await l.anchor(S, k, r32());
+        assert.equal((await l.lookup(S, k)).length, 1);
         assert.equal(l.state, 'connected');
       } finally {
         await proxy.stop();
@@ -496,9 +736,9 @@ describe('EVM ledger (hardhat)', function () {
       const port = proxy.port;
       try {
         const l = ledger(1, { rpcUrl: `http://127.0.0.1:${port}`, requestTimeoutMs: 1000, healthCheckMs: 200 });
-        await l.anchor(r32(), r32());
+        await l.anchor(S, r32(), r32());
         await proxy.stop();
-        await assert.rejects(l.anchor(r32(), r32()), isLedgerError('UNREACHABLE'));
+        await assert.rejects(l.anchor(S, r32(), r32()), isLedgerError('UNREACHABLE'));
         assert.equal(l.state, 'disconnected');
         const back = new Promise<void>((resolve) => {
           const off = l.onState((s) => {
@@ -511,8 +751,8 @@ describe('EVM ledger (hardhat)', function () {
         await proxy.start(port);
         await back;
         const k = r32();
-        await l.anchor(k, r32());
-        assert.ok(await l.lookup(k));
+        await l.anchor(S, k, r32());
+        assert.equal((await l.lookup(S, k)).length, 1);
         assert.equal(await nonce(1, 'pending'), await nonce(1, 'latest'));
       } finally {
         await proxy.stop();
@@ -521,14 +761,14 @@ describe('EVM ledger (hardhat)', function () {
 
     it('chain id mismatch -> BAD_CONFIG and state error', async () => {
       const l = ledger(1, { chainId: 1 });
-      await assert.rejects(l.lookup(r32()), (e: unknown) => isLedgerError('BAD_CONFIG')(e) && /chain id 31337/.test((e as Error).message));
-      await assert.rejects(l.anchor(r32(), r32()), isLedgerError('BAD_CONFIG'));
+      await assert.rejects(l.lookup(S, r32()), (e: unknown) => isLedgerError('BAD_CONFIG')(e) && /chain id 31337/.test((e as Error).message));
+      await assert.rejects(l.anchor(S, r32(), r32()), isLedgerError('BAD_CONFIG'));
       assert.equal(l.state, 'error');
     });
 
     it('no contract at the address -> BAD_CONFIG', async () => {
       const l = ledger(1, {}, c.accounts[9].address);
-      await assert.rejects(l.lookup(r32()), (e: unknown) => isLedgerError('BAD_CONFIG')(e) && /no contract/.test((e as Error).message));
+      await assert.rejects(l.lookup(S, r32()), (e: unknown) => isLedgerError('BAD_CONFIG')(e) && /no contract/.test((e as Error).message));
     });
 
     it('unusable configuration throws BAD_CONFIG at once', () => {
@@ -548,12 +788,12 @@ describe('EVM ledger (hardhat)', function () {
 
     it('EIP-1559 transactions with explicit fees, and free gas (type 0, gasPrice 0) refused by a node that charges', async () => {
       const l = ledger(1, { txType: 2, maxFeePerGas: '100000000000', maxPriorityFeePerGas: 1_000_000_000 });
-      const rc = await l.anchor(r32(), r32());
+      const rc = await l.anchor(S, r32(), r32());
       const tx = (await c.rpc('eth_getTransactionByHash', [rc.tx])) as { type: string; maxFeePerGas: string };
       assert.equal(Number(tx.type), 2);
       assert.equal(BigInt(tx.maxFeePerGas), 100_000_000_000n);
       const free = ledger(1, { txType: 0, gasPrice: 0 });
-      await assert.rejects(free.anchor(r32(), r32()), isLedgerError('TX_FAILED'));
+      await assert.rejects(free.anchor(S, r32(), r32()), isLedgerError('TX_FAILED'));
       assert.equal(await nonce(1, 'pending'), await nonce(1, 'latest'));
     });
 
@@ -571,9 +811,9 @@ describe('EVM ledger (hardhat)', function () {
     it('verified, mismatch, not-anchored, and pending resolved by waiting', async () => {
       const l = ledger(1);
       const collection = `collection-${randomBytes(4).toString('hex')}`;
-      const { key } = keyForObject(collection, indicator);
+      const { scope, key, hash } = keyForObject(collection, indicator);
       assert.equal((await verifyObject(l, collection, indicator)).status, 'not-anchored');
-      await l.anchor(key, hashObject(indicator));
+      await l.anchor(scope, key, hash);
       const ok = await verifyObject(l, collection, indicator);
       assert.equal(ok.status, 'verified');
       assert.equal(ok.writer, c.accounts[1].address);
@@ -583,7 +823,8 @@ describe('EVM ledger (hardhat)', function () {
       await c.setIntervalMining(1000);
       const other = `collection-${randomBytes(4).toString('hex')}`;
       const pending = verifyObject(l, other, indicator, { waitMs: 15_000 });
-      await l.anchor(keyForObject(other, indicator).key, hashObject(indicator));
+      const o = keyForObject(other, indicator);
+      await l.anchor(o.scope, o.key, o.hash);
       assert.equal((await pending).status, 'verified');
     });
   });

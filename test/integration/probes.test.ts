@@ -16,6 +16,8 @@ import { probeBroker, probeLedger, probeStore, probeTaxii } from '../../lib/ops/
 import { brokerConfig, ledgerConfig, parseBrokerSettings, parseLedgerSettings } from '../../lib/ops/connections';
 import { parseTaxiiSettings } from '../../lib/ops/taxii-connection';
 import { parseStoreSettings } from '../../lib/ops/server-store';
+import { deployRegistry, grantWriter, revokeWriter } from '../../lib/ledger';
+import { collectionScope } from '../../lib/digest';
 
 /** A port nothing listens on. */
 async function deadPort(): Promise<number> {
@@ -42,19 +44,36 @@ describe('connection probes (lib/ops/probes)', function () {
     ledgerConfig(parseLedgerSettings({ rpcUrl: c.rpcUrl, chainId: String(c.chainId), contract: registry, timeout: 3000, ...raw }), { privateKey });
 
   describe('ledger', () => {
-    it('ok: names the registry, chain and whether the account may anchor', async () => {
+    it('ok: names the registry, chain and where the account may anchor', async () => {
       const ro = await probeLedger(ledger({}));
       assert.equal(ro.ok, true, ro.message);
       assert.match(ro.message, /read-only/);
       const w = await probeLedger(ledger({}, c.accounts[0].privateKey));
       assert.equal(w.ok, true, w.message);
-      assert.match(w.message, new RegExp(`account ${c.accounts[0].address} may anchor`, 'i'));
+      assert.match(w.message, new RegExp(`account ${c.accounts[0].address} is granted every collection`, 'i'));
+    });
+
+    it('a writer bound to collections: "granted N collection(s)", and "not granted any collection" once revoked', async () => {
+      const admin = { rpcUrl: c.rpcUrl, chainId: c.chainId, privateKey: c.accounts[0].privateKey };
+      const [s1, s2] = [collectionScope('probe-a'), collectionScope('probe-b')];
+      const reg = await deployRegistry({ ...admin, writers: [{ account: c.accounts[5].address, scopes: [s1, s2] }] });
+      const probe = () => probeLedger({ ...ledger({}, c.accounts[5].privateKey), address: reg });
+      const two = await probe();
+      assert.equal(two.ok, true, two.message);
+      assert.match(two.message, new RegExp(`account ${c.accounts[5].address} is granted 2 collection\\(s\\)`));
+      await revokeWriter(admin, reg, c.accounts[5].address, s1);
+      await revokeWriter(admin, reg, c.accounts[5].address, s2);
+      const none = await probe();
+      assert.equal(none.ok, false);
+      assert.match(none.message, /not granted any collection: ask the registry admin \(grantWriter/);
+      await grantWriter(admin, reg, c.accounts[5].address);
+      assert.match((await probe()).message, /granted every collection/);
     });
 
     it('fails naming the reason: account not a writer, wrong chain, no contract, nobody listening', async () => {
       const notWriter = await probeLedger(ledger({}, c.accounts[9].privateKey));
       assert.equal(notWriter.ok, false);
-      assert.match(notWriter.message, /not an authorised writer/);
+      assert.match(notWriter.message, new RegExp(`account ${c.accounts[9].address} is not granted any collection: ask the registry admin \\(grantWriter`));
       const wrongChain = await probeLedger(ledger({ chainId: '1337' }));
       assert.equal(wrongChain.ok, false);
       assert.match(wrongChain.message, /wrong chain: .* serves chain id 31337, the configuration expects 1337/);

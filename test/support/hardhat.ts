@@ -15,7 +15,7 @@ import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { HDNodeWallet } from 'ethers';
-import { deployRegistry as deploy } from '../../lib/ledger/deploy';
+import { deployRegistry as deploy, type InitialWriter } from '../../lib/ledger/deploy';
 
 export interface ChainAccount {
   address: string;
@@ -28,8 +28,11 @@ export interface ChainHandle {
   chainId: number;
   /** hardhat's development accounts (funded), accounts[0] is the registry admin */
   accounts: ChainAccount[];
-  /** deploy a fresh SetsRegistry (admin accounts[0]); writers default to accounts[0..3] */
-  deployRegistry(opts?: { writers?: string[] }): Promise<string>;
+  /**
+   * deploy a fresh SetsRegistry (admin accounts[0]); writers default to accounts[0..3], each
+   * granted ANY_SCOPE (a bare address); `{account, scopes}` binds a writer to collections
+   */
+  deployRegistry(opts?: { writers?: InitialWriter[] }): Promise<string>;
   /** 0 = automine (a block per transaction), else one block every `ms` */
   setIntervalMining(ms: number): Promise<void>;
   /** a raw JSON-RPC call (tests only) */
