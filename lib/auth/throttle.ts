@@ -34,6 +34,16 @@ export interface HashGateOptions {
   maxQueuedHashes?: number;
 }
 
+/** Defaults of AuthThrottleOptions and HashGateOptions (front ends show them as placeholders). */
+export const THROTTLE_DEFAULTS = {
+  addressBurst: 10,
+  userBurst: 10,
+  refillMs: 6000,
+  maxTracked: 10_000,
+  maxConcurrentHashes: 2,
+  maxQueuedHashes: 16,
+} as const;
+
 /** The hashing queue is full: answer 503 with Retry-After. */
 export class HashGateFull extends Error {
   readonly code = 'HASH_GATE_FULL';
@@ -51,8 +61,8 @@ export class HashGate {
   private readonly waiting: Array<() => void> = [];
 
   constructor(opts: HashGateOptions = {}) {
-    this.max = positiveInt(opts.maxConcurrentHashes, 2, 'maxConcurrentHashes');
-    this.maxQueued = nonNegativeInt(opts.maxQueuedHashes, 16, 'maxQueuedHashes');
+    this.max = positiveInt(opts.maxConcurrentHashes, THROTTLE_DEFAULTS.maxConcurrentHashes, 'maxConcurrentHashes');
+    this.maxQueued = nonNegativeInt(opts.maxQueuedHashes, THROTTLE_DEFAULTS.maxQueuedHashes, 'maxQueuedHashes');
   }
 
   get active(): number {
@@ -163,10 +173,10 @@ export class FailureThrottle {
   private readonly users?: Buckets;
 
   constructor(opts: AuthThrottleOptions = {}) {
-    const refillMs = positiveInt(opts.refillMs, 6000, 'refillMs');
-    const max = positiveInt(opts.maxTracked, 10_000, 'maxTracked');
-    const aBurst = nonNegativeInt(opts.addressBurst, 10, 'addressBurst');
-    const uBurst = nonNegativeInt(opts.userBurst, 10, 'userBurst');
+    const refillMs = positiveInt(opts.refillMs, THROTTLE_DEFAULTS.refillMs, 'refillMs');
+    const max = positiveInt(opts.maxTracked, THROTTLE_DEFAULTS.maxTracked, 'maxTracked');
+    const aBurst = nonNegativeInt(opts.addressBurst, THROTTLE_DEFAULTS.addressBurst, 'addressBurst');
+    const uBurst = nonNegativeInt(opts.userBurst, THROTTLE_DEFAULTS.userBurst, 'userBurst');
     if (aBurst > 0) this.addresses = new Buckets(aBurst, refillMs, max);
     if (uBurst > 0) this.users = new Buckets(uBurst, refillMs, max);
   }

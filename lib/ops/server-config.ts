@@ -24,6 +24,7 @@ import {
 } from '../taxii/server';
 import type { ServerAuthConfig } from '../auth/server-auth';
 import { isLoopbackHost, type JwtVerifierConfig } from '../auth/server-jwt';
+import { THROTTLE_DEFAULTS } from '../auth/throttle';
 import { OpsError } from './errors';
 import { ConfigError, bool, int, optInt, optStr, str } from './settings';
 
@@ -82,6 +83,53 @@ export interface ServerSettings {
   recoveryIntervalSec?: number;
   /** anchor grace period, seconds (default 300): how long a record may stay unanchored */
   anchorGraceSec?: number;
+  /** protection of authentication against floods (lib/auth/throttle.ts); unset fields keep the defaults */
+  protection?: ServerProtectionSettings;
+}
+
+/**
+ * Authentication flood protection (lib/auth/throttle.ts: AuthThrottleOptions, HashGateOptions).
+ * Defaults: PROTECTION_DEFAULTS.
+ */
+export interface ServerProtectionSettings {
+  /** failed attempts one remote address may make in a burst (0 = no per-address limit) */
+  addressBurst?: number;
+  /** failed attempts against one user name in a burst (0 = no per-user-name limit) */
+  userBurst?: number;
+  /** one attempt is regained every this many ms */
+  refillMs?: number;
+  /** most addresses and user names tracked, each (the least recently seen are forgotten) */
+  maxTracked?: number;
+  /** password hashes (scrypt) running at once */
+  maxConcurrentHashes?: number;
+  /** password checks waiting for a hashing slot; beyond it a check is answered 503 */
+  maxQueuedHashes?: number;
+}
+
+/** The defaults of lib/auth/throttle.ts, shown as placeholders by the front ends. */
+export const PROTECTION_DEFAULTS: Readonly<Required<ServerProtectionSettings>> = THROTTLE_DEFAULTS;
+
+/** Each protection field: its label in error messages and its range. */
+const PROTECTION_FIELDS: ReadonlyArray<[keyof ServerProtectionSettings, string, number, number]> = [
+  ['addressBurst', 'failed logins per address (addressBurst)', 0, 1_000_000],
+  ['userBurst', 'failed logins per user name (userBurst)', 0, 1_000_000],
+  ['refillMs', 'login attempt regained every (refillMs, ms)', 1, 86_400_000],
+  ['maxTracked', 'addresses and user names tracked (maxTracked)', 1, 10_000_000],
+  ['maxConcurrentHashes', 'password checks at once (maxConcurrentHashes)', 1, 256],
+  ['maxQueuedHashes', 'password checks queued (maxQueuedHashes)', 0, 1_000_000],
+];
+
+/**
+ * Protection settings from raw form values (fields named as ServerProtectionSettings; empty = the
+ * default). Returns undefined when every field is empty. ConfigError naming the field otherwise.
+ */
+export function parseProtection(raw: Record<string, unknown>): ServerProtectionSettings | undefined {
+  const out: ServerProtectionSettings = {};
+  for (const [field, label, min, max] of PROTECTION_FIELDS) {
+    const v = optInt(raw[field], label, min, max);
+    if (v !== undefined) out[field] = v;
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
 }
 
 export interface ServerSecrets {
@@ -316,6 +364,12 @@ export function checkServerSettings(s: ServerSettings): void {
     throw bad(`API root name "${s.apiRoot}" must be one URL path segment (letters, digits, -._~)`);
   }
   if (s.apiRoot === 'taxii2') throw bad('the API root cannot be named taxii2 (the discovery path)');
+  if (s.protection) {
+    for (const [field, label, min, max] of PROTECTION_FIELDS) {
+      const v = s.protection[field];
+      if (v !== undefined && (!Number.isInteger(v) || v < min || v > max)) throw bad(`${label} must be a whole number between ${min} and ${max}, got ${String(v)}`);
+    }
+  }
   if (s.oauth2) {
     if (!optText(s.oauth2.issuer)) throw bad('OAuth2 needs the issuer');
     if (!/^https?:\/\/\S+$/.test(s.oauth2.jwksUrl ?? '')) throw bad('OAuth2 needs the JWKS URL (https)');
@@ -354,7 +408,9 @@ export function normaliseBasePath(value: unknown, fallback = '/taxii'): string {
  * sweeps of records left pending, default 60, 0 = only at start), anchorGrace (s, default 300),
  * collections (list or JSON
  * text, see parseCollections), anonymousRead, openAccess, oauth2 (switch) with issuer, jwksUrl,
- * audience (required unless anyAudience), anyAudience, clientId, clockTolerance (s). Checked with checkServerSettings; throws ConfigError /
+ * audience (required unless anyAudience), anyAudience, clientId, clockTolerance (s); authentication
+ * flood protection: addressBurst, userBurst, refillMs, maxTracked, maxConcurrentHashes,
+ * maxQueuedHashes (see parseProtection; empty = PROTECTION_DEFAULTS). Checked with checkServerSettings; throws ConfigError /
  * OpsError BAD_CONFIG naming the field.
  */
 export function parseServerSettings(raw: Record<string, unknown>): ServerSettings {
@@ -369,6 +425,8 @@ export function parseServerSettings(raw: Record<string, unknown>): ServerSetting
     recoveryIntervalSec: int(raw['recoveryInterval'], 'recovery sweep interval (s)', 60, 0, 86_400),
     anchorGraceSec: int(raw['anchorGrace'], 'anchor grace period (s)', 300, 0, 30 * 86_400),
   };
+  const protection = parseProtection(raw);
+  if (protection) settings.protection = protection;
   const apiRootTitle = optStr(raw['apiRootTitle']);
   const description = optStr(raw['description']);
   const contact = optStr(raw['contact']);
@@ -405,7 +463,18 @@ export async function buildServerConfig(
   const auth: ServerAuthConfig = {};
   if (s.open) auth.open = true;
   if (s.anonymousRead) auth.anonymousRead = true;
-  if (users.length > 0) auth.basic = { users: await hashUsers(users, opts.scryptN !== undefined ? { N: opts.scryptN } : {}) };
+  const p = s.protection ?? {};
+  if (users.length > 0) {
+    auth.basic = { users: await hashUsers(users, opts.scryptN !== undefined ? { N: opts.scryptN } : {}) };
+    if (p.maxConcurrentHashes !== undefined) auth.basic.maxConcurrentHashes = p.maxConcurrentHashes;
+    if (p.maxQueuedHashes !== undefined) auth.basic.maxQueuedHashes = p.maxQueuedHashes;
+  }
+  const throttle: NonNullable<Exclude<ServerAuthConfig['throttle'], false>> = {};
+  if (p.addressBurst !== undefined) throttle.addressBurst = p.addressBurst;
+  if (p.userBurst !== undefined) throttle.userBurst = p.userBurst;
+  if (p.refillMs !== undefined) throttle.refillMs = p.refillMs;
+  if (p.maxTracked !== undefined) throttle.maxTracked = p.maxTracked;
+  if (Object.keys(throttle).length > 0) auth.throttle = throttle;
   const keys = hashApiKeys(parseApiKeys(secrets.apiKeys));
   if (keys.length > 0) auth.apiKeys = keys;
   if (s.oauth2) {

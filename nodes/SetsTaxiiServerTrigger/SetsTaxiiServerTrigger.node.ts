@@ -16,6 +16,8 @@
  *   options {description, contact, apiRootTitle, maxContentLength (bytes), maxPageSize,
  *            recoveryInterval (s between sweeps of records left pending, default 60, 0 = at start
  *            only), anchorGrace (s, default 300)}
+ *   protection {addressBurst, userBurst, refillMs, maxTracked, maxConcurrentHashes, maxQueuedHashes}
+ *            (authentication flood protection, lib/auth/throttle.ts; unset = PROTECTION_DEFAULTS)
  *   (the raw keys of lib/ops/server-config parseServerSettings)
  * Credentials: setsStoreApi (required; the SETS node's Record operations must use the same one),
  * setsTaxiiServerAuth (Basic users, API keys, next-token secret, TLS certificate/key).
@@ -46,7 +48,7 @@ import {
   type ITriggerResponse,
 } from 'n8n-workflow';
 import { messageOf } from '../../lib/ops/errors';
-import { buildServerConfig, parseServerSettings, type ServerSettings } from '../../lib/ops/server-config';
+import { PROTECTION_DEFAULTS, buildServerConfig, parseServerSettings, type ServerSettings } from '../../lib/ops/server-config';
 import { recordInfo } from '../../lib/ops/server-integrity';
 import { acquireStore, type StoreLease } from '../../lib/store/shared';
 import { createTaxiiServer, type TaxiiServer } from '../../lib/taxii/server';
@@ -184,6 +186,22 @@ export class SetsTaxiiServerTrigger implements INodeType {
           },
         ],
       },
+      {
+        displayName: 'Protection Against Login Floods',
+        name: 'protection',
+        type: 'collection',
+        placeholder: 'Add Setting',
+        default: {},
+        description: 'Throttling of failed sign-ins (answered 429 with Retry-After) and the cap on password hashing (503 beyond it); unset = the default shown',
+        options: [
+          { displayName: 'Failed Logins per Address', name: 'addressBurst', type: 'number', typeOptions: { minValue: 0 }, default: PROTECTION_DEFAULTS.addressBurst, description: 'Failed sign-ins one client address may make in a burst before 429 (0 = no per-address limit)' },
+          { displayName: 'Failed Logins per User Name', name: 'userBurst', type: 'number', typeOptions: { minValue: 0 }, default: PROTECTION_DEFAULTS.userBurst, description: 'Failed sign-ins against one Basic user name in a burst, counted only for addresses that failed recently (0 = no per-user-name limit)' },
+          { displayName: 'One More Attempt Every (Ms)', name: 'refillMs', type: 'number', typeOptions: { minValue: 1 }, default: PROTECTION_DEFAULTS.refillMs, description: 'Once a burst is used, one more attempt is allowed every this many milliseconds' },
+          { displayName: 'Addresses and User Names Tracked', name: 'maxTracked', type: 'number', typeOptions: { minValue: 1 }, default: PROTECTION_DEFAULTS.maxTracked, description: 'Most addresses and user names remembered, each; the least recently seen are forgotten' },
+          { displayName: 'Password Checks at Once', name: 'maxConcurrentHashes', type: 'number', typeOptions: { minValue: 1 }, default: PROTECTION_DEFAULTS.maxConcurrentHashes, description: 'Password hashes (scrypt) running at once; keep it below the libuv thread pool size (4 unless UV_THREADPOOL_SIZE says otherwise), which the store shares' },
+          { displayName: 'Password Checks Queued', name: 'maxQueuedHashes', type: 'number', typeOptions: { minValue: 0 }, default: PROTECTION_DEFAULTS.maxQueuedHashes, description: 'Password checks waiting for a hashing slot; beyond it a check is answered 503 with Retry-After' },
+        ],
+      },
     ],
   };
 
@@ -195,6 +213,7 @@ export class SetsTaxiiServerTrigger implements INodeType {
     const node = this.getNode();
     const p = (name: string, fallback: unknown): unknown => this.getNodeParameter(name, fallback);
     const options = (p('options', {}) ?? {}) as IDataObject;
+    const protection = (p('protection', {}) ?? {}) as IDataObject;
 
     // -- settings ------------------------------------------------------------------------------
     let settings: ServerSettings;
@@ -224,6 +243,12 @@ export class SetsTaxiiServerTrigger implements INodeType {
         maxPageSize: options.maxPageSize,
         recoveryInterval: options.recoveryInterval,
         anchorGrace: options.anchorGrace,
+        addressBurst: protection.addressBurst,
+        userBurst: protection.userBurst,
+        refillMs: protection.refillMs,
+        maxTracked: protection.maxTracked,
+        maxConcurrentHashes: protection.maxConcurrentHashes,
+        maxQueuedHashes: protection.maxQueuedHashes,
       });
       if (settings.collections.length === 0) throw new Error('no collections: add at least one collection');
       base = normaliseBase(text(p('basePath', '/taxii')));

@@ -52,6 +52,13 @@ interface ServerDef extends NodeDef {
   clockTolerance?: string | number;
   recoveryInterval?: string | number;
   anchorGrace?: string | number;
+  // protection against login floods (lib/ops/server-config.ts parseProtection); empty = default
+  addressBurst?: string | number;
+  userBurst?: string | number;
+  refillMs?: string | number;
+  maxTracked?: string | number;
+  maxConcurrentHashes?: string | number;
+  maxQueuedHashes?: string | number;
 }
 
 interface ServerCredentials {
