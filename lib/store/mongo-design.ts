@@ -81,3 +81,96 @@ export function counterDeltas(changes: ReadonlyArray<{ collection: string; befor
   }
   return out;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bounded scans (the equivalent of the embedded store's maxScanEntries)
+//
+// A query the flag indexes cannot answer directly (match[spec_version], match[version]=all,
+// explicit versions, invalid records included) reads candidates in (dateAdded, _id) order and
+// judges them in chunks. Without a bound, a selective filter that matches little in a large
+// collection would read the whole collection in one request. The scan stops after
+// `maxScanDocuments` candidates (or when the server's `maxTimeMS` runs out after at least one was
+// read): the page ends there with `more: true` and its cursor at the last candidate examined
+// (Page.cursor, lib/store/store.ts), so the next page goes on from it and paging still returns
+// every match exactly once.
+
+/** Default most candidate documents one query examines (MongoStoreOptions.maxScanDocuments). */
+export const DEFAULT_MAX_SCAN_DOCUMENTS = 10_000;
+/** Default server-side time limit of one query's cursor, ms (MongoStoreOptions.queryMaxTimeMS). */
+export const DEFAULT_QUERY_MAX_TIME_MS = 10_000;
+
+/** The part of the driver's FindCursor a scan uses. */
+export interface ScanCursor<D> {
+  hasNext(): Promise<boolean>;
+  next(): Promise<D | null>;
+  bufferedCount(): number;
+}
+
+/** The server ended the cursor because its maxTimeMS ran out (MongoServerError code 50). */
+export function isMaxTimeExpired(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const e = err as { code?: unknown; codeName?: unknown };
+  return e.code === 50 || e.codeName === 'MaxTimeMSExpired';
+}
+
+/** Options of the find cursor of a scan: order, batch size, server time limit. */
+export function scanFindOptions(want: number, maxScan: number, maxTimeMS: number): { sort: { dateAdded: 1; _id: 1 }; batchSize: number; maxTimeMS?: number } {
+  const o: { sort: { dateAdded: 1; _id: 1 }; batchSize: number; maxTimeMS?: number } = {
+    sort: { dateAdded: 1, _id: 1 },
+    batchSize: Math.max(1, Math.min(Math.max(want, 100), 1000, maxScan)),
+  };
+  if (maxTimeMS > 0) o.maxTimeMS = maxTimeMS;
+  return o;
+}
+
+/**
+ * Read candidates from `cursor` until `want` are accepted or `maxScan` were examined. `accept`
+ * judges a chunk of candidates (in order) and returns those that match, in order. Returns the
+ * matches and, when the scan stopped on its bound with candidates left (or on the server's time
+ * limit after at least one candidate), `stoppedAt`: the last candidate examined — every candidate
+ * up to it has been judged.
+ */
+export async function boundedScan<D>(
+  cursor: ScanCursor<D>,
+  want: number,
+  maxScan: number,
+  accept: (chunk: D[]) => Promise<D[]>,
+): Promise<{ docs: D[]; stoppedAt?: D; examined: number }> {
+  const out: D[] = [];
+  let chunk: D[] = [];
+  let examined = 0;
+  let lastExamined: D | undefined;
+  const flush = async (): Promise<void> => {
+    if (chunk.length === 0) return;
+    const judged = chunk;
+    chunk = [];
+    for (const d of await accept(judged)) {
+      if (out.length >= want) break;
+      out.push(d);
+    }
+  };
+  try {
+    while (out.length < want) {
+      if (examined >= maxScan) {
+        await flush();
+        if (out.length < want && lastExamined !== undefined && (await cursor.hasNext())) return { docs: out, stoppedAt: lastExamined, examined };
+        break;
+      }
+      if (!(await cursor.hasNext())) break;
+      const d = await cursor.next();
+      if (d === null) break;
+      examined++;
+      lastExamined = d;
+      chunk.push(d);
+      if (chunk.length >= Math.max(want - out.length, 50) || cursor.bufferedCount() === 0 || examined >= maxScan) await flush();
+    }
+    await flush();
+    return { docs: out, examined };
+  } catch (err) {
+    if (!isMaxTimeExpired(err) || lastExamined === undefined) throw err;
+    // the server's time limit: end the page at what was read (judged first)
+    await flush();
+    if (out.length >= want) return { docs: out, examined };
+    return { docs: out, stoppedAt: lastExamined, examined };
+  }
+}

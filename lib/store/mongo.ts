@@ -34,7 +34,17 @@ import type { AnyBulkWriteOperation, Collection, Db, Document, Filter, MongoClie
 import type { AddOutcome, IntegrityStatus, Page, RecordQuery, SetStatusOptions, StatusCounts, StatusResource, Store, StoredRecord, VersionMatch } from './store';
 import { randomUUID } from 'node:crypto';
 import { StoreError, describeError } from './errors';
-import { RESERVATION_TTL_MS, counterDeltas, counterId, visibilityCapText, type Reservation } from './mongo-design';
+import {
+  DEFAULT_MAX_SCAN_DOCUMENTS,
+  DEFAULT_QUERY_MAX_TIME_MS,
+  RESERVATION_TTL_MS,
+  boundedScan,
+  counterDeltas,
+  counterId,
+  scanFindOptions,
+  visibilityCapText,
+  type Reservation,
+} from './mongo-design';
 import {
   DEFAULT_STATUS_RETENTION_MS,
   STATUSES,
@@ -87,6 +97,20 @@ export interface MongoStoreOptions {
   clientOptions?: MongoClientOptions;
   /** clock in ms (tests); default Date.now */
   now?: () => number;
+  /**
+   * Most candidate documents one query examines (default 10,000; lib/store/mongo-design.ts, bounded
+   * scans). A selective filter the flag indexes cannot answer directly (match[spec_version],
+   * match[version]=all, explicit versions) judges candidates one by one; when this many were read
+   * without filling the page, the page ends there with `more: true` and a cursor at the last
+   * candidate examined, so the next page goes on from it.
+   */
+  maxScanDocuments?: number;
+  /**
+   * Server-side time limit of each query cursor, ms (default 10,000; 0 = none). A scan that runs
+   * out of it after reading at least one candidate ends its page there, as above; otherwise the
+   * query fails (ERR_STORE_IO).
+   */
+  queryMaxTimeMS?: number;
 }
 
 interface ObjectDoc {
@@ -171,6 +195,8 @@ export class MongoStore implements Store {
   private readonly where: string;
   private readonly retentionMs: number;
   private readonly now: () => number;
+  private readonly maxScan: number;
+  private readonly maxTimeMS: number;
   private client?: MongoClient;
   private database?: Db;
   private opening?: Promise<void>;
@@ -183,6 +209,16 @@ export class MongoStore implements Store {
     if (typeof opts.db !== 'string' || opts.db.length === 0) throw new StoreError('ERR_STORE_CONFIG', 'mongodb store: db must be a database name');
     const retention = opts.statusRetentionMs ?? DEFAULT_STATUS_RETENTION_MS;
     if (!(retention > 0)) throw new StoreError('ERR_STORE_CONFIG', 'mongodb store: statusRetentionMs must be > 0');
+    const maxScan = opts.maxScanDocuments ?? DEFAULT_MAX_SCAN_DOCUMENTS;
+    if (!Number.isSafeInteger(maxScan) || maxScan < 1) {
+      throw new StoreError('ERR_STORE_CONFIG', `mongodb store: maxScanDocuments must be a positive integer, got ${String(maxScan)}`);
+    }
+    const maxTime = opts.queryMaxTimeMS ?? DEFAULT_QUERY_MAX_TIME_MS;
+    if (!Number.isSafeInteger(maxTime) || maxTime < 0) {
+      throw new StoreError('ERR_STORE_CONFIG', `mongodb store: queryMaxTimeMS must be an integer >= 0 (0 = no limit), got ${String(maxTime)}`);
+    }
+    this.maxScan = maxScan;
+    this.maxTimeMS = maxTime;
     this.opts = opts;
     this.retentionMs = retention;
     this.now = opts.now ?? Date.now;
@@ -572,11 +608,15 @@ export class MongoStore implements Store {
     const nq = normaliseQuery(q);
     try {
       const cap = await this.readCap();
-      const docs = nq.defaultCandidates && !nq.selector.all ? await this.queryIndexed(nq, cap) : await this.queryFiltered(nq, cap);
-      const more = docs.length > nq.limit;
+      const indexed = nq.defaultCandidates && !nq.selector.all;
+      const { docs, stoppedAt, matched } = indexed ? { docs: await this.queryIndexed(nq, cap), stoppedAt: undefined, matched: undefined } : await this.queryFiltered(nq, cap);
+      const found = matched ?? docs.length;
+      // the scan bound was hit before the page filled: more may match after the last examined document
+      const stopped = stoppedAt !== undefined && found <= nq.limit ? stoppedAt : undefined;
+      const more = found > nq.limit || stopped !== undefined;
       const page = docs.slice(0, nq.limit);
       const items = page.map(toRecord);
-      const last = page[page.length - 1];
+      const last = stopped ?? page[page.length - 1];
       return last ? { items, more, cursor: encodeCursor({ d: last.dateAdded, id: last.id, vk: last.vk }) } : { items, more };
     } catch (err) {
       throw this.fail('query', err);
@@ -608,48 +648,63 @@ export class MongoStore implements Store {
     if (sel.first) or.push({ first: true });
     if (sel.explicit.size > 0) or.push({ inD: true, vk: { $in: [...sel.explicit] } });
     const filter = { $and: [...this.baseFilter(nq, cap), or.length === 1 ? or[0] : { $or: or }] } as Filter<ObjectDoc>;
-    return this.objects.find(filter).sort({ dateAdded: 1, _id: 1 }).limit(nq.limit + 1).toArray();
+    const c = this.objects.find(filter).sort({ dateAdded: 1, _id: 1 }).limit(nq.limit + 1);
+    if (this.maxTimeMS > 0) c.maxTimeMS(this.maxTimeMS);
+    return c.toArray();
   }
 
   /**
    * Other combinations (all, explicit spec versions, invalid included): read the candidates in
-   * order and check each object's version set, in chunks, until limit + 1 match.
+   * order and check each object's version set, in chunks, until limit + 1 match — or until the
+   * scan bound (`maxScanDocuments`, `queryMaxTimeMS`) ends the page early (`stoppedAt`, see
+   * lib/store/mongo-design.ts boundedScan).
    */
-  private async queryFiltered(nq: NormalisedQuery, cap: string | null): Promise<ObjectDoc[]> {
+  private async queryFiltered(nq: NormalisedQuery, cap: string | null): Promise<{ docs: ObjectDoc[]; stoppedAt?: ObjectDoc; matched: number }> {
     const sel = nq.selector;
     const and = this.baseFilter(nq, cap);
     if (nq.defaultCandidates && sel.all) and.push({ inD: true });
     else if (!sel.all && !sel.first && !sel.last) and.push({ vk: { $in: [...sel.explicit] } });
-    if (sel.spec instanceof Set) and.push({ specVersion: { $in: [...sel.spec] } });
+    // match[spec_version] is judged here, not by the server: a filter no index answers would make
+    // the server examine documents it does not return, past the count bound (maxTimeMS only)
+    const spec = sel.spec instanceof Set ? sel.spec : undefined;
     const want = nq.limit + 1;
-    const cursor = this.objects.find({ $and: and } as Filter<ObjectDoc>).sort({ dateAdded: 1, _id: 1 }).batchSize(Math.min(Math.max(want, 100), 1000));
-    const out: ObjectDoc[] = [];
+    // the bound never stops a page that could fill from what it read (limit above the bound)
+    const maxScan = Math.max(this.maxScan, want);
+    const o = scanFindOptions(want, maxScan, this.maxTimeMS);
+    // candidates without the object text: most are judged and dropped; the page's are read whole below
+    const cursor = this.objects.find({ $and: and } as Filter<ObjectDoc>, { projection: { json: 0 } }).sort(o.sort).batchSize(o.batchSize);
+    if (o.maxTimeMS !== undefined) cursor.maxTimeMS(o.maxTimeMS);
     const picked = new Map<string, Set<string>>();
     const needObjects = !(nq.defaultCandidates && sel.all) && !(sel.all && sel.spec !== 'top');
     try {
-      let chunk: ObjectDoc[] = [];
-      const flush = async (): Promise<void> => {
+      const r = await boundedScan<ObjectDoc>(cursor, want, maxScan, async (candidates) => {
+        const chunk = spec ? candidates.filter((d) => spec.has(d.specVersion)) : candidates;
         if (needObjects) {
           const unknown = [...new Set(chunk.map((d) => d.id))].filter((id) => !picked.has(id));
           const versions = await this.versionsOf(nq.collection, unknown);
           for (const id of unknown) picked.set(id, selectVersions((versions.get(id) ?? []).map(info), sel));
         }
-        for (const d of chunk) {
-          if (out.length >= want) break;
-          if (!needObjects || picked.get(d.id)?.has(d.vk)) out.push(d);
-        }
-        chunk = [];
-      };
-      while (out.length < want && (await cursor.hasNext())) {
-        const d = await cursor.next();
-        if (d) chunk.push(d);
-        if (chunk.length >= Math.max(want - out.length, 50) || cursor.bufferedCount() === 0) await flush();
-      }
-      if (chunk.length > 0) await flush();
+        return needObjects ? chunk.filter((d) => picked.get(d.id)?.has(d.vk)) : chunk;
+      });
+      const docs = await this.wholeDocuments(r.docs);
+      // matched: before a document deleted meanwhile was left out (it still tells whether more follow)
+      return r.stoppedAt !== undefined ? { docs, stoppedAt: r.stoppedAt, matched: r.docs.length } : { docs, matched: r.docs.length };
     } finally {
       await cursor.close().catch(() => undefined);
     }
-    return out;
+  }
+
+  /** The documents of a page with their object text, in the page's order (one deleted meanwhile is left out). */
+  private async wholeDocuments(page: ObjectDoc[]): Promise<ObjectDoc[]> {
+    if (page.length === 0) return [];
+    const found = new Map<string, ObjectDoc>();
+    const c = this.objects.find({ _id: { $in: page.map((d) => d._id) } });
+    if (this.maxTimeMS > 0) c.maxTimeMS(this.maxTimeMS);
+    for (const d of await c.toArray()) found.set(d._id, d);
+    return page.flatMap((d) => {
+      const w = found.get(d._id);
+      return w ? [w] : [];
+    });
   }
 
   async setStatus(collection: string, id: string, version: string, status: IntegrityStatus, reason?: string, opts?: SetStatusOptions): Promise<boolean> {
