@@ -19,6 +19,7 @@ import express from 'express';
 import * as path from 'path';
 import type { ClassicLevel } from 'classic-level';
 import { probeAmqp } from '../lib/bus/amqp';
+import { collectionScope } from '../lib/digest';
 import { EmbeddedStore } from '../lib/store/embedded';
 import { TaxiiClient } from '../lib/taxii/client';
 import { BasicAuth } from '../lib/auth/client';
@@ -46,6 +47,20 @@ interface FlowNode {
   id: string;
   type: string;
   [k: string]: unknown;
+}
+
+/** The demo flow's collections whose objects are anchored (integrity policy other than "off"). */
+function anchoredCollections(): Array<{ id: string; integrity: string }> {
+  const flow = JSON.parse(fs.readFileSync(FLOW_FILE, 'utf8')) as FlowNode[];
+  const out: Array<{ id: string; integrity: string }> = [];
+  for (const n of flow) {
+    if (n.type !== 'taxii-server' || !Array.isArray(n.collections)) continue;
+    for (const c of n.collections as Array<{ id?: unknown; integrity?: unknown }>) {
+      if (typeof c.id === 'string' && c.integrity !== 'off') out.push({ id: c.id, integrity: String(c.integrity ?? 'required') });
+    }
+  }
+  if (out.length === 0) throw new Error(`${FLOW_FILE}: no TAXII server collection with integrity on`);
+  return out;
 }
 
 type BrokerChoice = { kind: 'amqp'; url: URL } | { kind: 'in-process' };
@@ -153,8 +168,13 @@ async function main(): Promise<void> {
     const chain = await startHardhat();
     stops.push(() => chain.stop());
     await chain.setIntervalMining(1000);
-    const registry = await chain.deployRegistry({ writers: [chain.accounts[0].address] });
-    say(`SetsRegistry deployed at ${registry} (writer ${chain.accounts[0].address})`);
+    // the producer is bound to the collections it vouches for (not ANY_SCOPE): its anchors count
+    // there and nowhere else, and no other account's anchors count there
+    const anchored = anchoredCollections();
+    const producer = chain.accounts[0].address;
+    const registry = await chain.deployRegistry({ writers: [{ account: producer, scopes: anchored.map((c) => collectionScope(c.id)) }] });
+    say(`SetsRegistry deployed at ${registry}`);
+    say(`ledger writer:    ${producer}, granted ${anchored.map((c) => `${c.id.slice(0, 8)}… (${c.integrity})`).join(', ')} only`);
     const broker = await findBroker(stops);
     writeUserDir(chain, registry, broker);
 
