@@ -145,7 +145,12 @@ export async function settleStatusEntry(
       if (status === 'finalized') successes.push({ id: d.id, version: d.version, message: reason ?? 'integrity verified' });
       else failures.push({ id: d.id, version: d.version, message: reason ?? 'failed its integrity check' });
     }
-    await store.putStatus(buildStatus(st.id, st.request_timestamp, successes, failures, rest, st.total_count, st.owner));
+    const built = buildStatus(st.id, st.request_timestamp, successes, failures, rest, st.total_count, st.owner);
+    // failures of items without an id past the first ones are summarised in one entry (bounded
+    // status resources, server-body boundFailures): keep counting them
+    const unlisted = st.failure_count - (st.failures?.length ?? 0);
+    if (unlisted > 0) built.failure_count += unlisted;
+    await store.putStatus(built);
     return true;
   });
 }

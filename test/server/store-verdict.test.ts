@@ -171,6 +171,27 @@ describe('settling through the store (recordVerdict, acquireStore)', function ()
     }
   });
 
+  it('settling keeps failure_count when the POST summarised many failures of items without an id in one entry', async () => {
+    const a = indicator();
+    const idless = Array.from({ length: 80 }, () => ({}));
+    const r = await post(base, COL_MAIN, [...idless, a]);
+    assert.equal(r.status, 202, r.text);
+    await new Promise((res) => setImmediate(res));
+    const sid = String(obj(r.json)['id']);
+    const before = await statusOf(sid);
+    assert.equal(before['failure_count'], 80);
+    assert.ok((before['failures'] as unknown[]).length < 80, 'the failures are summarised');
+    const e = events[0];
+    const lease = await acquireStore({ kind: 'embedded', dir });
+    try {
+      await recordVerdict(lease.store, { collection: e.collection, id: e.record.id, version: e.record.version, verdict: 'verified', statusId: sid });
+      const after = await statusOf(sid);
+      assert.deepEqual([after['failure_count'], after['success_count'], after['pending_count'], after['total_count']], [80, 1, 0, 81]);
+    } finally {
+      await lease.release();
+    }
+  });
+
   it('wrong-writer counts as not anchored: invalid under required, pending and served under optional', async () => {
     const a = indicator();
     const b = indicator();
