@@ -39,7 +39,7 @@ import { parseFilters, QueryError, type FilterEndpoint, type Filters } from './s
 import { NextTokens, TokenError } from './server-paging';
 import { boundFailures, readBody, type DraftDetail } from './server-body';
 import { parseStrictJson, StrictJsonError } from './strict-json';
-import { isIntegrityVerdict, prepareRecord, normaliseVersion, type NewRecord } from './server-objects';
+import { INTEGRITY_VERDICTS, isIntegrityVerdict, prepareRecord, normaliseVersion, type NewRecord } from './server-objects';
 import {
   anchorDeadline,
   buildStatus,
@@ -1027,7 +1027,7 @@ class TaxiiServerImpl extends EventEmitter implements TaxiiServer {
     origin?: IntegrityOrigin,
   ): Promise<VerificationOutcome> {
     if (!isIntegrityVerdict(verdict)) {
-      throw new RangeError(`recordVerification: verdict must be verified, mismatch, not-anchored or unknown, got ${String(verdict)}`);
+      throw new RangeError(`recordVerification: verdict must be one of ${INTEGRITY_VERDICTS.join(', ')}, got ${String(verdict)}`);
     }
     const { id: colId, policy } = this.policyFor(collection);
     const v = normaliseVersion(version);

@@ -182,7 +182,7 @@ describe('server operations (lib/ops/server-*)', function () {
     it('reads the verification and its record from msg.sets, refusing what cannot be told', () => {
       assert.equal(verificationOf({}), null);
       assert.equal(verificationOf({ verification: 'x' }), null);
-      throwsCode(() => verificationOf({ verification: { status: 'fine' } }), 'BAD_PAYLOAD', /verified, mismatch, not-anchored or unknown/);
+      throwsCode(() => verificationOf({ verification: { status: 'fine' } }), 'BAD_PAYLOAD', /must be one of verified, mismatch, not-anchored, wrong-writer, conflict, unknown/);
       assert.deepEqual(verificationOf({ verification: { status: 'unknown', reason: 'ledger unreachable' } }), { status: 'unknown', reason: 'ledger unreachable' });
       const v = verificationOf({ verification: { status: 'mismatch', reason: 'r', id: 'i', collection: 'c', version: null } });
       assert.deepEqual(v, { status: 'mismatch', reason: 'r', id: 'i', collection: 'c', version: null });
