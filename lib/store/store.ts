@@ -79,7 +79,7 @@ export interface Page<T> {
   more: boolean;
   /**
    * position to pass as `cursor` for the next page: after the last item, or — when a bounded scan
-   * stopped early (embedded store `maxScanEntries`) — after the last entry examined, so a page may
+   * stopped early (embedded store `maxScanEntries`, MongoDB store `maxScanDocuments` / `queryMaxTimeMS`) — after the last entry examined, so a page may
    * be empty with `more: true` and a cursor. Absent when nothing was returned or examined.
    */
   cursor?: string;
