@@ -375,6 +375,19 @@ export function collectionScope(collection: string): string {
   return sha256Hex(canonicalize([collection]));
 }
 
+/**
+ * Tag of a producer identity on the ledger: sha256(JCS(["identity", identityId])) (bytes32), where
+ * identityId is the STIX `identity--…` id objects name in `created_by_ref`. The registry admin may
+ * bind a tag to the accounts that speak for that producer; verifiers pass the tag of the object's
+ * `created_by_ref`. A two-element array never equals a scope's or a key's input.
+ */
+export function identityTag(identityId: string): string {
+  if (typeof identityId !== 'string' || identityId.length === 0) {
+    throw Object.assign(new Error('identityTag: identity id must be a non-empty string'), { code: 'KEY_INVALID' });
+  }
+  return sha256Hex(canonicalize(['identity', identityId]));
+}
+
 /** Where and what to anchor for one object: scope, key, hash and normalised version. */
 export interface ObjectAnchor {
   scope: string;

@@ -16,5 +16,5 @@ export * as authClient from './auth/client';
 export * as oauth2 from './auth/oauth2';
 export * as ops from './ops/index';
 export { isRejection, REJECTING_STATUSES, verifyObject, type AnchorSeen, type Verification, type VerificationStatus, type VerifyOptions } from './verify';
-export { canonicalize, collectionScope, hashObject, keyForObject, ledgerKey, objectVersion, type ObjectAnchor } from './digest';
+export { canonicalize, collectionScope, hashObject, identityTag, keyForObject, ledgerKey, objectVersion, type ObjectAnchor } from './digest';
 export { extractObjects, validateObject, StixValidationError, type StixObject } from './stix';

@@ -6,7 +6,7 @@
  * the wait gives `unknown` (retry later), never `not-anchored`.
  */
 import { LedgerError, type Ledger, type LedgerRecord } from './ledger/ledger';
-import { keyForObject } from './digest';
+import { identityTag, keyForObject } from './digest';
 import type { StixObject } from './stix';
 
 /**
@@ -15,8 +15,9 @@ import type { StixObject } from './stix';
  * - `mismatch`: the entitled anchors agree on another hash (altered in transit or in storage).
  * - `not-anchored`: no anchor at all (for an unversioned object, whose key is its content, an altered
  *   copy reads so too).
- * - `wrong-writer`: anchored only by writers not entitled to vouch for this collection (granted
- *   another collection, or revoked since) — never proof.
+ * - `wrong-writer`: anchored only by writers not entitled to vouch for this object: not granted its
+ *   collection (granted another, or revoked since), or — when the registry binds the object's
+ *   creator (`created_by_ref`) to accounts — not one of those. Never proof.
  * - `conflict`: entitled writers anchored *different* hashes under one key: one of them is not
  *   honest (key squatting by a consortium member). Neither copy is proven until the registry admin
  *   revokes the rogue writer; then the check decides again.
@@ -55,6 +56,8 @@ export interface Verification {
   key: string;
   /** the collection's scope on the ledger (who may vouch is granted per scope) */
   scope: string;
+  /** the object's `created_by_ref`, when it names one: writers bound to that identity (if any) are the only ones entitled */
+  creator?: string;
   /** hash anchored on the ledger by the entitled writer(s) (absent when none anchored, or with `conflict`) */
   expected?: string;
   /** hash computed from the object received */
@@ -108,7 +111,10 @@ export async function verifyObject(
   opts: VerifyOptions = {},
 ): Promise<Verification> {
   const { scope, key, hash: actual, version } = keyForObject(collection, object, { hmacKey: opts.hmacKey });
-  const base = { id: object.id, collection, version, key, scope, actual };
+  const creatorRef = (object as { created_by_ref?: unknown }).created_by_ref;
+  const creator = typeof creatorRef === 'string' && creatorRef.length > 0 ? creatorRef : undefined;
+  const identity = creator === undefined ? undefined : identityTag(creator);
+  const base: Base = { id: object.id, collection, version, key, scope, actual, ...(creator ? { creator } : {}) };
   const what = `${object.id} (version ${version ?? 'none: keyed by its content'}) in collection ${collection}`;
   const waitMs = opts.waitMs ?? 0;
   let records: LedgerRecord[];
@@ -116,7 +122,7 @@ export async function verifyObject(
     const deadline = Date.now() + waitMs;
     for (;;) {
       try {
-        records = await ledger.waitForAnchor(scope, key, Math.max(1, deadline - Date.now()));
+        records = await ledger.waitForAnchor(scope, key, Math.max(1, deadline - Date.now()), identity);
         break;
       } catch (err) {
         if (!(err instanceof LedgerError) || !UNDECIDED_CODES.has(err.code)) throw err;
@@ -133,12 +139,12 @@ export async function verifyObject(
       }
     }
   } else {
-    records = await ledger.lookup(scope, key);
+    records = await ledger.lookup(scope, key, identity);
   }
   return decide(base, what, records, waitMs);
 }
 
-type Base = Pick<Verification, 'id' | 'collection' | 'version' | 'key' | 'scope' | 'actual'>;
+type Base = Pick<Verification, 'id' | 'collection' | 'version' | 'key' | 'scope' | 'actual' | 'creator'>;
 
 function decide(base: Base, what: string, records: LedgerRecord[], waitMs: number): Verification {
   const seen: AnchorSeen[] = records.map((r) => ({ writer: r.writer, hash: r.hash.toLowerCase(), timestamp: r.timestamp, entitled: r.entitled }));
@@ -161,8 +167,9 @@ function decide(base: Base, what: string, records: LedgerRecord[], waitMs: numbe
       timestamp: first.timestamp,
       anchors: seen,
       reason:
-        `anchored for ${what} only by ${seen.map((a) => a.writer).join(', ')}, not entitled to vouch for this collection ` +
-        `(granted another collection, or revoked): not proof of integrity`,
+        `anchored for ${what} only by ${seen.map((a) => a.writer).join(', ')}, not entitled to vouch for this collection` +
+        (base.creator ? ` or for its creator ${base.creator}` : '') +
+        ` (granted another collection, not bound to the creator's identity, or revoked): not proof of integrity`,
     };
   }
   const hashes = new Set(entitled.map((a) => a.hash));

@@ -6,8 +6,8 @@
  * `extractObjects`, all-or-nothing), then every key and hash is computed, and only then is the
  * ledger touched. A bad object, bad JSON or a bad collection id fails before any transaction.
  */
-import { keyForObject } from '../digest';
-import type { Ledger } from '../ledger/ledger';
+import { collectionScope, keyForObject } from '../digest';
+import { LedgerError, type Ledger } from '../ledger/ledger';
 import { extractObjects, type StixObject } from '../stix';
 import { checkCollection } from './collection';
 import { typeOfObject } from './payload';
@@ -63,10 +63,30 @@ export function prepareAnchors(input: AnchorInput): PreparedObject[] {
   });
 }
 
+/**
+ * A refused write names a scope (a hash); the user knows collections. Re-word NOT_AUTHORISED so it
+ * names the collection and what the registry admin has to do; other errors pass unchanged.
+ */
+export function explainAnchorError(err: unknown, collection: string): unknown {
+  if (!(err instanceof LedgerError) || err.code !== 'NOT_AUTHORISED') return err;
+  const scope = collectionScope(collection);
+  if (err.message.includes(collection)) return err;
+  return new LedgerError(
+    'NOT_AUTHORISED',
+    `not allowed to anchor in collection ${collection}: ${err.message} — the registry admin grants it with grantWriter(<account>, ${scope}) (the collection's scope) or for every collection (ANY_SCOPE)`,
+    { key: err.key, cause: err },
+  );
+}
+
 /** Validate, hash and anchor a payload; resolves once every anchor is mined. */
 export async function anchorPayload(ledger: Ledger, input: AnchorInput): Promise<AnchorResult> {
   const prepared = prepareAnchors(input);
-  const receipts = await ledger.anchorMany(prepared.map((p) => ({ scope: p.scope, key: p.key, hash: p.hash })));
+  let receipts;
+  try {
+    receipts = await ledger.anchorMany(prepared.map((p) => ({ scope: p.scope, key: p.key, hash: p.hash })));
+  } catch (err) {
+    throw explainAnchorError(err, input.collection);
+  }
   const items = prepared.map((p, i): AnchoredItem => {
     const r = receipts[i];
     const anchor: AnchoredItem['anchor'] = { tx: r.tx, block: r.block };

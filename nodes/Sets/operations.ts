@@ -6,7 +6,7 @@ import type { IDataObject, IExecuteFunctions, INodeExecutionData } from 'n8n-wor
 import { NodeOperationError } from 'n8n-workflow';
 import { AmqpBus } from '../../lib/bus/amqp';
 import { createLedger, type Ledger } from '../../lib/ledger/index';
-import { prepareAnchors, type AnchorResult, type AnchoredItem, type PreparedObject } from '../../lib/ops/anchor';
+import { explainAnchorError, prepareAnchors, type AnchorResult, type AnchoredItem, type PreparedObject } from '../../lib/ops/anchor';
 import { OpsError, messageOf } from '../../lib/ops/errors';
 import { hashesFromSets, publishPayload } from '../../lib/ops/publish';
 import { anchorFragment, wholeVerificationFragment } from '../../lib/ops/result';
@@ -206,6 +206,9 @@ async function anchorBatch(ctx: OpContext, indices: number[]): Promise<Map<numbe
     // the batch is one transaction stream: name the item whose key failed when the ledger says
     const key = (err as { key?: unknown }).key;
     const culprit = typeof key === 'string' ? byKey.get(key)?.item : undefined;
+    const culpritPlan = culprit === undefined ? undefined : plans.find((p) => p.i === culprit);
+    if (culpritPlan) err = explainAnchorError(err, culpritPlan.collection);
+    else if (new Set(plans.map((p) => p.collection)).size === 1 && plans[0]) err = explainAnchorError(err, plans[0].collection);
     for (const plan of plans) {
       const mine = culprit === undefined || culprit === plan.i;
       out.set(plan.i, {

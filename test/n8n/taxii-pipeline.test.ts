@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import type { IDataObject, INodeExecutionData } from 'n8n-workflow';
 import { chain, rabbit } from '../support/services';
+import { collectionScope } from '../../lib/digest';
 import type { ChainHandle } from '../support/hardhat';
 import {
   N8nHarness,
@@ -310,6 +311,21 @@ describe('n8n engine: SETS TAXII server, publisher, inquirer and subscriber work
     assert.match(t2.message, /contract|registry|no code/i);
     const ok = await h.testCredential('setsEvmLedgerApi', ledgerCredential(evm, contract, evm.accounts[2].privateKey).data);
     assert.equal(ok.status, 'OK', ok.message);
+  });
+
+  it('a ledger account bound to another collection: "Anchor hashes" fails naming the collection and the grant to ask for; the credential test says what it is granted', async () => {
+    const other = `other-${randomUUID()}`;
+    const bound = await evm.deployRegistry({ writers: [{ account: evm.accounts[7].address, scopes: [collectionScope(other)] }] });
+    const wf = loadFlow('sets-publisher');
+    const { items } = freshBundle(wf);
+    h.credentials.add('boundElsewhere', ledgerCredential(evm, bound, evm.accounts[7].privateKey));
+    nodeOf(wf, 'Anchor hashes').credentials = { setsEvmLedgerApi: { id: 'boundElsewhere', name: 'bound elsewhere' } };
+    const r = await h.run(wf, { startNode: 'Anchor hashes', input: items });
+    assert.equal(r.status, 'error');
+    assert.match(String(r.error?.message), new RegExp(`not allowed to anchor in collection ${COLLECTION}`));
+    assert.match(String(r.error?.message), new RegExp(collectionScope(COLLECTION)));
+    const t = await h.testCredential('setsEvmLedgerApi', ledgerCredential(evm, bound, evm.accounts[7].privateKey).data);
+    assert.match(t.message, /1 collection/);
   });
 
   it('unreachable broker for "Publish to RabbitMQ": a clear error; with "Continue On Fail" one error item per input item', async () => {

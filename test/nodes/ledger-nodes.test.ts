@@ -287,6 +287,38 @@ describe(`ledger nodes on Node-RED ${nodeRedVersion}`, function () {
     assert.equal(setsOf(r).verification?.status, 'mismatch');
   });
 
+  it('a writer bound to another collection: anchor-hash fails with NOT_AUTHORISED naming the collection and the grant to ask for; its anchor elsewhere reads wrong-writer on output 2', async () => {
+    const mine = collectionId();
+    const theirs = collectionId();
+    const OTHER = 5;
+    // a registry where account 5 may vouch for `theirs` only
+    const bound = await c.deployRegistry({ writers: [{ account: c.accounts[OTHER].address, scopes: [collectionScope(theirs)] }] });
+    await helper.load(allNodes, flow(mine, { ledger: { contract: bound } }), { led: { privateKey: c.accounts[OTHER].privateKey } });
+    const caught = new Collector(helper.getNode('caught'));
+    const o = indicator();
+    helper.getNode('anc')?.receive({ payload: o });
+    const [err] = await caught.wait(1, 30_000);
+    const text = String((err as { error?: { message?: string } }).error?.message);
+    assert.match(text, new RegExp(`not allowed to anchor in collection ${mine}`));
+    assert.match(text, new RegExp(`grantWriter\\(<account>, ${collectionScope(mine)}\\)`));
+    // the same writer anchors the object under its own collection's scope (allowed there) ...
+    const writer = createLedger({ kind: 'evm', rpcUrl: c.rpcUrl, chainId: c.chainId, address: bound, privateKey: c.accounts[OTHER].privateKey });
+    try {
+      const a = keyForObject(mine, o);
+      await writer.anchor(collectionScope(theirs), a.key, a.hash);
+    } finally {
+      await writer.close();
+    }
+    // ... which does not vouch for `mine`: verify-hash rejects with wrong-writer
+    const rejected = new Collector(helper.getNode('rejected'));
+    helper.getNode('ver')?.receive({ payload: o });
+    const [r] = await rejected.wait(1, 30_000);
+    const v = setsOf(r).verification as { status: string; reason?: string; writer?: string };
+    assert.equal(v.status, 'wrong-writer');
+    assert.equal(v.writer?.toLowerCase(), c.accounts[OTHER].address.toLowerCase());
+    assert.match(String(v.reason), /not entitled to vouch for this collection/);
+  });
+
   it('ledger unreachable: anchor and verify fail with a clear error (not a rejection), badges red, no crash', async () => {
     const gate = await TcpGate.create('127.0.0.1', 1); // closed: nothing listens on its port
     const coll = collectionId();
