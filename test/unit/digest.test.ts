@@ -13,6 +13,7 @@ import {
   collectionScope,
   compareTimestamps,
   hashObject,
+  identityTag,
   keyForObject,
   ledgerKey,
   normaliseTimestamp,
@@ -430,6 +431,14 @@ describe('digest: objectVersion / ledgerKey / keyForObject', () => {
       keyForObject(collection, fixture('ipv4-addr'), { hmacKey: 'sets-demo-community-key' }).key,
       '0x38a9125591a2c65928c54794ba820a17ddfcfbbc80c4b9499b3abee2baa6baad',
     );
+  });
+
+  it('identityTag = sha256(JCS(["identity", id])): differs from the scope of a collection of the same name', () => {
+    const id = 'identity--f431f809-377b-45e0-aa1c-6a4751cae5ff';
+    assert.equal(identityTag(id), sha256Hex(`["identity","${id}"]`));
+    assert.equal(identityTag(id), '0xfd0d5c01abfb94ea02980e9a55b448b57490d1af7a41a29aad039ed5053082dd', 'docs/vectors.md 3.6');
+    assert.notEqual(identityTag(id), collectionScope(id));
+    assert.throws(() => identityTag(''), (err: unknown) => (err as { code?: string }).code === 'KEY_INVALID');
   });
 
   it('collectionScope = sha256(JCS([collection])), never equal to a key', () => {
