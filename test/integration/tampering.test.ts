@@ -3,10 +3,9 @@
  * real services — RabbitMQ (test/support/rabbit.ts), a hardhat node with the SetsRegistry
  * (test/support/hardhat.ts), and the TAXII server library on the embedded LevelDB store.
  *
- * Each case must be CAUGHT: a `mismatch` / `not-anchored` verdict, a refused write, or a record
- * marked invalid and no longer served. The one known gap (an authorised but dishonest writer
- * anchoring a forged object's key first) is not asserted as behaviour: the test checks that the
- * verdict names the `writer` who vouched, so a consumer can see it; writer binding is planned.
+ * Each case must be CAUGHT: a rejecting verdict (`mismatch`, `not-anchored`, `wrong-writer`,
+ * `conflict`), a refused write, or a record marked invalid and no longer served — including a forgery
+ * anchored first by a dishonest member entitled to the same collection (key squatting).
  */
 import { strict as assert } from 'node:assert';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -21,7 +20,8 @@ import type { RabbitHandle } from '../support/rabbit';
 import { AmqpBus, routingKey, HEADER_COLLECTION, HEADER_HASH, HEADER_OBJECT_ID, HEADER_VERSION, type BusDelivery, type Subscription } from '../../lib/bus';
 import { stixPublishRequest } from '../../lib/bus/common';
 import { createLedger, decodeRevert, LedgerError, REGISTRY_ABI, type EvmLedger } from '../../lib/ledger';
-import { hashObject, keyForObject } from '../../lib/digest';
+import { collectionScope, hashObject, identityTag, keyForObject } from '../../lib/digest';
+import { bindIdentity, grantWriter, revokeWriter } from '../../lib/ledger/deploy';
 import { verifyObject } from '../../lib/verify';
 import { verifyPayload } from '../../lib/ops/verify';
 import { EmbeddedStore } from '../../lib/store/embedded';
@@ -80,7 +80,8 @@ describe('tampering suite (issue 11): each alteration is caught', function () {
 
   /** anchor an object for a collection as the honest producer */
   async function anchor(collection: string, o: Record<string, unknown>): Promise<void> {
-    await producer.anchor(keyForObject(collection, stix(o)).key, hashObject(stix(o)));
+    const a = keyForObject(collection, stix(o));
+    await producer.anchor(a.scope, a.key, a.hash);
   }
 
   before(async function () {
@@ -308,7 +309,8 @@ describe('tampering suite (issue 11): each alteration is caught', function () {
       const o = indicator();
       const other = { ...o, name: 'a different object, same id and version' };
       await anchor(COL_MAIN, o);
-      await assert.rejects(producer.anchor(keyForObject(COL_MAIN, stix(other)).key, hashObject(stix(other))), isLedgerError('KEY_TAKEN'));
+      const again = keyForObject(COL_MAIN, stix(other));
+      await assert.rejects(producer.anchor(again.scope, again.key, again.hash), isLedgerError('KEY_TAKEN'));
       const v = await verifyObject(reader, COL_MAIN, stix(other));
       assert.equal(v.status, 'mismatch');
       assert.equal(v.expected, hashObject(stix(o)));
@@ -325,37 +327,62 @@ describe('tampering suite (issue 11): each alteration is caught', function () {
     });
   });
 
-  describe('on chain', () => {
+  describe('on chain: who may vouch (writers bound to collections)', () => {
+    // a registry where writers are bound to collections: accounts[1] (honest producer) and
+    // accounts[2] (a dishonest member) may vouch for COL_A; accounts[4] only for COL_B; accounts[6]
+    // is no writer at all
+    let bound: string;
+    const onBound = (account: number | undefined): EvmLedger => {
+      const l = createLedger({
+        kind: 'evm',
+        rpcUrl: c.rpcUrl,
+        chainId: c.chainId,
+        address: bound,
+        privateKey: account === undefined ? undefined : c.accounts[account].privateKey,
+        waitPollMs: 100,
+        healthCheckMs: 0,
+      }) as EvmLedger;
+      open.push(l);
+      return l;
+    };
+    const addr = (i: number) => c.accounts[i].address.toLowerCase();
+    before(async () => {
+      bound = await c.deployRegistry({
+        writers: [
+          { account: c.accounts[1].address, scopes: [collectionScope(COL_A)] },
+          { account: c.accounts[2].address, scopes: [collectionScope(COL_A)] },
+          { account: c.accounts[4].address, scopes: [collectionScope(COL_B)] },
+        ],
+      });
+    });
+
     it('an overwrite attempt (writeCTIHash again, directly through ethers, another hash) reverts; the anchored hash is unchanged', async () => {
       const o = indicator();
-      await anchor(COL_A, o);
-      const key = keyForObject(COL_A, stix(o)).key;
+      const a = keyForObject(COL_A, stix(o));
+      await onBound(1).anchor(a.scope, a.key, a.hash);
       const provider = new JsonRpcProvider(c.rpcUrl, c.chainId, { staticNetwork: true });
       try {
-        const contract = new Contract(registry, REGISTRY_ABI, new Wallet(c.accounts[1].privateKey, provider));
+        const contract = new Contract(bound, REGISTRY_ABI, new Wallet(c.accounts[1].privateKey, provider));
         const other = '0x' + randomBytes(32).toString('hex');
         // an explicit gas limit: no estimate stops it early, the transaction reaches the chain and reverts there
         // (hardhat's automine answers the send with the revert and the mined transaction's hash)
         let revert = '';
         let txHash: string | undefined;
         try {
-          await contract.getFunction('writeCTIHash')(key, other, { gasLimit: 200_000 });
+          await contract.getFunction('writeCTIHash')(a.scope, a.key, other, { gasLimit: 200_000 });
         } catch (e) {
           const text = JSON.stringify(e, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
           revert = decodeRevert(/return data: (0x[0-9a-f]+)/i.exec(text)?.[1]);
           txHash = /"txHash":"(0x[0-9a-f]{64})"/i.exec(text)?.[1];
         }
-        assert.equal(revert, `KeyTaken(${key})`);
+        assert.match(revert, new RegExp(`^KeyTaken\\(${a.key}, ${c.accounts[1].address}\\)$`, 'i'));
         if (txHash) {
           const receipt = await waitFor('receipt', async () => (await provider.getTransactionReceipt(String(txHash))) ?? undefined);
           assert.equal(receipt.status, 0, 'the overwrite was mined and reverted');
         }
-        // as another writer too
-        const contract3 = new Contract(registry, REGISTRY_ABI, new Wallet(c.accounts[3].privateKey, provider));
-        await assert.rejects(contract3.getFunction('writeCTIHash')(key, other), /KeyTaken|revert/);
-        const [hash] = (await contract.getFunction('readCTIHash')(key)) as [string, string, bigint];
-        assert.equal(hash, hashObject(stix(o)));
-        assert.equal((await verifyObject(reader, COL_A, stix(o))).status, 'verified');
+        const [hash] = (await contract.getFunction('readCTIRecord')(a.key, c.accounts[1].address)) as [string];
+        assert.equal(hash, a.hash);
+        assert.equal((await verifyObject(onBound(undefined), COL_A, stix(o))).status, 'verified');
       } finally {
         provider.destroy();
       }
@@ -363,35 +390,103 @@ describe('tampering suite (issue 11): each alteration is caught', function () {
 
     it('an anchor by an address that is not a writer -> NOT_AUTHORISED, nothing anchored', async () => {
       const forged = indicator();
-      const rogue = ledger(6);
-      const key = keyForObject(COL_A, stix(forged)).key;
-      await assert.rejects(rogue.anchor(key, hashObject(stix(forged))), isLedgerError('NOT_AUTHORISED'));
-      assert.equal(await reader.lookup(key), null);
-      assert.equal((await verifyObject(reader, COL_A, stix(forged))).status, 'not-anchored');
+      const a = keyForObject(COL_A, stix(forged));
+      await assert.rejects(onBound(6).anchor(a.scope, a.key, a.hash), isLedgerError('NOT_AUTHORISED'));
+      assert.deepEqual(await onBound(undefined).lookup(a.scope, a.key), []);
+      assert.equal((await verifyObject(onBound(undefined), COL_A, stix(forged))).status, 'not-anchored');
     });
 
-    it('an anchor by an authorised writer: every verdict names the writer who vouched (binding writers to producers is open)', async () => {
-      // KNOWN GAP (issue 11.1): an authorised but dishonest writer can anchor a forged object's key
-      // first. Until writers are bound to producers on the ledger, the verdict carries `writer` so a
-      // consumer can see who vouched and check it against the producer it expects.
+    it('a writer bound to another collection cannot write in this one (NOT_AUTHORISED) and its anchor under its own scope does not count (wrong-writer)', async () => {
+      const genuine = indicator();
+      const a = keyForObject(COL_A, stix(genuine));
+      const outsider = onBound(4);
+      await assert.rejects(outsider.anchor(a.scope, a.key, a.hash), isLedgerError('NOT_AUTHORISED'));
+      // it may write the same key naming its own collection: the registry cannot tell which
+      // collection a key belongs to, the verifier can
+      await outsider.anchor(collectionScope(COL_B), a.key, a.hash);
+      const v = await verifyObject(onBound(undefined), COL_A, stix(genuine));
+      assert.equal(v.status, 'wrong-writer');
+      assert.equal(v.writer?.toLowerCase(), addr(4));
+      // ... and it blocks nobody: the honest producer anchors, and that decides
+      await onBound(1).anchor(a.scope, a.key, a.hash);
+      const ok = await verifyObject(onBound(undefined), COL_A, stix(genuine));
+      assert.equal(ok.status, 'verified');
+      assert.equal(ok.writer?.toLowerCase(), addr(1));
+    });
+
+    it('key squatting by a dishonest member of the same collection: never verified (conflict); the admin revokes it and the genuine object verifies', async () => {
       const genuine = indicator();
       const forged = { ...genuine, pattern: "[domain-name:value = 'evil.example']" };
-      const dishonest = ledger(2);
-      const key = keyForObject(COL_A, stix(forged)).key;
-      await dishonest.anchor(key, hashObject(stix(forged)));
-      // the honest producer cannot anchor the genuine object any more: the squat is visible at once
-      await assert.rejects(producer.anchor(key, hashObject(stix(genuine))), isLedgerError('KEY_TAKEN'));
-      const vf = await verifyObject(reader, COL_A, stix(forged));
-      const vg = await verifyObject(reader, COL_A, stix(genuine));
-      for (const v of [vf, vg]) {
-        assert.equal(v.writer?.toLowerCase(), c.accounts[2].address.toLowerCase(), 'the verdict names the writer who anchored');
-        assert.notEqual(v.writer?.toLowerCase(), c.accounts[1].address.toLowerCase());
-        assert.ok((v.timestamp ?? 0) > 0);
+      const g = keyForObject(COL_A, stix(genuine));
+      const f = keyForObject(COL_A, stix(forged));
+      assert.equal(f.key, g.key);
+      // the squat comes first ...
+      await onBound(2).anchor(f.scope, f.key, f.hash);
+      // ... and does not stop the honest producer (each writer has its own slot under a key)
+      const receipt = await onBound(1).anchor(g.scope, g.key, g.hash);
+      assert.equal(receipt.existing, undefined);
+      const reader2 = onBound(undefined);
+      for (const o of [genuine, forged]) {
+        const v = await verifyObject(reader2, COL_A, stix(o));
+        assert.equal(v.status, 'conflict', 'a forgery anchored by an entitled member is never verified while the genuine anchor disagrees');
+        assert.deepEqual(new Set(v.anchors?.map((x) => x.writer.toLowerCase())), new Set([addr(1), addr(2)]));
       }
-      // and a genuine anchor names the producer
-      const ok = indicator();
-      await anchor(COL_A, ok);
-      assert.equal((await verifyObject(reader, COL_A, stix(ok))).writer?.toLowerCase(), c.accounts[1].address.toLowerCase());
+      // the consortium admin (accounts[0]) revokes the dishonest member for COL_A
+      await revokeWriter({ rpcUrl: c.rpcUrl, chainId: c.chainId, privateKey: c.accounts[0].privateKey }, bound, c.accounts[2].address, collectionScope(COL_A));
+      const vg = await verifyObject(reader2, COL_A, stix(genuine));
+      assert.equal(vg.status, 'verified');
+      assert.equal(vg.writer?.toLowerCase(), addr(1));
+      const vf = await verifyObject(reader2, COL_A, stix(forged));
+      assert.equal(vf.status, 'mismatch');
+      assert.equal(vf.anchors?.find((x) => x.writer.toLowerCase() === addr(2))?.entitled, false, 'the revoked writer\'s anchor is listed, not counted');
+    });
+
+    it("a member publishing a new object in another producer's name: verified only while that identity is unbound; once bound, wrong-writer", async () => {
+      const victim = `identity--${randomUUID()}`;
+      const inVictimsName = { ...indicator(), created_by_ref: victim };
+      const f = keyForObject(COL_A, stix(inVictimsName));
+      // a member entitled for COL_A (accounts[8], granted here) anchors an object the victim never published
+      const admin = { rpcUrl: c.rpcUrl, chainId: c.chainId, privateKey: c.accounts[0].privateKey };
+      await grantWriter(admin, bound, c.accounts[8].address, f.scope);
+      await onBound(8).anchor(f.scope, f.key, f.hash);
+      const reader2 = onBound(undefined);
+      const before = await verifyObject(reader2, COL_A, stix(inVictimsName));
+      assert.equal(before.status, 'verified', 'unbound identity: collection entitlement only (the documented residual)');
+      assert.equal(before.writer?.toLowerCase(), addr(8));
+      // the admin binds the victim's identity to its own account (accounts[1])
+      await bindIdentity(admin, bound, identityTag(victim), c.accounts[1].address);
+      const after = await verifyObject(reader2, COL_A, stix(inVictimsName));
+      assert.equal(after.status, 'wrong-writer');
+      assert.equal(after.creator, victim);
+      assert.match(after.reason ?? '', new RegExp(`or for its creator ${victim}`));
+      // the victim's own objects verify; objects naming no creator keep collection entitlement
+      const own = { ...indicator(), created_by_ref: victim };
+      const o = keyForObject(COL_A, stix(own));
+      await onBound(1).anchor(o.scope, o.key, o.hash);
+      assert.equal((await verifyObject(reader2, COL_A, stix(own))).status, 'verified');
+      const anonymous = indicator();
+      const an = keyForObject(COL_A, stix(anonymous));
+      await onBound(8).anchor(an.scope, an.key, an.hash);
+      assert.equal((await verifyObject(reader2, COL_A, stix(anonymous))).status, 'verified');
+    });
+
+    it('grants and revocations take effect at once: a member granted the collection later squats, writerStatus shows the grant, revoking it restores verified', async () => {
+      // (what the TAXII server then does with conflict — pending, not invalid — is in test/server/store-verdict.test.ts)
+      const genuine = indicator();
+      const forged = { ...genuine, name: 'forged by a member' };
+      const g = keyForObject(COL_A, stix(genuine));
+      const f = keyForObject(COL_A, stix(forged));
+      const admin = { rpcUrl: c.rpcUrl, chainId: c.chainId, privateKey: c.accounts[0].privateKey };
+      await grantWriter(admin, bound, c.accounts[5].address, g.scope);
+      await onBound(5).anchor(f.scope, f.key, f.hash);
+      await onBound(1).anchor(g.scope, g.key, g.hash);
+      const reader2 = onBound(undefined);
+      assert.equal((await verifyObject(reader2, COL_A, stix(genuine))).status, 'conflict');
+      const writer5 = await onBound(5).writerStatus(g.scope);
+      assert.deepEqual([writer5.inScope, writer5.anyScope], [true, false]);
+      await revokeWriter(admin, bound, c.accounts[5].address, g.scope);
+      assert.equal((await onBound(5).writerStatus(g.scope)).inScope, false);
+      assert.equal((await verifyObject(reader2, COL_A, stix(genuine))).status, 'verified');
     });
   });
 });
