@@ -202,13 +202,14 @@ async function anchorBatch(ctx: OpContext, indices: number[]): Promise<Map<numbe
       });
       out.set(plan.i, { plan, result: { collection: plan.collection, items, objects: plan.prepared.map((p) => p.object) } });
     }
-  } catch (err) {
+  } catch (caught) {
     // the batch is one transaction stream: name the item whose key failed when the ledger says
-    const key = (err as { key?: unknown }).key;
+    const key = (caught as { key?: unknown }).key;
     const culprit = typeof key === 'string' ? byKey.get(key)?.item : undefined;
     const culpritPlan = culprit === undefined ? undefined : plans.find((p) => p.i === culprit);
-    if (culpritPlan) err = explainAnchorError(err, culpritPlan.collection);
-    else if (new Set(plans.map((p) => p.collection)).size === 1 && plans[0]) err = explainAnchorError(err, plans[0].collection);
+    const oneCollection = new Set(plans.map((p) => p.collection)).size === 1 ? plans[0]?.collection : undefined;
+    const where = culpritPlan?.collection ?? oneCollection;
+    const err = where === undefined ? caught : explainAnchorError(caught, where);
     for (const plan of plans) {
       const mine = culprit === undefined || culprit === plan.i;
       out.set(plan.i, {
