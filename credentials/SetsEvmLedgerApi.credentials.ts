@@ -52,7 +52,7 @@ export class SetsEvmLedgerApi implements ICredentialType {
       type: 'string',
       typeOptions: { password: true },
       default: '',
-      description: 'Key of an authorised writer (0x + 64 hex digits). Leave empty for a read-only ledger (verification only).',
+      description: 'Key of an account the registry admin granted the collections it anchors in, or every collection (0x + 64 hex digits; Test shows the grants). Leave empty for a read-only ledger (verification only).',
     },
     {
       displayName: 'Transaction Type',
