@@ -156,6 +156,15 @@ function checkScope(v: unknown, what: string): string {
   return v.toLowerCase();
 }
 
+/** An identity tag: 0x + 64 hex digits, never zero (zero means "no creator named"). */
+function checkIdentity(v: unknown, what: string): string {
+  if (typeof v !== 'string' || !SCOPE.test(v)) {
+    throw new LedgerError('BAD_INPUT', `${what}: an identity tag must be 0x + 64 hex digits (identityTag(created_by_ref) from lib/digest), got ${JSON.stringify(v)?.slice(0, 80)}`);
+  }
+  if (/^0x0{64}$/.test(v)) throw new LedgerError('BAD_INPUT', `${what}: the identity tag cannot be zero (identityTag(created_by_ref) from lib/digest)`);
+  return v.toLowerCase();
+}
+
 function checkAccount(v: unknown, what: string): string {
   try {
     return getAddress(String(v));
@@ -225,6 +234,28 @@ export function revokeWriter(config: RegistryAdminConfig, registry: string, acco
     const who = checkAccount(account, 'revokeWriter: account');
     const s = checkScope(scope, 'revokeWriter');
     return adminCall(config, registry, 'revokeWriter', [who, s], `revokeWriter(${who}, ${s})`);
+  });
+}
+
+/**
+ * Bind producer identity `identity` (`identityTag(created_by_ref)` from lib/digest) to `account`
+ * (admin only). From the first binding on, only bound accounts are entitled for objects naming that
+ * identity as creator — another member of the collection can no longer vouch for them.
+ */
+export function bindIdentity(config: RegistryAdminConfig, registry: string, identity: string, account: string): Promise<string> {
+  return Promise.resolve().then(() => {
+    const who = checkAccount(account, 'bindIdentity: account');
+    const id = checkIdentity(identity, 'bindIdentity');
+    return adminCall(config, registry, 'bindIdentity', [id, who], `bindIdentity(${id}, ${who})`);
+  });
+}
+
+/** Withdraw a binding (admin only); with no binding left the identity is unbound again. */
+export function unbindIdentity(config: RegistryAdminConfig, registry: string, identity: string, account: string): Promise<string> {
+  return Promise.resolve().then(() => {
+    const who = checkAccount(account, 'unbindIdentity: account');
+    const id = checkIdentity(identity, 'unbindIdentity');
+    return adminCall(config, registry, 'unbindIdentity', [id, who], `unbindIdentity(${id}, ${who})`);
   });
 }
 

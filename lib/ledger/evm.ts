@@ -1,23 +1,24 @@
 /**
  * EVM ledger adapter (ethers v6): anchors (scope, key, hash) triples in the SetsRegistry contract
- * (contracts/evm/SetsRegistry.sol, version 2: one record per writer and key, writers granted per
- * collection scope) on Quorum, Besu, hardhat or any EVM JSON-RPC node.
+ * (contracts/evm/SetsRegistry.sol, version 2: one anchor per writer and key, writers granted per
+ * collection scope, producer identities optionally bound to accounts) on Quorum, Besu, hardhat or
+ * any EVM JSON-RPC node.
  *
  * - Writes go through the account's single pipelined send queue (evm-sender.ts): locally
  *   signed raw transactions in nonce order, bounded in flight, receipts found by one loop per
  *   new block. `anchor()` may be called hundreds of times concurrently.
  * - Before sending, this writer's own record under every key is read (readCTIRecord(key, self)):
- *   the same hash in the same scope → `existing: true` (nothing sent), anything else → KEY_TAKEN
+ *   the same hash → `existing: true` (nothing sent, whatever scope it named), another → KEY_TAKEN
  *   (nothing sent); and the account's grant of every scope written is checked (NOT_AUTHORISED,
  *   nothing sent). Other writers' anchors never matter. A reverted write is explained (KEY_TAKEN,
  *   NOT_AUTHORISED, out of gas, …) from the chain's state.
  * - `lookup` returns every anchor under a key with its `entitled` flag, judged by the contract
- *   for the scope asked about (readCTIRecords).
+ *   for the scope asked about and the creator's identity tag, if given (readCTIRecords).
  * - `waitForAnchor` shares one new-block subscription (WebSocket `newHeads` when `wsUrl` is
  *   set, polling otherwise) among all waiters; each new block range is searched once with
  *   `eth_getLogs` for the awaited keys' `CTIHashWritten` events, so nothing is missed between
  *   blocks and no listener outlives its waiter. Any anchor under the key wakes its waiters; each
- *   resolves only once an anchor *entitled* for its scope is there.
+ *   resolves only once an anchor *entitled* for its scope (and creator identity) is there.
  * - Configuration is explicit: chain id (checked against the node), transaction type, fees and
  *   gas limits (free-gas Quorum/Besu: `txType: 0, gasPrice: 0`).
  */
@@ -57,16 +58,22 @@ export interface EvmLedgerConfig {
   maxFeePerGas?: Wei;
   /** type 2 tip in wei (default: the node's eth_maxPriorityFeePerGas, else 0) */
   maxPriorityFeePerGas?: Wei;
-  /** gas limit of one writeCTIHash transaction (default 200000; ~141000 used) */
+  /**
+   * gas limit of one writeCTIHash transaction (default 150000; measured on hardhat: ~74800 for the
+   * first anchor of a key, ~101500 for a second writer's, which joins a list)
+   */
   gasLimit?: number;
   /** gas limit of a writeCTIHashes transaction = batchGasBase + n × gasPerBatchItem */
   batchGasBase?: number;
-  /** (defaults 60000 and 130000; ~ n × 115600 used: 100 entries ≈ 11.56 M) */
+  /**
+   * (defaults 60000 and 80000; measured per entry: ~49300 for first anchors of their keys, ~75900
+   * when another writer anchored the key first — the default covers that worst case)
+   */
   gasPerBatchItem?: number;
   /**
-   * entries per writeCTIHashes transaction; anchorMany splits larger arrays (default 100: its
-   * gas limit, 13.06 M, stays under the EIP-7825 transaction gas cap of 2^24 = 16.78 M that
-   * current nodes enforce, and under common block gas limits)
+   * entries per writeCTIHashes transaction; anchorMany splits larger arrays (default 150: its
+   * gas limit, 12.06 M, stays under the EIP-7825 transaction gas cap of 2^24 = 16.78 M that
+   * current nodes enforce, and under common block gas limits; ~7.4 M used for first anchors)
    */
   maxBatchSize?: number;
   /** blocks on top of the including block before an anchor resolves (default 1 = mined) */
@@ -100,15 +107,22 @@ export const REGISTRY_ABI = [
   'function canWrite(bytes32 scope, address account) view returns (bool)',
   'function writeCTIHash(bytes32 scope, bytes32 key, bytes32 hash)',
   'function writeCTIHashes(bytes32[] scopes, bytes32[] keys, bytes32[] hashes)',
-  'function readCTIRecords(bytes32 scope, bytes32 key) view returns (address[] writers, bytes32[] hashes, bytes32[] scopes, uint64[] timestamps, uint32[] blocks, bool[] entitled)',
-  'function readCTIRecord(bytes32 key, address writer) view returns (bytes32 hash, bytes32 scope, uint64 timestamp, uint32 blockNumber)',
+  'function isEntitled(bytes32 scope, bytes32 identity, address account) view returns (bool)',
+  'function isBoundTo(bytes32, address) view returns (bool)',
+  'function bindingsOf(bytes32) view returns (uint256)',
+  'function readCTIRecords(bytes32 scope, bytes32 identity, bytes32 key) view returns (address[] writers, bytes32[] hashes, uint64[] timestamps, uint32[] blocks, bool[] entitled)',
+  'function readCTIRecord(bytes32 key, address writer) view returns (bytes32 hash, uint64 timestamp, uint32 blockNumber)',
   'function grantWriter(address account, bytes32 scope)',
   'function revokeWriter(address account, bytes32 scope)',
+  'function bindIdentity(bytes32 identity, address account)',
+  'function unbindIdentity(bytes32 identity, address account)',
   'function proposeAdmin(address proposed)',
   'function acceptAdmin()',
   'event CTIHashWritten(bytes32 indexed key, bytes32 indexed scope, bytes32 hash, address indexed writer)',
   'event WriterGranted(address indexed account, bytes32 indexed scope)',
   'event WriterRevoked(address indexed account, bytes32 indexed scope)',
+  'event IdentityBound(bytes32 indexed identity, address indexed account)',
+  'event IdentityUnbound(bytes32 indexed identity, address indexed account)',
   'event AdminProposed(address indexed admin, address indexed proposed)',
   'event AdminTransferred(address indexed previousAdmin, address indexed newAdmin)',
   'error KeyTaken(bytes32 key, address writer)',
@@ -131,7 +145,7 @@ const KEY_FILTER_MAX = 64;
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
 const short = (h: string) => `${h.slice(0, 10)}…`;
 
-function bytes32(v: unknown, what: 'key' | 'hash' | 'scope' | 'write scope'): string {
+function bytes32(v: unknown, what: 'key' | 'hash' | 'scope' | 'write scope' | 'identity'): string {
   if (typeof v !== 'string' || !BYTES32.test(v)) {
     throw new LedgerError('BAD_INPUT', `${what === 'write scope' ? 'scope' : what} must be a 0x-prefixed 32-byte hex string, got ${JSON.stringify(v)?.slice(0, 80)}`);
   }
@@ -153,7 +167,6 @@ interface Entry {
 /** What one writer holds under a key (readCTIRecord). */
 interface Held {
   hash: string;
-  scope: string;
   block: number;
 }
 
@@ -238,6 +251,8 @@ function seconds(ts: bigint): number {
 interface Waiter {
   key: string;
   scope: string;
+  /** creator identity tag (ZERO32: none) */
+  identity: string;
   timeoutMs: number;
   resolve: (r: LedgerRecord[]) => void;
   reject: (e: LedgerError) => void;
@@ -295,10 +310,10 @@ export class EvmLedger implements Ledger {
       maxFeePerGas: toWei(config.maxFeePerGas, 'maxFeePerGas'),
       maxPriorityFeePerGas: toWei(config.maxPriorityFeePerGas, 'maxPriorityFeePerGas'),
     };
-    this.gasLimit = BigInt(positiveInt(config.gasLimit, 200_000, 'gasLimit', 21_000));
+    this.gasLimit = BigInt(positiveInt(config.gasLimit, 150_000, 'gasLimit', 21_000));
     this.batchGasBase = BigInt(positiveInt(config.batchGasBase, 60_000, 'batchGasBase', 21_000));
-    this.gasPerItem = BigInt(positiveInt(config.gasPerBatchItem, 130_000, 'gasPerBatchItem'));
-    this.maxBatch = positiveInt(config.maxBatchSize, 100, 'maxBatchSize');
+    this.gasPerItem = BigInt(positiveInt(config.gasPerBatchItem, 80_000, 'gasPerBatchItem'));
+    this.maxBatch = positiveInt(config.maxBatchSize, 150, 'maxBatchSize');
     this.confirmations = positiveInt(config.confirmations, 1, 'confirmations');
     const requestTimeoutMs = positiveInt(config.requestTimeoutMs, 10_000, 'requestTimeoutMs');
     const waitPollMs = positiveInt(config.waitPollMs, 500, 'waitPollMs');
@@ -428,15 +443,14 @@ export class EvmLedger implements Ledger {
     }
   }
 
-  /** Every anchor under `key`, judged for `scope` (readCTIRecords). */
-  private async read(scope: string, key: string): Promise<LedgerRecord[]> {
-    const r = await this.view('readCTIRecords', [scope, key]);
+  /** Every anchor under `key`, judged for `scope` and creator `identity` (readCTIRecords). */
+  private async read(scope: string, key: string, identity: string = ZERO32): Promise<LedgerRecord[]> {
+    const r = await this.view('readCTIRecords', [scope, identity, key]);
     const writers = r[0] as unknown as string[];
     const hashes = r[1] as unknown as string[];
-    const scopes = r[2] as unknown as string[];
-    const timestamps = r[3] as unknown as bigint[];
-    const blocks = r[4] as unknown as bigint[];
-    const entitled = r[5] as unknown as boolean[];
+    const timestamps = r[2] as unknown as bigint[];
+    const blocks = r[3] as unknown as bigint[];
+    const entitled = r[4] as unknown as boolean[];
     const out: LedgerRecord[] = [];
     for (let i = 0; i < writers.length; i++) {
       out.push({
@@ -444,7 +458,6 @@ export class EvmLedger implements Ledger {
         hash: String(hashes[i]).toLowerCase(),
         writer: getAddress(String(writers[i])),
         timestamp: seconds(BigInt(timestamps[i])),
-        scope: String(scopes[i]).toLowerCase(),
         entitled: entitled[i] === true,
         block: Number(blocks[i]),
       });
@@ -457,7 +470,7 @@ export class EvmLedger implements Ledger {
     const r = await this.view('readCTIRecord', [key, writer]);
     const hash = String(r[0]).toLowerCase();
     if (hash === ZERO32) return null;
-    return { hash, scope: String(r[1]).toLowerCase(), block: Number(r[3] as bigint) };
+    return { hash, block: Number(r[2] as bigint) };
   }
 
   /** Where the signing account may write; BAD_CONFIG for a read-only ledger. */
@@ -486,18 +499,19 @@ export class EvmLedger implements Ledger {
     return { account, anyScope, scopes: Number(count as bigint) - (anyScope ? 1 : 0) };
   }
 
-  async lookup(scope: string, key: string): Promise<LedgerRecord[]> {
+  async lookup(scope: string, key: string, identity?: string): Promise<LedgerRecord[]> {
     const s = bytes32(scope, 'scope');
     const k = bytes32(key, 'key');
+    const id = identity === undefined ? ZERO32 : bytes32(identity, 'identity');
     await this.ready();
-    return this.read(s, k);
+    return this.read(s, k, id);
   }
 
-  /** The receipt of this writer's earlier write of `e` (it must hold e.hash in e.scope). */
+  /** The receipt of this writer's earlier write of `e` (it must hold e.hash). */
   private async existingReceipt(writer: string, e: Entry, held?: Held | null): Promise<AnchorReceipt> {
     const h = held === undefined ? await this.held(e.key, writer) : held;
     if (!h) throw new LedgerError('TX_FAILED', `key ${e.key} should be anchored by ${writer} but holds nothing`, { key: e.key });
-    if (h.hash !== e.hash || h.scope !== e.scope) throw this.keyTaken(writer, e, h);
+    if (h.hash !== e.hash) throw this.keyTaken(writer, e, h);
     let tx = '';
     if (h.block > 0) {
       try {
@@ -506,7 +520,7 @@ export class EvmLedger implements Ledger {
           [
             {
               address: this.address,
-              topics: [WRITTEN_TOPIC, e.key, e.scope, zeroPadValue(writer, 32).toLowerCase()],
+              topics: [WRITTEN_TOPIC, e.key, null, zeroPadValue(writer, 32).toLowerCase()],
               fromBlock: toQuantity(h.block),
               toBlock: toQuantity(h.block),
             },
@@ -523,11 +537,11 @@ export class EvmLedger implements Ledger {
   }
 
   private keyTaken(writer: string, wanted: Entry, held: Held): LedgerError {
-    const what =
-      held.hash !== wanted.hash
-        ? `a different hash under key ${wanted.key} (${held.hash}, not ${wanted.hash})`
-        : `this hash under key ${wanted.key} for another scope (${held.scope}, not ${wanted.scope})`;
-    return new LedgerError('KEY_TAKEN', `you (${writer}) already anchored ${what}; the registry is write-once per writer`, { key: wanted.key });
+    return new LedgerError(
+      'KEY_TAKEN',
+      `you (${writer}) already anchored a different hash under key ${wanted.key} (${held.hash}, not ${wanted.hash}); the registry is write-once per writer`,
+      { key: wanted.key },
+    );
   }
 
   // ---- writes ---------------------------------------------------------------------------------
@@ -554,8 +568,8 @@ export class EvmLedger implements Ledger {
     const wanted = new Map<string, Entry>();
     for (const e of entries) {
       const prev = wanted.get(e.key);
-      if (prev !== undefined && (prev.hash !== e.hash || prev.scope !== e.scope)) {
-        throw new LedgerError('BAD_INPUT', `key ${e.key} appears twice with different hashes or scopes`, { key: e.key });
+      if (prev !== undefined && prev.hash !== e.hash) {
+        throw new LedgerError('BAD_INPUT', `key ${e.key} appears twice with different hashes`, { key: e.key });
       }
       wanted.set(e.key, e);
     }
@@ -568,7 +582,7 @@ export class EvmLedger implements Ledger {
     list.forEach((e, i) => {
       const h = held[i];
       if (!h) todo.push(e);
-      else if (h.hash === e.hash && h.scope === e.scope) already.push([e, h]);
+      else if (h.hash === e.hash) already.push([e, h]);
       else throw this.keyTaken(me, e, h);
     });
     for (const r of await Promise.all(already.map(([e, h]) => this.existingReceipt(me, e, h)))) done.set(r.key, r);
@@ -652,7 +666,7 @@ export class EvmLedger implements Ledger {
     const recs = await Promise.all(chunk.map((e) => this.held(e.key, me)));
     chunk.forEach((e, i) => {
       const r = recs[i];
-      if (r && (r.hash !== e.hash || r.scope !== e.scope)) throw this.keyTaken(me, e, r);
+      if (r && r.hash !== e.hash) throw this.keyTaken(me, e, r);
     });
     // everything holds our hashes: an identical concurrent write of ours won the race
     if (recs.every((r) => r !== null)) return Promise.all(chunk.map((e, i) => this.existingReceipt(me, e, recs[i])));
@@ -684,14 +698,15 @@ export class EvmLedger implements Ledger {
 
   // ---- waiting for anchors --------------------------------------------------------------------
 
-  async waitForAnchor(scope: string, key: string, timeoutMs: number): Promise<LedgerRecord[]> {
+  async waitForAnchor(scope: string, key: string, timeoutMs: number, identity?: string): Promise<LedgerRecord[]> {
     const s = bytes32(scope, 'scope');
     const k = bytes32(key, 'key');
+    const id = identity === undefined ? ZERO32 : bytes32(identity, 'identity');
     await this.ready();
-    if (!(timeoutMs > 0)) return this.read(s, k);
+    if (!(timeoutMs > 0)) return this.read(s, k, id);
     let w: Waiter | undefined;
     const p = new Promise<LedgerRecord[]>((resolve, reject) => {
-      w = { key: k, scope: s, timeoutMs, resolve, reject, done: false, timer: setTimeout(() => this.expireWaiter(w as Waiter), timeoutMs) };
+      w = { key: k, scope: s, identity: id, timeoutMs, resolve, reject, done: false, timer: setTimeout(() => this.expireWaiter(w as Waiter), timeoutMs) };
     });
     const waiter = w as Waiter;
     let set = this.waiters.get(k);
@@ -699,7 +714,7 @@ export class EvmLedger implements Ledger {
     set.add(waiter);
     try {
       await this.startWatch();
-      const recs = await this.read(s, k);
+      const recs = await this.read(s, k, id);
       if (recs.some((r) => r.entitled)) this.settle(waiter, recs);
     } catch (e) {
       this.settle(waiter, e instanceof LedgerError ? e : new LedgerError('UNREACHABLE', String(e), { key: k, cause: e }));
@@ -715,7 +730,7 @@ export class EvmLedger implements Ledger {
    */
   private expireWaiter(w: Waiter): void {
     if (w.done) return;
-    this.read(w.scope, w.key).then(
+    this.read(w.scope, w.key, w.identity).then(
       (recs) => this.settle(w, recs),
       (e: unknown) => {
         const during = this.watchError;
@@ -809,16 +824,18 @@ export class EvmLedger implements Ledger {
         }
       }
       // any anchor under an awaited key wakes its waiters; each resolves only once an anchor
-      // entitled for its own scope is there (one read per key and scope)
+      // entitled for its own scope and creator is there (one read per key, scope and identity)
       const reads: Promise<void>[] = [];
       for (const k of seen) {
         const ws = this.waiters.get(k);
         if (!ws) continue;
-        for (const scope of new Set([...ws].map((w) => w.scope))) {
+        const groups = new Map<string, { scope: string; identity: string }>();
+        for (const w of ws) groups.set(`${w.scope}/${w.identity}`, { scope: w.scope, identity: w.identity });
+        for (const [g, { scope, identity }] of groups) {
           reads.push(
-            this.read(scope, k).then((recs) => {
+            this.read(scope, k, identity).then((recs) => {
               if (!recs.some((r) => r.entitled)) return;
-              for (const w of [...(this.waiters.get(k) ?? [])]) if (w.scope === scope) this.settle(w, recs);
+              for (const w of [...(this.waiters.get(k) ?? [])]) if (`${w.scope}/${w.identity}` === g) this.settle(w, recs);
             }),
           );
         }

@@ -11,6 +11,8 @@ export {
   deployRegistry,
   grantWriter,
   revokeWriter,
+  bindIdentity,
+  unbindIdentity,
   proposeAdmin,
   acceptAdmin,
   loadRegistryArtifact,

@@ -7,8 +7,9 @@
  * *scope* — one TAXII collection (`collectionScope(collectionId)` in lib/digest) or every
  * collection (`ANY_SCOPE`). A write names its scope and the ledger refuses it unless the writer is
  * granted that scope. A read returns every anchor under a key, each flagged `entitled` when its
- * writer is, *now*, granted the scope asked about and wrote it for that scope; lib/verify decides
- * from the entitled ones only (revoking a writer withdraws its word).
+ * writer is, *now*, granted the scope asked about — and, when the read names the object's creator
+ * (`identityTag(created_by_ref)` in lib/digest) and the admin has bound that identity to accounts,
+ * is one of them. lib/verify decides from the entitled ones only (revoking withdraws a writer's word).
  *
  * Keys, scopes and hashes are 0x-prefixed, lower-case, 64-hex-digit strings (bytes32), as produced
  * by `lib/digest`. Adapters: `evm.ts` (ethers v6, Quorum/Besu/any EVM) and, later, `fabric.ts`.
@@ -50,11 +51,9 @@ export interface LedgerRecord {
   writer: string;
   /** block timestamp, seconds since the epoch */
   timestamp: number;
-  /** the scope the writer named when writing */
-  scope: string;
   /**
-   * true when the writer wrote it for the scope the read asked about (or for that collection while
-   * holding ANY_SCOPE) and is granted that scope now — i.e. this anchor counts for verification.
+   * true when the writer is granted, now, the scope the read asked about (or ANY_SCOPE) and, when
+   * the read named a creator identity bound to accounts, is bound to it — this anchor counts.
    */
   entitled: boolean;
   /** block number of the write, when known */
@@ -86,8 +85,11 @@ export interface Ledger {
    * Other writers' anchors under the same key never block a write.
    */
   anchorMany(entries: AnchorEntry[]): Promise<AnchorReceipt[]>;
-  /** Every anchor under `key` (any writer), `entitled` judged for `scope`; [] when there is none. */
-  lookup(scope: string, key: string): Promise<LedgerRecord[]>;
+  /**
+   * Every anchor under `key` (any writer), `entitled` judged for `scope` and, when given, the
+   * creator's identity tag; [] when there is none.
+   */
+  lookup(scope: string, key: string, identity?: string): Promise<LedgerRecord[]>;
   /**
    * Wait until an *entitled* anchor exists under `key` for `scope` (contract event, or polling),
    * at most `timeoutMs`. Resolves with every anchor under the key (as `lookup`); when the deadline
@@ -95,7 +97,7 @@ export interface Ledger {
    * (LedgerError UNREACHABLE, naming the RPC error) when the ledger cannot be read at the start or
    * for that final read — never [] for "could not look".
    */
-  waitForAnchor(scope: string, key: string, timeoutMs: number): Promise<LedgerRecord[]>;
+  waitForAnchor(scope: string, key: string, timeoutMs: number, identity?: string): Promise<LedgerRecord[]>;
   /** Where the signing account may write (`scope` defaults to ANY_SCOPE). Throws BAD_CONFIG without a signer. */
   writerStatus(scope?: string): Promise<WriterStatus>;
   /** Release connections, listeners and timers. Safe to call twice. */
