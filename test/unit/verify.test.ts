@@ -6,7 +6,7 @@
  * test/integration/tampering.test.ts and ledger.test.ts).
  */
 import { strict as assert } from 'node:assert';
-import { keyForObject } from '../../lib/digest';
+import { identityTag, keyForObject } from '../../lib/digest';
 import { LedgerError, type AnchorEntry, type AnchorReceipt, type Ledger, type LedgerRecord, type WriterStatus } from '../../lib/ledger/ledger';
 import { overallStatus } from '../../lib/ops/verify';
 import { isRejection, verifyObject } from '../../lib/verify';
@@ -17,25 +17,38 @@ const HONEST = '0x1111111111111111111111111111111111111111';
 const ROGUE = '0x2222222222222222222222222222222222222222';
 const OUTSIDER = '0x3333333333333333333333333333333333333333';
 
-/** Records by (key) → writer → {hash, scope}; `entitled` judged from `grants` at read time, as documented. */
+/**
+ * Anchors by key, in write order; `entitled` judged at read time as documented: the writer is
+ * granted the scope asked about now (the scope named when writing is not kept, as on chain) and,
+ * when the read names a creator identity bound to accounts, is one of them.
+ */
 class TableLedger implements Ledger {
   readonly state = 'connected' as const;
-  readonly rows = new Map<string, Array<{ writer: string; hash: string; scope: string }>>();
+  readonly rows = new Map<string, Array<{ writer: string; hash: string }>>();
   readonly grants = new Map<string, Set<string>>(); // writer -> scopes
+  readonly bindings = new Map<string, Set<string>>(); // identity tag -> accounts
   reads = 0;
   failReads = 0;
-  put(writer: string, scope: string, key: string, hash: string): void {
+  /** identity tags the reads named (undefined: none) */
+  readonly identities: Array<string | undefined> = [];
+  put(writer: string, _scope: string, key: string, hash: string): void {
     const list = this.rows.get(key) ?? [];
-    list.push({ writer, hash, scope });
+    list.push({ writer, hash });
     this.rows.set(key, list);
+  }
+  bind(identity: string, account: string): void {
+    const s = this.bindings.get(identity) ?? new Set<string>();
+    s.add(account);
+    this.bindings.set(identity, s);
   }
   grant(writer: string, scope: string): void {
     const s = this.grants.get(writer) ?? new Set<string>();
     s.add(scope);
     this.grants.set(writer, s);
   }
-  async lookup(scope: string, key: string): Promise<LedgerRecord[]> {
+  async lookup(scope: string, key: string, identity?: string): Promise<LedgerRecord[]> {
     this.reads++;
+    this.identities.push(identity);
     if (this.failReads > 0) {
       this.failReads--;
       throw new LedgerError('UNREACHABLE', 'node down (test)');
@@ -45,12 +58,15 @@ class TableLedger implements Ledger {
       hash: r.hash,
       writer: r.writer,
       timestamp: 1_700_000_000,
-      scope: r.scope,
-      entitled: r.scope === scope && (this.grants.get(r.writer)?.has(scope) ?? false),
+      entitled: (this.grants.get(r.writer)?.has(scope) ?? false) && this.boundOk(identity, r.writer),
     }));
   }
-  async waitForAnchor(scope: string, key: string): Promise<LedgerRecord[]> {
-    return this.lookup(scope, key);
+  private boundOk(identity: string | undefined, writer: string): boolean {
+    const bound = identity === undefined ? undefined : this.bindings.get(identity);
+    return bound === undefined || bound.size === 0 || bound.has(writer);
+  }
+  async waitForAnchor(scope: string, key: string, _timeoutMs: number, identity?: string): Promise<LedgerRecord[]> {
+    return this.lookup(scope, key, identity);
   }
   anchor(): Promise<AnchorReceipt> {
     throw new Error('not used');
@@ -152,6 +168,34 @@ describe('lib/verify: who may vouch (issue 11.1)', () => {
     l.put(HONEST, g.scope, g.key, g.hash);
     assert.equal((await verifyObject(l, COL, genuine)).status, 'verified');
     assert.equal((await verifyObject(l, COL, forged)).status, 'mismatch');
+  });
+
+  it('a creator bound to HONEST: ROGUE (granted the collection) no longer vouches for its objects; without created_by_ref it still does', async () => {
+    const creator = 'identity--0f8e2b1c-5d44-4c3e-9a51-6f0a2d7c9b10';
+    const tagged = { ...genuine, created_by_ref: creator } as StixObject;
+    const t = keyForObject(COL, tagged);
+    l.put(ROGUE, g.scope, t.key, t.hash);
+    // unbound: the collection grant decides
+    assert.equal((await verifyObject(l, COL, tagged)).status, 'verified');
+    assert.equal(l.identities.at(-1), identityTag(creator), 'the read names identityTag(created_by_ref)');
+    l.bind(identityTag(creator), HONEST);
+    const v = await verifyObject(l, COL, tagged, { waitMs: 20 });
+    assert.equal(v.status, 'wrong-writer');
+    assert.equal(v.writer, ROGUE);
+    assert.equal(v.creator, creator);
+    assert.equal(l.identities.at(-1), identityTag(creator), 'waitForAnchor names it too');
+    l.put(HONEST, g.scope, t.key, t.hash);
+    const ok = await verifyObject(l, COL, tagged);
+    assert.equal(ok.status, 'verified');
+    assert.equal(ok.writer, HONEST);
+    // an object without a creator: no identity in the read, ROGUE's grant counts
+    const other = { ...genuine, id: 'indicator--5b0d3a1e-7c2f-4e8a-9d61-2f4c8b7a6e03' } as StixObject;
+    const o = keyForObject(COL, other);
+    l.put(ROGUE, o.scope, o.key, o.hash);
+    const plain = await verifyObject(l, COL, other);
+    assert.equal(l.identities.at(-1), undefined);
+    assert.equal(plain.status, 'verified');
+    assert.equal(plain.writer, ROGUE);
   });
 
   it('two entitled writers agreeing is verified', async () => {
