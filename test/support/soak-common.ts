@@ -32,6 +32,8 @@ export interface ProducerConfig {
   sentFile: string;
   /** give up retrying a batch after this long, ms (then it is reported unsent) */
   giveUpMs: number;
+  /** false: POST without anchoring (the benchmark's no-ledger baseline, a collection with integrity off); default true */
+  anchor?: boolean;
 }
 
 /** The consumer's configuration (env SETS_SOAK_CONFIG, JSON). */
@@ -47,6 +49,12 @@ export interface ConsumerConfig {
   /** how long verifyPayload waits for a not-yet-mined anchor, ms */
   waitMs: number;
   prefetch: number;
+  /**
+   * 'ledger' (default): verifyPayload against the ledger. 'validate': the benchmark's no-ledger
+   * baseline — the object is parsed and STIX-validated (lib/stix extractObjects) and hashed, no
+   * ledger read; journalled as `verified` (meaning received and valid).
+   */
+  verify?: 'ledger' | 'validate';
 }
 
 /** Progress a child reports to the orchestrator (IPC). */
@@ -66,6 +74,8 @@ export interface JournalLine {
   redelivered: boolean;
   reason?: string;
   at: number;
+  /** when the delivery was settled (verification done, journal about to be written), ms */
+  done?: number;
 }
 
 /** One line of the producer's sent file. */
@@ -74,6 +84,8 @@ export interface SentLine {
   id: string;
   version: string | null;
   at: number;
+  /** when the producer began this object's batch (before anchoring), ms */
+  start?: number;
 }
 
 /** A UUID (v4 layout) derived from a seed: the same object on every retry. */

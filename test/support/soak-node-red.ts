@@ -36,6 +36,8 @@ export interface SoakServerSettings {
   /** taxii-server recovery sweep: seconds between sweeps, and how long a record stays pending before a sweep emits it again */
   recoveryIntervalS: number;
   anchorGraceS: number;
+  /** the example's collection to copy: integrity 'required' (default) or 'off' (the benchmark's no-ledger baseline) */
+  integrity?: 'required' | 'off';
 }
 
 export const SOAK_STORE_SUBDIR = 'soak-store';
@@ -67,7 +69,7 @@ export function prepareServerUserDir(s: SoakServerSettings): void {
     if (n.type === 'sets-broker') Object.assign(n, { kind: 'amqp', host: s.amqpHost, port: s.amqpPort, vhost: '/' });
     if (n.type === 'taxii-server') {
       const cols = n.collections as Array<Record<string, unknown>>;
-      const first = cols.find((c) => c.integrity === 'required') as Record<string, unknown>;
+      const first = cols.find((c) => c.integrity === (s.integrity ?? 'required')) as Record<string, unknown>;
       n.collections = [{ ...first, id: s.collection }];
       n.apiRoot = SOAK_API_ROOT;
       n.recoveryInterval = s.recoveryIntervalS;

@@ -41,9 +41,10 @@ async function runProducer(cfg: ProducerConfig): Promise<void> {
     report({ kind: 'producer', sent: stats.sent, batchesDone: stats.batchesDone, anchorRetries: stats.anchorRetries, postRetries: stats.postRetries, unsent: stats.unsent, done, ...(stats.lastError ? { lastError: stats.lastError } : {}) });
 
   const runBatch = async (first: number, objects: StixObject[]): Promise<void> => {
-    const deadline = Date.now() + cfg.giveUpMs;
-    // 1. anchor (retried until it succeeds: idempotent for identical hashes)
-    for (;;) {
+    const start = Date.now();
+    const deadline = start + cfg.giveUpMs;
+    // 1. anchor (retried until it succeeds: idempotent for identical hashes); not in the no-ledger baseline
+    for (; cfg.anchor !== false; ) {
       try {
         await anchorPayload(ledger, { collection: cfg.collection, payload: objects });
         break;
@@ -67,7 +68,7 @@ async function runProducer(cfg: ProducerConfig): Promise<void> {
         const now = Date.now();
         for (const o of left) {
           if (!accepted.has(o.id)) continue;
-          const line: SentLine = { i: first + objects.indexOf(o), id: o.id, version: objectVersion(o), at: now };
+          const line: SentLine = { i: first + objects.indexOf(o), id: o.id, version: objectVersion(o), at: now, start };
           sent.append(line);
           stats.sent++;
         }

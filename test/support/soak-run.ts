@@ -76,6 +76,26 @@ export interface SoakOptions {
   log?: (line: string) => void;
   /** keep the work dir (logs, journals, store) even when the run passed */
   keep?: boolean;
+  /**
+   * false: the no-ledger baseline (the benchmark's): a collection with integrity off, the producer
+   * POSTs without anchoring, the consumer validates instead of reading the ledger. Default true.
+   */
+  ledger?: boolean;
+  /** how often the progress line is logged, ms (default 10,000) */
+  progressMs?: number;
+  /** called once every component runs, before the producer starts: what a benchmark needs to watch the processes */
+  onStarted?: (w: SoakWatch) => void;
+}
+
+/** The run's processes, for a benchmark's resource sampling (test/support/bench-*.ts). */
+export interface SoakWatch {
+  /** the chain node itself (not the outage proxy) */
+  chainRpcUrl: string;
+  amqpUrl: string;
+  /** Node-RED's HTTP port */
+  serverPort: number;
+  producerPid(): number | undefined;
+  consumerPid(): number | undefined;
 }
 
 export interface FaultRecord {
@@ -234,6 +254,7 @@ export async function runSoak(opts: SoakOptions = {}): Promise<SoakResult> {
   const consumerWaitMs = opts.consumerWaitMs ?? 30_000;
   const recoveryIntervalS = opts.recoveryIntervalS ?? 60;
   const anchorGraceS = opts.anchorGraceS ?? 300;
+  const ledger = opts.ledger ?? true;
   const runId = randomUUID().slice(0, 8);
   const collection = randomUUID();
   const startedAt = new Date().toISOString();
@@ -278,7 +299,7 @@ export async function runSoak(opts: SoakOptions = {}): Promise<SoakResult> {
 
     // -- server -----------------------------------------------------------------------------
     const nrPort = await freePort();
-    prepareServerUserDir({ userDir: files.nrUserDir, port: nrPort, collection, rpcUrl, chainId: chain.chainId, registry, amqpHost: '127.0.0.1', amqpPort, users: USERS, recoveryIntervalS, anchorGraceS });
+    prepareServerUserDir({ userDir: files.nrUserDir, port: nrPort, collection, rpcUrl, chainId: chain.chainId, registry, amqpHost: '127.0.0.1', amqpPort, users: USERS, recoveryIntervalS, anchorGraceS, integrity: ledger ? 'required' : 'off' });
     nr = soakNodeRed({ userDir: files.nrUserDir, port: nrPort }, files.nrLog);
     const nrRef = nr;
     stops.push(() => nrRef.stop());
@@ -287,7 +308,7 @@ export async function runSoak(opts: SoakOptions = {}): Promise<SoakResult> {
     log(`Node-RED at ${base}/ (TAXII API root ${base}/taxii/${SOAK_API_ROOT}/)`);
 
     // -- consumer (its durable queue must exist before anything is distributed) -------------
-    const consumerCfg: ConsumerConfig = { amqpUrl, queue: `soak-${runId}`, collection, rpcUrl, registry, chainId: chain.chainId, journalFile: files.journal, waitMs: consumerWaitMs, prefetch: 50 };
+    const consumerCfg: ConsumerConfig = { amqpUrl, queue: `soak-${runId}`, collection, rpcUrl, registry, chainId: chain.chainId, journalFile: files.journal, waitMs: consumerWaitMs, prefetch: 50, verify: ledger ? 'ledger' : 'validate' };
     const consumerFile = path.join(__dirname, 'soak-consumer.js');
     const startConsumer = async (): Promise<void> => {
       consumerReady = false;
@@ -326,7 +347,9 @@ export async function runSoak(opts: SoakOptions = {}): Promise<SoakResult> {
       concurrency,
       sentFile: files.sent,
       giveUpMs,
+      anchor: ledger,
     };
+    opts.onStarted?.({ chainRpcUrl: chain.rpcUrl, amqpUrl, serverPort: nrPort, producerPid: () => producer?.proc.pid, consumerPid: () => consumer?.proc.pid });
     const setupS = (Date.now() - t0) / 1000;
     const tp = Date.now();
     producer = startChild(path.join(__dirname, 'soak-producer.js'), producerCfg, files.producerLog, (r) => {
@@ -344,7 +367,7 @@ export async function runSoak(opts: SoakOptions = {}): Promise<SoakResult> {
           `retries anchor ${prod?.anchorRetries ?? 0} post ${prod?.postRetries ?? 0} verify ${cons?.retried ?? 0}` +
           (prod?.lastError ? ` | producer: ${prod.lastError.slice(0, 120)}` : ''),
       );
-    }, 10_000);
+    }, opts.progressMs ?? 10_000);
     stops.push(async () => clearInterval(ticker));
 
     // -- faults -----------------------------------------------------------------------------
