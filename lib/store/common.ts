@@ -16,7 +16,7 @@
  */
 import { normaliseTimestamp } from '../digest';
 import { StoreError } from './errors';
-import type { IntegrityStatus, RecordQuery, StoredRecord, VersionMatch } from './store';
+import type { IntegrityStatus, RecordQuery, StatusDetail, StatusMove, StatusResource, StoredRecord, VersionMatch } from './store';
 
 export const STATUSES: readonly IntegrityStatus[] = ['pending', 'finalized', 'invalid'];
 
@@ -382,4 +382,90 @@ export function expectedStatuses(expect: IntegrityStatus | readonly IntegritySta
 export function checkMetaName(name: string, initial: string): void {
   if (typeof name !== 'string' || name.length === 0 || name.length > 200) throw new StoreError('ERR_STORE_BAD_RECORD', 'getOrCreateMeta: name must be 1-200 characters');
   if (typeof initial !== 'string') throw new StoreError('ERR_STORE_BAD_RECORD', 'getOrCreateMeta: initial must be a string');
+}
+
+// ---------------------------------------------------------------------------------------------
+// TAXII status resources kept as a header and one item per pending entry (Store.settleStatus)
+
+/** How a pending entry's version is matched by settleStatus: the normalised instant, else the text. */
+export function statusVersionKey(version: string): string {
+  return normalised(version) ?? String(version);
+}
+
+/** A pending entry of a status resource as the stores keep it (`st` once settled). */
+export interface StatusEntry {
+  /** position among the resource's pendings as put */
+  i: number;
+  id: string;
+  version: string;
+  message?: string;
+  /** settled: s = success, f = failure */
+  st?: 's' | 'f';
+  /** the settling message */
+  m?: string;
+}
+
+/** The resource without its pendings (the header), and its pendings as entries. */
+export function splitStatus(status: StatusResource): { header: StatusResource; entries: StatusEntry[] } {
+  if (status.pendings !== undefined && !Array.isArray(status.pendings)) {
+    throw new StoreError('ERR_STORE_BAD_RECORD', 'putStatus: pendings must be a list');
+  }
+  const { pendings, ...rest } = status;
+  const entries = (pendings ?? []).map((d, i): StatusEntry => {
+    if (!d || typeof d.id !== 'string' || typeof d.version !== 'string') {
+      throw new StoreError('ERR_STORE_BAD_RECORD', `putStatus: pendings[${i}] must have a string id and version`);
+    }
+    const e: StatusEntry = { i, id: d.id, version: d.version };
+    if (d.message !== undefined) e.message = d.message;
+    return e;
+  });
+  return { header: JSON.parse(JSON.stringify(rest)) as StatusResource, entries };
+}
+
+/** Check a settleStatus call; returns the moves with their version keys. */
+export function checkMoves(statusId: string, moves: readonly StatusMove[]): Array<StatusMove & { vk: string }> {
+  if (typeof statusId !== 'string' || statusId.length === 0) throw new StoreError('ERR_STORE_BAD_RECORD', 'settleStatus: statusId must be a non-empty string');
+  if (!Array.isArray(moves)) throw new StoreError('ERR_STORE_BAD_RECORD', 'settleStatus: moves must be a list');
+  return moves.map((m, i) => {
+    if (!m || typeof m.id !== 'string' || typeof m.version !== 'string' || (m.outcome !== 'success' && m.outcome !== 'failure') || typeof m.message !== 'string') {
+      throw new StoreError('ERR_STORE_BAD_RECORD', `settleStatus: moves[${i}] must have a string id, version and message and an outcome of success or failure`);
+    }
+    return { ...m, vk: statusVersionKey(m.version) };
+  });
+}
+
+/**
+ * The resource from its header and entries (any order): unsettled entries are its pendings,
+ * settled ones are appended to successes / failures in their pending order; the counts move by
+ * what was settled (so counts the lists do not show are kept) and `status` follows pending_count.
+ * Without settled entries the resource is exactly as put.
+ */
+export function assembleStatus(header: StatusResource, entries: readonly StatusEntry[]): StatusResource {
+  const sorted = [...entries].sort((a, b) => a.i - b.i);
+  const pendings: StatusDetail[] = [];
+  const ok: StatusDetail[] = [];
+  const bad: StatusDetail[] = [];
+  for (const e of sorted) {
+    if (e.st === undefined) {
+      const d: StatusDetail = { id: e.id, version: e.version };
+      if (e.message !== undefined) d.message = e.message;
+      pendings.push(d);
+    } else {
+      const d: StatusDetail = { id: e.id, version: e.version };
+      if (e.m !== undefined) d.message = e.m;
+      (e.st === 's' ? ok : bad).push(d);
+    }
+  }
+  const out: StatusResource = { ...header };
+  delete out.pendings;
+  if (pendings.length > 0) out.pendings = pendings;
+  if (ok.length === 0 && bad.length === 0) return out;
+  if (ok.length > 0) out.successes = [...(header.successes ?? []), ...ok];
+  if (bad.length > 0) out.failures = [...(header.failures ?? []), ...bad];
+  out.success_count = header.success_count + ok.length;
+  out.failure_count = header.failure_count + bad.length;
+  out.pending_count = Math.max(0, header.pending_count - ok.length - bad.length);
+  if (pendings.length > out.pending_count) out.pending_count = pendings.length;
+  out.status = out.pending_count > 0 ? 'pending' : 'complete';
+  return out;
 }

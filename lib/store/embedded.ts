@@ -19,7 +19,11 @@
  *   c C s                  -> count of records with that status
  *   m clock                -> last date_added assigned (µs since epoch; never goes backwards)
  *   m meta name            -> store-wide named values (getOrCreateMeta: the server's token secret)
- *   S id / X expiry id     -> TAXII status resources and their expiry index
+ *   S id / X expiry id     -> TAXII status resources (without their pendings) and their expiry index
+ *   SP id oid vk           -> the pending entries of status resource `id` naming that object version
+ *                             (normally one; settled in place: {st, m}),
+ *                             so settling one object is one small read and write whatever the
+ *                             resource's size (Store.settleStatus); getStatus assembles the resource
  *
  * "Default candidates" = the versions that are not `invalid` and carry the object's highest spec
  * version (what a TAXII GET without match[spec_version] sees). L/F hold exactly one entry per
@@ -59,6 +63,7 @@ import type {
   RecordQuery,
   SetStatusOptions,
   StatusCounts,
+  StatusMove,
   StatusResource,
   Store,
   StoredRecord,
@@ -82,6 +87,11 @@ import {
   prepareRecord,
   selectVersions,
   versionKey,
+  assembleStatus,
+  checkMoves,
+  splitStatus,
+  statusVersionKey,
+  type StatusEntry,
   type NewRecord,
   type NormalisedQuery,
   type PreparedRecord,
@@ -123,6 +133,8 @@ export interface EmbeddedStoreStats {
 // Keys
 
 const SEP = '\u0000';
+/** most status entries one purge of expired status resources deletes */
+const PURGE_ENTRIES = 10_000;
 const FORMAT = '1';
 
 // Key parts escape the separator characters themselves, so the regexes must name them.
@@ -158,8 +170,22 @@ const K = {
   format: key('m', 'format'),
   userMeta: (name: string) => key('m', 'meta', name),
   status: (id: string) => key('S', id),
+  entry: (sid: string, id: string, vk: string) => key('SP', sid, id, vk),
+  entries: (sid: string) => prefix('SP', sid),
   expiry: (at: number, id: string) => key('X', String(at).padStart(16, '0'), id),
 };
+
+/** A status resource's pending entries grouped under their keys (SP sid id vk). */
+function groupEntries(statusId: string, entries: readonly StatusEntry[]): Map<string, StatusEntry[]> {
+  const out = new Map<string, StatusEntry[]>();
+  for (const e of entries) {
+    const k = K.entry(statusId, e.id, statusVersionKey(e.version));
+    const list = out.get(k);
+    if (list) list.push(e);
+    else out.set(k, [e]);
+  }
+  return out;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Per-object meta
@@ -905,16 +931,23 @@ export class EmbeddedStore implements Store {
     if (!status || typeof status.id !== 'string' || status.id.length === 0) {
       throw new StoreError('ERR_STORE_BAD_RECORD', 'putStatus: status.id must be a non-empty string');
     }
+    const { header, entries } = splitStatus(status);
     await this.exclusive('putStatus', async (h) => {
       const now = this.now();
       const ops: Op[] = [];
       // purge first: the puts below come later in the batch and win over any purge of this id
       await this.purgeExpired(h, now, ops, 100);
       const old = await h.db.get(K.status(status.id));
-      if (old !== undefined) ops.push({ type: 'del', key: K.expiry((JSON.parse(old) as { x: number }).x, status.id) });
+      if (old !== undefined) {
+        ops.push({ type: 'del', key: K.expiry((JSON.parse(old) as { x: number }).x, status.id) });
+        // a replaced resource: its old entries go (one scan, only when an id is put again)
+        const p = K.entries(status.id);
+        for await (const k of h.db.keys({ gte: p, lt: upper(p) })) ops.push({ type: 'del', key: k });
+      }
       const x = now + this.retentionMs;
-      ops.push({ type: 'put', key: K.status(status.id), value: JSON.stringify({ x, r: status }) });
+      ops.push({ type: 'put', key: K.status(status.id), value: JSON.stringify({ x, r: header }) });
       ops.push({ type: 'put', key: K.expiry(x, status.id), value: '' });
+      for (const [k, list] of groupEntries(status.id, entries)) ops.push({ type: 'put', key: k, value: JSON.stringify(list) });
       await h.db.batch(ops);
     });
   }
@@ -922,14 +955,23 @@ export class EmbeddedStore implements Store {
   async getStatus(id: string): Promise<StatusResource | null> {
     const h = this.h('getStatus');
     let json: string | undefined;
+    const entries: StatusEntry[] = [];
+    const snapshot = h.db.snapshot();
     try {
-      json = await h.db.get(K.status(id));
+      json = await h.db.get(K.status(id), { snapshot });
+      if (json !== undefined) {
+        const p = K.entries(id);
+        for await (const v of h.db.values({ gte: p, lt: upper(p), snapshot })) entries.push(...(JSON.parse(v) as StatusEntry[]));
+      }
     } catch (err) {
       throw this.fail('getStatus', err);
+    } finally {
+      await snapshot.close().catch(() => undefined);
     }
     if (json === undefined) return null;
     const v = JSON.parse(json) as { x: number; r: StatusResource };
-    if (v.x > this.now()) return v.r;
+    // a resource written whole by an earlier version keeps its pendings in the header
+    if (v.x > this.now()) return v.r.pendings !== undefined ? v.r : assembleStatus(v.r, entries);
     await this.exclusive('getStatus', async (hh) => {
       const ops: Op[] = [];
       await this.purgeExpired(hh, this.now(), ops, 100);
@@ -938,17 +980,89 @@ export class EmbeddedStore implements Store {
     return null;
   }
 
-  /** Add deletions of up to `max` expired status resources to `ops`. */
+  async settleStatus(statusId: string, moves: readonly StatusMove[]): Promise<boolean[]> {
+    const checked = checkMoves(statusId, moves);
+    if (checked.length === 0) return [];
+    return this.exclusive('settleStatus', async (h) => {
+      const now = this.now();
+      const json = await h.db.get(K.status(statusId));
+      if (json === undefined) return checked.map(() => false);
+      const v = JSON.parse(json) as { x: number; r: StatusResource };
+      if (!(v.x > now)) return checked.map(() => false);
+      const ops: Op[] = [];
+      let header = v.r;
+      /** entry lists read or changed by this call, by key (a later move of the batch sees an earlier one's change) */
+      const lists = new Map<string, StatusEntry[] | undefined>();
+      const changed = new Set<string>();
+      if (header.pendings !== undefined) {
+        // written whole by an earlier version: split it once (its entries are written below)
+        const split = splitStatus(header);
+        header = split.header;
+        for (const [k, list] of groupEntries(statusId, split.entries)) {
+          lists.set(k, list);
+          changed.add(k);
+        }
+      }
+      const keys = checked.map((m) => K.entry(statusId, m.id, m.vk));
+      if (header === v.r) {
+        const wanted = [...new Set(keys)];
+        const vals = await h.db.getMany(wanted);
+        wanted.forEach((k, n) => lists.set(k, vals[n] === undefined ? undefined : (JSON.parse(vals[n] as string) as StatusEntry[])));
+      }
+      const out: boolean[] = [];
+      for (const [n, m] of checked.entries()) {
+        const k = keys[n];
+        let moved = false;
+        for (const e of lists.get(k) ?? []) {
+          if (e.st !== undefined) continue;
+          e.st = m.outcome === 'success' ? 's' : 'f';
+          e.m = m.message;
+          moved = true;
+        }
+        if (moved) changed.add(k);
+        out.push(moved);
+      }
+      if (!out.some(Boolean) && header === v.r) return out;
+      for (const k of changed) ops.push({ type: 'put', key: k, value: JSON.stringify(lists.get(k) ?? []) });
+      // an update renews the retention
+      const x = now + this.retentionMs;
+      ops.push({ type: 'del', key: K.expiry(v.x, statusId) });
+      ops.push({ type: 'put', key: K.status(statusId), value: JSON.stringify({ x, r: header }) });
+      ops.push({ type: 'put', key: K.expiry(x, statusId), value: '' });
+      await h.db.batch(ops);
+      return out;
+    });
+  }
+
+  /**
+   * Add deletions of up to `max` expired status resources to `ops`, with their entries (at most
+   * PURGE_ENTRIES per call: a resource with more keeps its expiry key and is finished by later calls;
+   * it reads as expired meanwhile).
+   */
   private async purgeExpired(h: Handle, now: number, ops: Op[], max: number): Promise<void> {
     const p = prefix('X');
     const end = p + String(now + 1).padStart(16, '0');
+    let budget = PURGE_ENTRIES;
     for await (const k of h.db.keys({ gte: p, lt: end, limit: max })) {
       const parts = k.split(SEP);
       const id = unesc(parts[2] ?? '');
-      ops.push({ type: 'del', key: k });
       // only delete the resource if it was not updated (re-put) since: its expiry key would differ
       const cur = await h.db.get(K.status(id));
-      if (cur !== undefined && K.expiry((JSON.parse(cur) as { x: number }).x, id) === k) ops.push({ type: 'del', key: K.status(id) });
+      if (cur !== undefined && K.expiry((JSON.parse(cur) as { x: number }).x, id) === k) {
+        const ep = K.entries(id);
+        let left = false;
+        for await (const ek of h.db.keys({ gte: ep, lt: upper(ep), limit: budget + 1 })) {
+          if (budget === 0) {
+            left = true;
+            break;
+          }
+          ops.push({ type: 'del', key: ek });
+          budget--;
+        }
+        if (left) return;
+        ops.push({ type: 'del', key: K.status(id) });
+      }
+      ops.push({ type: 'del', key: k });
     }
   }
 

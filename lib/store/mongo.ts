@@ -13,7 +13,14 @@
  *   and partial indexes on `last: true` / `first: true` (with and without type) so the default
  *   `match[version]=last` and `first` page by index range.
  * - `meta`: store-wide named values (getOrCreateMeta: the TAXII server's generated token secret).
- * - `statuses`: TAXII status resources with `expiresAt` (TTL index; reads also check it).
+ * - `statuses`: TAXII status resources without their pendings, with `expiresAt` (TTL index; reads
+ *   also check it).
+ * - `statusEntries`: one document per pending entry of a status resource ({s, id, vk, i}, index
+ *   {s, id, vk}; TTL on `expiresAt`), settled in place (`st`, `m`) by one conditional update, so
+ *   settling one object costs the same whatever the resource's size; getStatus assembles the
+ *   resource. An entry's expiry is renewed when it is settled, the resource's on every settle: a
+ *   resource kept alive by settles for longer than the retention may lose its oldest entries from
+ *   its lists and counts before it expires itself (24 h by default; settles come within minutes).
  * - `counters`: the date_added clock (µs, strictly increasing across all instances: an atomic
  *   `$max` update) and the revision counter of flag recomputations.
  *
@@ -31,7 +38,7 @@
  * lib/store/mongo-design.ts.
  */
 import type { AnyBulkWriteOperation, Collection, Db, Document, Filter, MongoClient, MongoClientOptions } from 'mongodb';
-import type { AddOutcome, IntegrityStatus, Page, RecordQuery, SetStatusOptions, StatusCounts, StatusResource, Store, StoredRecord, VersionMatch } from './store';
+import type { AddOutcome, IntegrityStatus, Page, RecordQuery, SetStatusOptions, StatusCounts, StatusMove, StatusResource, Store, StoredRecord, VersionMatch } from './store';
 import { randomUUID } from 'node:crypto';
 import { StoreError, describeError } from './errors';
 import {
@@ -46,6 +53,11 @@ import {
   type Reservation,
 } from './mongo-design';
 import {
+  assembleStatus,
+  checkMoves,
+  splitStatus,
+  statusVersionKey,
+  type StatusEntry,
   DEFAULT_STATUS_RETENTION_MS,
   STATUSES,
   buildRecord,
@@ -154,7 +166,18 @@ interface MetaDoc {
 
 interface StatusDoc {
   _id: string;
+  /** without its pendings (statusEntries); a document of an earlier version holds them here */
   resource: StatusResource;
+  expiresAt: Date;
+}
+
+interface StatusEntryDoc extends StatusEntry {
+  /** `<status id>\0<i>` */
+  _id: string;
+  /** status id */
+  s: string;
+  /** statusVersionKey(version) */
+  vk: string;
   expiresAt: Date;
 }
 
@@ -267,6 +290,10 @@ export class MongoStore implements Store {
         { key: { collection: 1, type: 1, first: 1, dateAdded: 1, _id: 1 }, name: 'first_by_type', partialFilterExpression: { first: true } },
       ]);
       await db.collection<StatusDoc>(p + 'statuses').createIndex({ expiresAt: 1 }, { name: 'ttl', expireAfterSeconds: 0 });
+      await db.collection<StatusEntryDoc>(p + 'statusEntries').createIndexes([
+        { key: { s: 1, id: 1, vk: 1 }, name: 'entry' },
+        { key: { expiresAt: 1 }, name: 'ttl', expireAfterSeconds: 0 },
+      ]);
       await db.collection<ReservationDoc>(p + 'reservations').createIndex({ expiresAt: 1 }, { name: 'ttl', expireAfterSeconds: 0 });
       this.client = client;
       this.database = db;
@@ -304,6 +331,9 @@ export class MongoStore implements Store {
   }
   private get statuses(): Collection<StatusDoc> {
     return this.db.collection<StatusDoc>((this.opts.collectionPrefix ?? '') + 'statuses');
+  }
+  private get statusEntries(): Collection<StatusEntryDoc> {
+    return this.db.collection<StatusEntryDoc>((this.opts.collectionPrefix ?? '') + 'statusEntries');
   }
   private get reservations(): Collection<ReservationDoc> {
     return this.db.collection<ReservationDoc>((this.opts.collectionPrefix ?? '') + 'reservations');
@@ -796,9 +826,18 @@ export class MongoStore implements Store {
     if (!status || typeof status.id !== 'string' || status.id.length === 0) {
       throw new StoreError('ERR_STORE_BAD_RECORD', 'putStatus: status.id must be a non-empty string');
     }
+    const { header, entries } = splitStatus(status);
     try {
       const expiresAt = new Date(this.now() + this.retentionMs);
-      await this.statuses.replaceOne({ _id: status.id }, { resource: status, expiresAt }, { upsert: true });
+      // entries first: a reader never sees the resource without them
+      await this.statusEntries.deleteMany({ s: status.id });
+      if (entries.length > 0) {
+        await this.statusEntries.insertMany(
+          entries.map((e) => ({ ...e, _id: `${status.id}\u0000${e.i}`, s: status.id, vk: statusVersionKey(e.version), expiresAt })),
+          { ordered: false },
+        );
+      }
+      await this.statuses.replaceOne({ _id: status.id }, { resource: header, expiresAt }, { upsert: true });
     } catch (err) {
       throw this.fail('putStatus', err);
     }
@@ -808,9 +847,38 @@ export class MongoStore implements Store {
     try {
       const d = await this.statuses.findOne({ _id: id });
       if (!d || d.expiresAt.getTime() <= this.now()) return null;
-      return d.resource;
+      if (d.resource.pendings !== undefined) return d.resource; // written whole by an earlier version
+      const entries = await this.statusEntries.find({ s: id }, { projection: { _id: 0, s: 0, vk: 0, expiresAt: 0 } }).toArray();
+      return assembleStatus(d.resource, entries as StatusEntry[]);
     } catch (err) {
       throw this.fail('getStatus', err);
+    }
+  }
+
+  async settleStatus(statusId: string, moves: readonly StatusMove[]): Promise<boolean[]> {
+    const checked = checkMoves(statusId, moves);
+    if (checked.length === 0) return [];
+    try {
+      const d = await this.statuses.findOne({ _id: statusId });
+      if (!d || d.expiresAt.getTime() <= this.now()) return checked.map(() => false);
+      const expiresAt = new Date(this.now() + this.retentionMs);
+      if (d.resource.pendings !== undefined) {
+        // written whole by an earlier version: split it once (putStatus writes its entries)
+        await this.putStatus(d.resource);
+      }
+      const out: boolean[] = [];
+      // one conditional update per move (atomic per entry: concurrent settles move it once)
+      for (const m of checked) {
+        const r = await this.statusEntries.updateMany(
+          { s: statusId, id: m.id, vk: m.vk, st: { $exists: false } },
+          { $set: { st: m.outcome === 'success' ? 's' : 'f', m: m.message, expiresAt } },
+        );
+        out.push(r.modifiedCount > 0);
+      }
+      if (out.some(Boolean)) await this.statuses.updateOne({ _id: statusId }, { $set: { expiresAt } });
+      return out;
+    } catch (err) {
+      throw this.fail('settleStatus', err);
     }
   }
 }

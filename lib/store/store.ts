@@ -128,6 +128,18 @@ export interface SetStatusOptions {
   expect?: IntegrityStatus | readonly IntegrityStatus[];
 }
 
+/**
+ * One move of Store.settleStatus: the pending entries of a status resource naming this object
+ * version (version compared as an instant, lib/digest normaliseTimestamp; as text when it is not a
+ * timestamp) go to `successes` or `failures` with this message.
+ */
+export interface StatusMove {
+  id: string;
+  version: string;
+  outcome: 'success' | 'failure';
+  message: string;
+}
+
 export interface StatusCounts {
   pending: number;
   finalized: number;
@@ -186,7 +198,23 @@ export interface Store {
    */
   getOrCreateMeta(name: string, initial: string): Promise<string>;
 
-  /** TAXII status resources. */
+  /**
+   * TAXII status resources. putStatus writes (or replaces) one whole resource and renews its
+   * retention; its `pendings` are kept as one small item each, so settleStatus moves them without
+   * reading or rewriting the resource. getStatus assembles the resource as put, with the settled
+   * entries moved (appended to `successes` / `failures` in the order they were listed as pending)
+   * and the counts and `status` adjusted: counts the caller gave that the lists do not show (e.g.
+   * failures summarised past a bound) are kept. Readable until the retention after the last
+   * putStatus / settleStatus that changed it; then null.
+   */
   putStatus(status: StatusResource): Promise<void>;
   getStatus(id: string): Promise<StatusResource | null>;
+  /**
+   * Move entries of one status resource from `pendings` (Store.putStatus) to `successes` /
+   * `failures`. Cost per move independent of the resource's size. One result per move, same order:
+   * true when at least one pending entry moved; false when none was pending any more (already
+   * settled), the version is not listed, or the resource is unknown or expired. Atomic per entry:
+   * two stores (instances) settling the same entry concurrently move it once.
+   */
+  settleStatus(statusId: string, moves: readonly StatusMove[]): Promise<boolean[]>;
 }

@@ -7,12 +7,13 @@
  * This is what the TAXII server's `recordVerification` does, as a function of the store: an n8n
  * execution that verifies a record the server trigger emitted earlier (another execution) settles
  * it here, with the `statusId` and `policy` that came with the record, without a reference to the
- * server object. The status-resource update is serialised per (store, status id) inside this
- * process; the record's own status is one store write.
+ * server object. The status-resource update is one Store.settleStatus move (a small write whatever
+ * the resource's size); moves of one status id that arrive while an earlier one is being written
+ * (or within one tick) go to the store as one call. The record's own status is one store write.
  */
-import type { IntegrityStatus, StatusDetail, StatusResource, Store, StoredRecord } from '../store/store';
+import type { IntegrityStatus, StatusDetail, StatusMove, StatusResource, Store, StoredRecord } from '../store/store';
 import type { IntegrityPolicy } from './server-config';
-import { decideIntegrity, INTEGRITY_VERDICTS, isIntegrityVerdict, normaliseVersion, OFF_REASON, sameVersion, type IntegrityVerdict } from './server-objects';
+import { decideIntegrity, INTEGRITY_VERDICTS, isIntegrityVerdict, normaliseVersion, OFF_REASON, type IntegrityVerdict } from './server-objects';
 
 /**
  * Where a record reached the flow from: `admission` (a POST stored it), `inquiry` (a GET served
@@ -123,8 +124,22 @@ export function buildStatus(
   return s;
 }
 
-/** Move (id, version) from a status resource's pendings to its successes or failures. */
-export async function settleStatusEntry(
+interface SettleBatch {
+  moves: StatusMove[];
+  waiters: Array<{ resolve: (moved: boolean) => void; reject: (err: unknown) => void }>;
+}
+
+/** per store and status id: the batch of moves still open for more (not yet handed to the store) */
+const openBatches = new WeakMap<Store, Map<string, SettleBatch>>();
+
+/**
+ * Move (id, version) from a status resource's pendings to its successes or failures
+ * (Store.settleStatus). Resolves whether an entry moved (false: not listed, already settled, or
+ * the resource is unknown / expired). Runs after every earlier holder of the status lock (the POST
+ * that creates the resource holds it until it is written); moves of the same status id queued
+ * meanwhile are written in one store call.
+ */
+export function settleStatusEntry(
   store: Store,
   statusId: string,
   id: string,
@@ -132,26 +147,30 @@ export async function settleStatusEntry(
   status: Exclude<IntegrityStatus, 'pending'>,
   reason?: string,
 ): Promise<boolean> {
-  return withStatusLock(store, statusId, async () => {
-    const st = await store.getStatus(statusId);
-    if (!st) return false;
-    const pend = st.pendings ?? [];
-    const moving = pend.filter((d) => d.id === id && sameVersion(d.version, version));
-    if (moving.length === 0) return false;
-    const rest = pend.filter((d) => !(d.id === id && sameVersion(d.version, version)));
-    const successes = [...(st.successes ?? [])];
-    const failures = [...(st.failures ?? [])];
-    for (const d of moving) {
-      if (status === 'finalized') successes.push({ id: d.id, version: d.version, message: reason ?? 'integrity verified' });
-      else failures.push({ id: d.id, version: d.version, message: reason ?? 'failed its integrity check' });
+  const move: StatusMove =
+    status === 'finalized'
+      ? { id, version, outcome: 'success', message: reason ?? 'integrity verified' }
+      : { id, version, outcome: 'failure', message: reason ?? 'failed its integrity check' };
+  let byId = openBatches.get(store);
+  if (!byId) openBatches.set(store, (byId = new Map()));
+  const open = byId;
+  return new Promise<boolean>((resolve, reject) => {
+    const joined = open.get(statusId);
+    if (joined) {
+      joined.moves.push(move);
+      joined.waiters.push({ resolve, reject });
+      return;
     }
-    const built = buildStatus(st.id, st.request_timestamp, successes, failures, rest, st.total_count, st.owner);
-    // failures of items without an id past the first ones are summarised in one entry (bounded
-    // status resources, server-body boundFailures): keep counting them
-    const unlisted = st.failure_count - (st.failures?.length ?? 0);
-    if (unlisted > 0) built.failure_count += unlisted;
-    await store.putStatus(built);
-    return true;
+    const batch: SettleBatch = { moves: [move], waiters: [{ resolve, reject }] };
+    open.set(statusId, batch);
+    void withStatusLock(store, statusId, async () => {
+      // closed to newcomers from here: they start the next batch (which waits for this one)
+      if (open.get(statusId) === batch) open.delete(statusId);
+      return store.settleStatus(statusId, batch.moves);
+    }).then(
+      (moved) => batch.waiters.forEach((w, k) => w.resolve(moved[k] === true)),
+      (err: unknown) => batch.waiters.forEach((w) => w.reject(err)),
+    );
   });
 }
 

@@ -11,6 +11,7 @@ import type {
   RecordQuery,
   SetStatusOptions,
   StatusCounts,
+  StatusMove,
   StatusResource,
   Store,
   StoredRecord,
@@ -18,6 +19,7 @@ import type {
 } from '../../lib/store/store';
 import { compareTimestamps, createTaxiiClock } from '../../lib/taxii/media';
 import { normaliseTimestamp } from '../../lib/digest';
+import { assembleStatus, checkMoves, splitStatus, statusVersionKey, type StatusEntry } from '../../lib/store/common';
 
 const clock = createTaxiiClock();
 
@@ -42,7 +44,8 @@ function cmpSpec(a: string, b: string): number {
 
 export class MemoryStore implements Store {
   records: StoredRecord[] = [];
-  statuses = new Map<string, StatusResource>();
+  /** status resources: the header as put (without pendings) and its pending entries by (object id, version key) */
+  statuses = new Map<string, { header: StatusResource; entries: Map<string, StatusEntry[]> }>();
   opened = false;
 
   async open(): Promise<void> {
@@ -163,10 +166,31 @@ export class MemoryStore implements Store {
   }
 
   async putStatus(status: StatusResource): Promise<void> {
-    this.statuses.set(status.id, JSON.parse(JSON.stringify(status)) as StatusResource);
+    const { header, entries } = splitStatus(status);
+    const byKey = new Map<string, StatusEntry[]>();
+    for (const e of entries) {
+      const k = `${e.id}\u0000${statusVersionKey(e.version)}`;
+      byKey.set(k, [...(byKey.get(k) ?? []), e]);
+    }
+    this.statuses.set(status.id, { header, entries: byKey });
   }
   async getStatus(id: string): Promise<StatusResource | null> {
     const s = this.statuses.get(id);
-    return s ? (JSON.parse(JSON.stringify(s)) as StatusResource) : null;
+    if (!s) return null;
+    return JSON.parse(JSON.stringify(assembleStatus(s.header, [...s.entries.values()].flat()))) as StatusResource;
+  }
+  async settleStatus(statusId: string, moves: readonly StatusMove[]): Promise<boolean[]> {
+    const checked = checkMoves(statusId, moves);
+    const s = this.statuses.get(statusId);
+    return checked.map((m) => {
+      let moved = false;
+      for (const e of s?.entries.get(`${m.id}\u0000${m.vk}`) ?? []) {
+        if (e.st !== undefined) continue;
+        e.st = m.outcome === 'success' ? 's' : 'f';
+        e.m = m.message;
+        moved = true;
+      }
+      return moved;
+    });
   }
 }

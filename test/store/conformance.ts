@@ -756,6 +756,149 @@ export function storeConformance(factory: StoreFactory): void {
       });
     });
 
+    describe('TAXII status resources: settling entries (settleStatus)', function () {
+      const V = '2024-01-01T00:00:00.000Z';
+      const ind = (n: number): string => 'indicator--' + uuid(n);
+      const manyPending = (id: string, n: number, extra: Partial<StatusResource> = {}): StatusResource => ({
+        id,
+        status: 'pending',
+        request_timestamp: '2024-01-01T00:00:00.000000Z',
+        total_count: n,
+        success_count: 0,
+        failure_count: 0,
+        pending_count: n,
+        pendings: Array.from({ length: n }, (_, i) => ({ id: ind(100 + i), version: V })),
+        ...extra,
+      });
+
+      it('moves pending entries to successes / failures, adjusts counts, completes; false for unknown or settled ones', async function () {
+        await store.putStatus(manyPending('st-1', 3, { owner: 'basic:alice' }));
+        assert.deepEqual(
+          await store.settleStatus('st-1', [
+            { id: ind(101), version: '2024-01-01T00:00:00Z', outcome: 'success', message: 'integrity verified' }, // same instant, other text
+            { id: ind(999), version: V, outcome: 'success', message: 'x' }, // not listed
+            { id: ind(100), version: '2023-01-01T00:00:00.000Z', outcome: 'success', message: 'x' }, // other version
+          ]),
+          [true, false, false],
+        );
+        let st = await store.getStatus('st-1');
+        assert.equal(st?.status, 'pending');
+        assert.equal(st?.success_count, 1);
+        assert.equal(st?.pending_count, 2);
+        assert.equal(st?.owner, 'basic:alice');
+        assert.deepEqual(st?.successes, [{ id: ind(101), version: V, message: 'integrity verified' }]);
+        assert.deepEqual(st?.pendings?.map((d) => d.id), [ind(100), ind(102)]);
+        // settled once only
+        assert.deepEqual(await store.settleStatus('st-1', [{ id: ind(101), version: V, outcome: 'failure', message: 'late' }]), [false]);
+        assert.deepEqual(
+          await store.settleStatus('st-1', [
+            { id: ind(102), version: V, outcome: 'failure', message: 'hash mismatch' },
+            { id: ind(100), version: V, outcome: 'success', message: 'ok' },
+          ]),
+          [true, true],
+        );
+        st = await store.getStatus('st-1');
+        assert.deepEqual(st, {
+          id: 'st-1',
+          status: 'complete',
+          request_timestamp: '2024-01-01T00:00:00.000000Z',
+          total_count: 3,
+          success_count: 2,
+          successes: [
+            { id: ind(100), version: V, message: 'ok' },
+            { id: ind(101), version: V, message: 'integrity verified' },
+          ],
+          failure_count: 1,
+          failures: [{ id: ind(102), version: V, message: 'hash mismatch' }],
+          pending_count: 0,
+          owner: 'basic:alice',
+        });
+        assert.deepEqual(await store.settleStatus('no-such-status', [{ id: ind(100), version: V, outcome: 'success', message: 'x' }]), [false]);
+        assert.deepEqual(await store.settleStatus('st-1', []), []);
+      });
+
+      it('keeps what the lists do not show: listed successes/failures as put, and unlisted failure counts', async function () {
+        // 5 failures counted, 1 listed (the others summarised by the server's bound)
+        const s = manyPending('st-2', 2, {
+          total_count: 8,
+          success_count: 1,
+          successes: [{ id: ind(1), version: V, message: 'already present' }],
+          failure_count: 5,
+          failures: [{ id: ind(2), version: V, message: '4 more failures not listed' }],
+        });
+        await store.putStatus(s);
+        assert.deepEqual(await store.getStatus('st-2'), s, 'unchanged until settled');
+        await store.settleStatus('st-2', [{ id: ind(100), version: V, outcome: 'failure', message: 'not anchored' }]);
+        const st = await store.getStatus('st-2');
+        assert.equal(st?.failure_count, 6);
+        assert.equal(st?.success_count, 1);
+        assert.equal(st?.pending_count, 1);
+        assert.deepEqual(st?.failures?.map((d) => d.message), ['4 more failures not listed', 'not anchored']);
+        assert.deepEqual(st?.successes, s.successes);
+      });
+
+      it('a resource put again replaces its entries; settled entries survive a restart', async function () {
+        await store.putStatus(manyPending('st-3', 2));
+        await store.settleStatus('st-3', [{ id: ind(100), version: V, outcome: 'success', message: 'ok' }]);
+        await store.putStatus(manyPending('st-3', 1, { pendings: [{ id: ind(500), version: V }] }));
+        let st = await store.getStatus('st-3');
+        assert.deepEqual(st?.pendings, [{ id: ind(500), version: V }]);
+        assert.equal(st?.successes, undefined);
+        assert.deepEqual(await store.settleStatus('st-3', [{ id: ind(101), version: V, outcome: 'success', message: 'ok' }]), [false], 'the old entry is gone');
+        assert.deepEqual(await store.settleStatus('st-3', [{ id: ind(500), version: V, outcome: 'success', message: 'ok' }]), [true]);
+        const before = await store.getStatus('st-3');
+        store = await h.reopen();
+        st = await store.getStatus('st-3');
+        assert.deepEqual(st, before);
+        assert.equal(st?.status, 'complete');
+      });
+
+      it('settling renews the retention; an expired resource settles nothing', async function () {
+        let t = Date.now();
+        const h2 = await factory.create({ now: () => t, statusRetentionMs: 1000 });
+        try {
+          await h2.store.putStatus(manyPending('st-r', 2));
+          t += 800;
+          assert.deepEqual(await h2.store.settleStatus('st-r', [{ id: ind(100), version: V, outcome: 'success', message: 'ok' }]), [true]);
+          t += 800; // 1,600 ms after the put, 800 after the settle
+          assert.equal((await h2.store.getStatus('st-r'))?.success_count, 1);
+          t += 300;
+          assert.equal(await h2.store.getStatus('st-r'), null);
+          assert.deepEqual(await h2.store.settleStatus('st-r', [{ id: ind(101), version: V, outcome: 'success', message: 'ok' }]), [false]);
+        } finally {
+          await h2.destroy();
+        }
+      });
+
+      it('concurrent settles of one entry move it once; 3,000 entries settle one call each', async function () {
+        this.timeout(60_000);
+        const n = 3000;
+        await store.putStatus(manyPending('st-big', n));
+        const races = await Promise.all(
+          Array.from({ length: 20 }, (_, k) => store.settleStatus('st-big', [{ id: ind(100), version: V, outcome: k % 2 ? 'success' : 'failure', message: `writer ${k}` }])),
+        );
+        assert.equal(races.filter((r) => r[0]).length, 1, 'exactly one writer moved it');
+        const started = Date.now();
+        for (let i = 1; i < n; i++) {
+          const [moved] = await store.settleStatus('st-big', [{ id: ind(100 + i), version: V, outcome: i % 10 ? 'success' : 'failure', message: 'm' }]);
+          assert.equal(moved, true);
+        }
+        const ms = Date.now() - started;
+        const st = await store.getStatus('st-big');
+        assert.equal(st?.status, 'complete');
+        assert.equal((st?.success_count ?? 0) + (st?.failure_count ?? 0), n);
+        assert.equal((st?.successes?.length ?? 0) + (st?.failures?.length ?? 0), n);
+        assert.equal(st?.pending_count, 0);
+        console.log(`      (${factory.name}: ${n - 1} single-entry settles of one ${n}-entry status resource in ${ms} ms)`);
+      });
+
+      it('rejects malformed moves and resources with ERR_STORE_BAD_RECORD', async function () {
+        await rejects(store.settleStatus('', [{ id: ind(1), version: V, outcome: 'success', message: 'x' }]), 'ERR_STORE_BAD_RECORD');
+        await rejects(store.settleStatus('s', [{ id: ind(1), version: V, outcome: 'maybe' as 'success', message: 'x' }]), 'ERR_STORE_BAD_RECORD');
+        await rejects(store.putStatus({ ...manyPending('s', 1), pendings: [{ id: 5 as unknown as string, version: V }] }), 'ERR_STORE_BAD_RECORD');
+      });
+    });
+
     describe('lifecycle', function () {
       it('open and close are idempotent; use after close is a typed error', async function () {
         await store.open();
