@@ -8,6 +8,9 @@
  *   recordVerification); the TAXII status resource (msg.sets.statusId) moves the object from
  *   `pendings` to `successes` / `failures`. An `invalid` record is never served again.
  *   The result is in msg.sets.integrity.
+ * - A page of served records (taxii-server "one message per served page": msg.sets.records) checked
+ *   by verify-hash in "whole" mode (msg.sets.verifications, same order) settles every record with
+ *   its own verification; msg.sets.integrity = {count, changed, results: [one per record]}.
  * - Any other message is a query: msg.payload = an object id, or a filter {collection?, id?,
  *   status?} (empty = everything) -> msg.payload = the records' statuses.
  *
@@ -30,7 +33,9 @@ import {
   settleIntegrity,
   storeRecorder,
   verificationOf,
+  type IntegrityTarget,
   type VerdictRecorder,
+  type VerificationLike,
 } from '../../lib/ops/server-integrity';
 import type { IntegrityPolicy } from '../../lib/taxii/server';
 import type { StoreConnection } from '../../lib/ops/server-store';
@@ -54,6 +59,31 @@ interface Target {
   collections: string[];
   record: VerdictRecorder;
   policyOf?: (collection: string) => IntegrityPolicy | undefined;
+}
+
+/**
+ * A served page checked as a whole (msg.sets.records from taxii-server, msg.sets.verifications from
+ * verify-hash "whole"): each record with its verification; null for any other message. Throws
+ * OpsError BAD_PAYLOAD when the two lists do not pair up (lengths or ids differ).
+ */
+function pageOf(sets: unknown): Array<{ target: IntegrityTarget; verification: VerificationLike }> | null {
+  if (typeof sets !== 'object' || sets === null || Array.isArray(sets)) return null;
+  const s = sets as Record<string, unknown>;
+  const records = s['records'];
+  const vs = s['verifications'];
+  if (!Array.isArray(records) || !Array.isArray(vs)) return null;
+  if (records.length === 0 || records.length !== vs.length) {
+    throw new OpsError('BAD_PAYLOAD', `msg.sets.records (${records.length}) and msg.sets.verifications (${vs.length}) must pair up one to one: verify the page with verify-hash in "whole" mode`);
+  }
+  return records.map((rec, i) => {
+    const verification = verificationOf({ verification: vs[i] });
+    if (!verification) throw new OpsError('BAD_PAYLOAD', `msg.sets.verifications[${i}] is not a verification`);
+    const target = integrityTarget(rec, verification);
+    if (verification.id !== undefined && verification.id !== target.id) {
+      throw new OpsError('BAD_PAYLOAD', `msg.sets.verifications[${i}] is about ${verification.id}, msg.sets.records[${i}] about ${target.id}: the lists must be in the same order`);
+    }
+    return { target, verification };
+  });
 }
 
 export = function register(RED: NodeAPI): void {
@@ -230,6 +260,17 @@ export = function register(RED: NodeAPI): void {
 
     onInput<SetsMessage>(node, { busyText: 'integrity-status.status.working', idle }, async (msg, send) => {
       if (setupError) throw setupError;
+      const page = pageOf(msg.sets);
+      if (page) {
+        const target = await targetFor(page[0].target.collection);
+        // every record of the page, each with its own verification (status moves are batched per status id)
+        const results = await Promise.all(page.map((p) => settleIntegrity(target.record, p.target, p.verification)));
+        const changed = results.filter((r) => r.changed).length;
+        if (changed > 0 && storeConn) refresh();
+        msg.sets = mergeSets(msg.sets, ['integrity'], { integrity: { count: results.length, changed, results } });
+        send(msg);
+        return;
+      }
       const verification = verificationOf(msg.sets);
       if (verification) {
         const t = integrityTarget(msg.sets, verification);

@@ -15,6 +15,11 @@
  * Output 2: each object a GET served, for re-verification in parallel (step 5).
  * Both carry msg.payload = the STIX object, msg.collection, msg.sets = {apiRoot, collection, id,
  * version, key, hash, status, dateAdded, origin, policy, statusId?, anchorDeadline?, attempt?}.
+ * With "served objects: one message per page" (servedAs = 'page') output 2 carries one message per
+ * GET answer instead: msg.payload = the list of objects served, msg.sets = {apiRoot, collection,
+ * origin: 'inquiry', policy, records: [the per-object msg.sets above, in payload order]} — a
+ * verify-hash in "whole" mode checks the page with one batched ledger read and integrity-status
+ * settles every record of it (each by its own verification); no record is left out.
  *
  * On close (redeploy, stop) its Express layer is removed from the router stack, so redeploys never
  * stack handlers; requests in progress are finished before the store is released.
@@ -52,6 +57,8 @@ interface ServerDef extends NodeDef {
   clockTolerance?: string | number;
   recoveryInterval?: string | number;
   anchorGrace?: string | number;
+  /** output 2: one message per served object ('object', default) or per served page ('page') */
+  servedAs?: string;
   // protection against login floods (lib/ops/server-config.ts parseProtection); empty = default
   addressBurst?: string | number;
   userBurst?: string | number;
@@ -105,6 +112,9 @@ export = function register(RED: NodeAPI): void {
     try {
       base = normaliseBasePath(def.basePath);
       settings = parseServerSettings(def as unknown as Record<string, unknown>);
+      if (def.servedAs !== undefined && def.servedAs !== '' && def.servedAs !== 'object' && def.servedAs !== 'page') {
+        throw new Error(`served objects must be "object" (one message each) or "page" (one message per GET answer), got ${JSON.stringify(def.servedAs)}`);
+      }
     } catch (err) {
       setupError = err instanceof Error ? err : new Error(String(err));
     }
@@ -207,6 +217,7 @@ export = function register(RED: NodeAPI): void {
     }
     const cfg = settings as ServerSettings;
     const collections = cfg.collections.map((c) => c.id);
+    const servedAsPage = def.servedAs === 'page';
 
     // -- server ---------------------------------------------------------------------------------
     let active = false;
@@ -284,8 +295,16 @@ export = function register(RED: NodeAPI): void {
         changed();
       });
       server.on('inquiry', (e) => {
+        if (e.records.length === 0) return;
+        if (servedAsPage) {
+          // one message per page: verified in one batched read (verify-hash "whole"), settled record by record
+          const records = e.records.map((r) => recordInfo(r, e.apiRoot, 'inquiry', { policy: e.policy }));
+          const sets = { apiRoot: e.apiRoot, collection: e.collection, origin: 'inquiry', policy: e.policy, records };
+          node.send([null, { payload: e.records.map((r) => r.object), collection: e.collection, sets }]);
+          return;
+        }
         const msgs: NodeMessage[] = e.records.map((r) => ({ payload: r.object, collection: e.collection, sets: recordInfo(r, e.apiRoot, 'inquiry', { policy: e.policy }) }));
-        if (msgs.length > 0) node.send([null, msgs]);
+        node.send([null, msgs]);
       });
       server.on('delete', () => changed());
       handle = {
