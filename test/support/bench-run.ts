@@ -106,6 +106,7 @@ export async function benchRun(o: BenchRunOptions): Promise<BenchRunResult> {
       faults: [],
       drainMs: o.drainMs ?? 120_000,
       ledger: o.ledger,
+      chainProxy: false,
       keep: true,
       progressMs: 2000,
       log: (l) => {

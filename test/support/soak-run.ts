@@ -81,6 +81,8 @@ export interface SoakOptions {
    * POSTs without anchoring, the consumer validates instead of reading the ledger. Default true.
    */
   ledger?: boolean;
+  /** false: components reach the chain directly, not through the outage proxy (only without the evm fault); default true */
+  chainProxy?: boolean;
   /** how often the progress line is logged, ms (default 10,000) */
   progressMs?: number;
   /** called once every component runs, before the producer starts: what a benchmark needs to watch the processes */
@@ -292,7 +294,9 @@ export async function runSoak(opts: SoakOptions = {}): Promise<SoakResult> {
     const chainPort = Number(new URL(chain.rpcUrl).port);
     const proxy: TcpProxy = await startTcpProxy(chainPort);
     stops.push(() => proxy.close());
-    const rpcUrl = `http://127.0.0.1:${proxy.port}`;
+    // every component reaches the chain through the outage proxy, unless no EVM fault is asked for and
+    // `chainProxy` is false (the benchmark: no extra hop)
+    const rpcUrl = opts.chainProxy === false && !faults.includes('evm') ? chain.rpcUrl : `http://127.0.0.1:${proxy.port}`;
     const amqpUrl = rabbit.url;
     const amqpPort = Number(new URL(amqpUrl).port);
     log(`RabbitMQ ${amqpUrl.replace(/\/\/[^@]*@/, '//')}, hardhat ${chain.rpcUrl} (via proxy ${rpcUrl}), registry ${registry}`);
