@@ -230,6 +230,48 @@ describe('EmbeddedStore (LevelDB specifics)', function () {
     assert.throws(() => new EmbeddedStore({ dir: '/tmp/x', statusRetentionMs: 0 }), (e: unknown) => e instanceof StoreError && e.code === 'ERR_STORE_CONFIG');
   });
 
+  it('a status resource written whole by an earlier version is read as it was and settles (split once into entries)', async function () {
+    const h = await embeddedHandle();
+    try {
+      await h.store.close();
+      const V = '2024-01-01T00:00:00.000Z';
+      const legacy = {
+        id: 'legacy-1',
+        status: 'pending',
+        request_timestamp: '2024-01-01T00:00:00.000000Z',
+        total_count: 3,
+        success_count: 1,
+        successes: [{ id: 'indicator--00000000-0000-4000-8000-000000000001', version: V }],
+        failure_count: 0,
+        pending_count: 2,
+        pendings: [
+          { id: 'indicator--00000000-0000-4000-8000-000000000002', version: V },
+          { id: 'indicator--00000000-0000-4000-8000-000000000003', version: V },
+        ],
+        owner: 'basic:alice',
+      };
+      const db = new ClassicLevel<string, string>(h.dir, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+      await db.open();
+      const x = Date.now() + 3600_000;
+      await db.put(['S', 'legacy-1'].join('\u0000'), JSON.stringify({ x, r: legacy }));
+      await db.put(['X', String(x).padStart(16, '0'), 'legacy-1'].join('\u0000'), '');
+      await db.close();
+      await h.store.open();
+      assert.deepEqual(await h.store.getStatus('legacy-1'), legacy);
+      assert.deepEqual(await h.store.settleStatus('legacy-1', [{ id: legacy.pendings[1].id, version: V, outcome: 'failure', message: 'hash mismatch' }]), [true]);
+      const st = await h.store.getStatus('legacy-1');
+      assert.equal(st?.pending_count, 1);
+      assert.equal(st?.failure_count, 1);
+      assert.deepEqual(st?.pendings, [legacy.pendings[0]]);
+      assert.deepEqual(st?.successes, legacy.successes);
+      assert.deepEqual(st?.failures, [{ ...legacy.pendings[1], message: 'hash mismatch' }]);
+      assert.deepEqual(await h.store.settleStatus('legacy-1', [{ id: legacy.pendings[0].id, version: V, outcome: 'success', message: 'ok' }]), [true]);
+      assert.equal((await h.store.getStatus('legacy-1'))?.status, 'complete');
+    } finally {
+      await h.destroy();
+    }
+  });
+
   describe('scale: 100,000 records', function () {
     this.timeout(600_000);
     let big: Awaited<ReturnType<typeof embeddedHandle>>;
