@@ -16,12 +16,14 @@
  *   --quick             200 events at 50 and 125 events/s
  *   --capacity          with the ledger, raise the rate (doubling from 200/s) until an event is
  *                       lost or p99 > 2 s; report the highest sustained verified rate
+ *                       and one ~10 MiB envelope of anchored objects POSTed at once: admission and
+ *                       status settled timed (--no-envelope / --envelope-only)
  *   --no-plots          skip the PNGs
  *   --out DIR           results directory (default bench/results)
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { DEFINITIONS, benchCapacity, benchRun, machine, table, type BenchRunResult, type CapacityResult } from '../test/support/bench-run';
+import { DEFINITIONS, benchCapacity, benchEnvelope, benchRun, machine, table, type BenchRunResult, type CapacityResult } from '../test/support/bench-run';
 import { benchCharts, readPaper, renderPngs } from '../test/support/bench-plot';
 import { repoRoot } from '../test/support/node-red';
 
@@ -62,7 +64,8 @@ async function main(): Promise<void> {
   const runs: BenchRunResult[] = [];
   let capacity: CapacityResult | undefined;
   if (flag('capacity')) {
-    capacity = await benchCapacity({ log });
+    capacity = flag('envelope-only') ? { criterion: '', steps: [], sustainedVerifiedPerS: 0, omitted: ['the rate ramp (--envelope-only)'] } : await benchCapacity({ log });
+    if (!flag('no-envelope')) capacity.envelope = await benchEnvelope({ log });
   } else {
     for (const ledger of modes) {
       for (const rate of rates) {
@@ -86,7 +89,16 @@ async function main(): Promise<void> {
   for (const [k, v] of Object.entries(DEFINITIONS)) log(`  ${k}: ${v}`);
   log('');
   log(table(capacity ? capacity.steps : runs));
-  if (capacity) log(`\ncapacity: highest sustained verified rate with the ledger ${capacity.sustainedVerifiedPerS}/s (${capacity.criterion}); not measured: ${capacity.omitted.join('; ')}`);
+  if (capacity) {
+    log(`\ncapacity: highest sustained verified rate with the ledger ${capacity.sustainedVerifiedPerS}/s (${capacity.criterion}); not measured: ${capacity.omitted.join('; ')}`);
+    const e = capacity.envelope;
+    if (e) {
+      log(
+        `envelope: ${e.objects} objects, ${(e.bytes / 2 ** 20).toFixed(2)} MiB in ${e.requests} request(s): anchored in ${e.anchorMs ?? '-'} ms, admitted in ${e.admitMs ?? '-'} ms, ` +
+          `${e.settledMs !== null ? `status settled after ${e.settledMs} ms` : `status NOT settled within ${e.settleTimeoutMs} ms`} (${JSON.stringify(e.final)})${e.error ? ` — ${e.error}` : ''}`,
+      );
+    }
+  }
   log(`\nresults: ${rel(file)}`);
   if (!capacity && !flag('no-plots') && runs.length) {
     try {

@@ -10,17 +10,27 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { benchRun, type BenchRunResult } from '../support/bench-run';
+import { benchRun, envelopePhase, type BenchRunResult, type EnvelopeResult } from '../support/bench-run';
 import { svgChart, benchCharts, readPaper } from '../support/bench-plot';
 import { repoRoot } from '../support/node-red';
 
 describe('bench: the paper experiment harness (200 events at 50/s with the ledger)', function () {
   this.timeout(4 * 60_000);
   let r: BenchRunResult;
+  let env: EnvelopeResult | undefined;
 
   before(async function () {
     const t = Date.now();
-    r = await benchRun({ ledger: true, rate: 50, events: 200, log: (l) => process.stdout.write(`      ${l}\n`) });
+    r = await benchRun({
+      ledger: true,
+      rate: 50,
+      events: 200,
+      log: (l) => process.stdout.write(`      ${l}\n`),
+      // the --capacity envelope phase, small: a 256 KiB envelope on the same stack once the run drained
+      afterDrain: async (s) => {
+        env = await envelopePhase(s, 256 * 1024, 60_000);
+      },
+    });
     process.stdout.write(`      took ${Math.round((Date.now() - t) / 1000)} s: ${JSON.stringify({ ...r, processes: undefined })}\n`);
   });
 
@@ -55,6 +65,16 @@ describe('bench: the paper experiment harness (200 events at 50/s with the ledge
     }
     assert.equal(r.processes.broker.name, 'beam.smp');
     assert.equal(r.processes.server.name, 'node');
+  });
+
+  it('times an envelope of anchored objects: admitted in one request, its status settled', function () {
+    assert.ok(env, 'the envelope phase ran');
+    assert.equal(env.error, undefined);
+    assert.ok(env.bytes <= 256 * 1024 && env.bytes > 250 * 1024, `${env.bytes} bytes`);
+    assert.ok(env.objects > 500, `${env.objects} objects`);
+    assert.equal(env.requests, 1);
+    assert.ok(env.anchorMs !== null && env.admitMs !== null && env.settledMs !== null && env.settledMs >= env.admitMs, JSON.stringify(env));
+    assert.deepEqual(env.final, { success: env.objects, pending: 0, failure: 0 });
   });
 
   it('draws the figures: ours beside the paper’s, as SVG', function () {

@@ -87,6 +87,24 @@ export interface SoakOptions {
   progressMs?: number;
   /** called once every component runs, before the producer starts: what a benchmark needs to watch the processes */
   onStarted?: (w: SoakWatch) => void;
+  /** run after the drain, before the measurement, with every component still up (the benchmark's capacity phases) */
+  afterDrain?: (s: SoakStack) => Promise<void>;
+}
+
+/** The running stack, as a client of it sees it (SoakOptions.afterDrain). */
+export interface SoakStack {
+  apiRootUrl: string;
+  /** a user with the publisher role, and one with the reader role */
+  publisher: { username: string; password: string };
+  reader: { username: string; password: string };
+  collection: string;
+  rpcUrl: string;
+  registry: string;
+  chainId: number;
+  /** a funded account granted to write (the producer's) */
+  privateKey: string;
+  runId: string;
+  log: (line: string) => void;
 }
 
 /** The run's processes, for a benchmark's resource sampling (test/support/bench-*.ts). */
@@ -471,6 +489,20 @@ export async function runSoak(opts: SoakOptions = {}): Promise<SoakResult> {
       await delay(2000);
     }
     const drainS = (Date.now() - td) / 1000;
+    if (opts.afterDrain) {
+      await opts.afterDrain({
+        apiRootUrl: producerCfg.apiRootUrl,
+        publisher: { username: USERS[0].username, password: USERS[0].password },
+        reader: { username: USERS[1].username, password: USERS[1].password },
+        collection,
+        rpcUrl,
+        registry,
+        chainId: chain.chainId,
+        privateKey: producerCfg.privateKey,
+        runId,
+        log,
+      });
+    }
 
     // -- measure ----------------------------------------------------------------------------
     let servedByTaxii = 0;
