@@ -133,6 +133,22 @@ export interface EmbeddedStoreStats {
 // Keys
 
 const SEP = '\u0000';
+/** most setStatus calls applied in one batch (group commit) */
+const MAX_STATUS_GROUP = 1000;
+
+/** A queued setStatus call. */
+interface StatusChange {
+  collection: string;
+  id: string;
+  vk: string;
+  version: string;
+  status: IntegrityStatus;
+  reason?: string;
+  expect: Set<IntegrityStatus> | null;
+  resolve: (written: boolean) => void;
+  reject: (err: unknown) => void;
+}
+
 /** most status entries one purge of expired status resources deletes */
 const PURGE_ENTRIES = 10_000;
 const FORMAT = '1';
@@ -822,30 +838,81 @@ export class EmbeddedStore implements Store {
     const expect = expectedStatuses(opts?.expect);
     const vk = versionKey(version);
     if (vk === null) return false;
+    this.h('setStatus');
     // compare-and-set: the check and the write happen inside the directory's serialised write
-    // queue and the write is one batch, so no other change of this version can come between
-    return this.exclusive('setStatus', async (h) => {
-      const meta = parseMeta(await h.db.get(K.meta(collection, id)));
-      const cur = meta?.versions.find((v) => v.vk === vk);
-      if (!meta || !cur) return false;
-      if (expect && !expect.has(cur.status)) return false;
-      const rk = K.rec(collection, id, vk);
-      const json = await h.db.get(rk);
-      if (json === undefined) throw new StoreError('ERR_STORE_IO', `embedded store ${this.dir}: record ${id} ${version} is indexed but missing`);
-      const rec = JSON.parse(json) as StoredRecord;
-      rec.status = status;
-      if (reason === undefined) delete rec.statusReason;
-      else rec.statusReason = reason;
-      rec.statusAt = isoNow(this.now());
-      const after = meta.versions.map((v) => (v.vk === vk ? { ...v, status } : v));
-      const ops: Op[] = [{ type: 'put', key: rk, value: JSON.stringify(rec) }];
-      const counters = new Map<string, number>();
-      objectDiff(ops, counters, collection, id, meta.type, meta.versions, after);
-      await this.putCounters(h.db, ops, counters);
-      await h.db.batch(ops);
-      return true;
+    // queue and the write is one batch, so no other change of this version can come between.
+    // Calls queued while a write is in progress are applied together, in call order, as one batch
+    // (group commit): a burst of verdicts costs a few writes, not one each.
+    return new Promise<boolean>((resolve, reject) => {
+      this.statusQueue.push({ collection, id, vk, version, status, reason, expect, resolve, reject });
+      if (this.statusQueue.length === 1) this.kickStatuses();
     });
   }
+
+  /** Queue one applyStatuses run; if the write queue refuses it (store closed), the waiting calls fail. */
+  private kickStatuses(): void {
+    this.exclusive('setStatus', (h) => this.applyStatuses(h)).catch((err: unknown) => {
+      for (const c of this.statusQueue.splice(0)) c.reject(err);
+    });
+  }
+
+  /** setStatus calls waiting for the write queue (applied together by applyStatuses) */
+  private statusQueue: StatusChange[] = [];
+
+  private async applyStatuses(h: Handle): Promise<void> {
+    const group = this.statusQueue.splice(0, MAX_STATUS_GROUP);
+    if (this.statusQueue.length > 0) this.kickStatuses();
+    if (group.length === 0) return;
+    try {
+      const metaKeys = [...new Set(group.map((c) => K.meta(c.collection, c.id)))];
+      const metaVals = await h.db.getMany(metaKeys);
+      const metas = new Map<string, ObjMeta | null>(metaKeys.map((k, n) => [k, parseMeta(metaVals[n])]));
+      const recKeys = [...new Set(group.map((c) => K.rec(c.collection, c.id, c.vk)))];
+      const recVals = await h.db.getMany(recKeys);
+      const recs = new Map<string, string | undefined>(recKeys.map((k, n) => [k, recVals[n]]));
+      const parsed = new Map<string, StoredRecord>();
+      const ops: Op[] = [];
+      const counters = new Map<string, number>();
+      const results: boolean[] = [];
+      const statusAt = isoNow(this.now());
+      for (const c of group) {
+        const mk = K.meta(c.collection, c.id);
+        const meta = metas.get(mk);
+        const cur = meta?.versions.find((v) => v.vk === c.vk);
+        if (!meta || !cur || (c.expect && !c.expect.has(cur.status))) {
+          results.push(false);
+          continue;
+        }
+        const rk = K.rec(c.collection, c.id, c.vk);
+        let rec = parsed.get(rk);
+        if (!rec) {
+          const json = recs.get(rk);
+          if (json === undefined) throw new StoreError('ERR_STORE_IO', `embedded store ${this.dir}: record ${c.id} ${c.version} is indexed but missing`);
+          rec = JSON.parse(json) as StoredRecord;
+          parsed.set(rk, rec);
+        }
+        rec.status = c.status;
+        if (c.reason === undefined) delete rec.statusReason;
+        else rec.statusReason = c.reason;
+        rec.statusAt = statusAt;
+        const after = meta.versions.map((v) => (v.vk === c.vk ? { ...v, status: c.status } : v));
+        objectDiff(ops, counters, c.collection, c.id, meta.type, meta.versions, after);
+        metas.set(mk, { ...meta, versions: after });
+        results.push(true);
+      }
+      // each record once, as it ends up (a later change of the same record in the group wins)
+      for (const [rk, rec] of parsed) ops.push({ type: 'put', key: rk, value: JSON.stringify(rec) });
+      if (ops.length > 0) {
+        await this.putCounters(h.db, ops, counters);
+        await h.db.batch(ops);
+      }
+      group.forEach((c, n) => c.resolve(results[n]));
+    } catch (err) {
+      const e = this.fail('setStatus', err);
+      for (const c of group) c.reject(e);
+    }
+  }
+
 
   async delete(collection: string, id: string, filter?: { versions?: VersionMatch[]; specVersions?: string[] }): Promise<number> {
     const sel = deleteSelector(filter);

@@ -651,6 +651,30 @@ export function storeConformance(factory: StoreFactory): void {
         assert.equal(c.finalized + c.invalid, 10);
       });
 
+      it('a burst of concurrent status changes (many records, several changes each) ends as applied in call order, indexes and counts exact', async function () {
+        this.timeout(60_000);
+        const added = await store.addMany(Array.from({ length: 1500 }, (_, i) => newRecord(C, sdo('indicator', 3000 + i, '2021-01-01T00:00:00.000Z'))));
+        const rs = added.map((a) => a.record);
+        // per record, in call order: finalized; then (every 3rd) invalid; then (every 5th) finalized unless invalid
+        const calls: Array<Promise<boolean>> = [];
+        for (const r of rs) calls.push(store.setStatus(C, r.id, r.version, 'finalized', 'first', { expect: 'pending' }));
+        for (const [i, r] of rs.entries()) if (i % 3 === 0) calls.push(store.setStatus(C, r.id, r.version, 'invalid', 'second', { expect: ['pending', 'finalized'] }));
+        for (const [i, r] of rs.entries()) if (i % 5 === 0) calls.push(store.setStatus(C, r.id, r.version, 'finalized', 'third', { expect: 'pending' }));
+        const out = await Promise.all(calls);
+        const n3 = rs.filter((_, i) => i % 3 === 0).length;
+        assert.equal(out.filter(Boolean).length, rs.length + n3, 'every first and second change applies, no third (not pending any more)');
+        const c = await store.counts(C);
+        assert.deepEqual(c, { pending: 0, finalized: rs.length - n3, invalid: n3 });
+        for (const [i, r] of rs.entries()) {
+          if (i % 50 !== 0) continue;
+          const now = await store.get(C, r.id, r.version);
+          assert.equal(now?.status, i % 3 === 0 ? 'invalid' : 'finalized');
+          assert.equal(now?.statusReason, i % 3 === 0 ? 'second' : 'first');
+        }
+        const served = await collect(store, { collection: C }, 500);
+        assert.equal(served.filter((r) => r.id.startsWith('indicator--') && rs.some((x) => x.id === r.id)).length, rs.length - n3, 'invalid ones are not served');
+      });
+
       it('getOrCreateMeta creates a value once, atomically, and keeps it across restarts', async function () {
         const got = await Promise.all(Array.from({ length: 20 }, (_, i) => store.getOrCreateMeta('secret', `candidate-${i}`)));
         assert.equal(new Set(got).size, 1, 'every caller gets the same value');
