@@ -200,6 +200,76 @@ contract SetsRegistry {
         }
     }
 
+    /// @notice One anchor as readCTIRecordsMany returns it.
+    struct Record {
+        address writer;
+        bytes32 hash;
+        uint64 timestamp;
+        uint32 blockNumber;
+        bool entitled;
+    }
+
+    /// @notice readCTIRecords for many (scope, identity, key) queries in one call (batched
+    ///         verification). The anchors of query i are the next `counts[i]` entries of
+    ///         `records`, in write order, each judged for that query's scope and identity.
+    function readCTIRecordsMany(bytes32[] calldata scopes, bytes32[] calldata identities, bytes32[] calldata keys)
+        external
+        view
+        returns (uint256[] memory counts, Record[] memory records)
+    {
+        if (keys.length != scopes.length || keys.length != identities.length) revert LengthMismatch();
+        counts = new uint256[](keys.length);
+        uint256 total = 0;
+        for (uint256 q = 0; q < keys.length; q++) {
+            uint256 n = firstAnchor[keys[q]].hash == bytes32(0) ? 0 : 1 + laterAnchors[keys[q]].length;
+            counts[q] = n;
+            total += n;
+        }
+        records = new Record[](total);
+        // a batch is mostly one collection, one writer: the last judgement is reused
+        Judged memory last;
+        uint256 j = 0;
+        for (uint256 q = 0; q < keys.length; q++) {
+            if (counts[q] > 0) j = _fill(records, j, last, scopes[q], identities[q], keys[q]);
+        }
+    }
+
+    /// @dev Write the anchors under `key` into `records` from index `j` on; returns the next index.
+    function _fill(Record[] memory records, uint256 j, Judged memory last, bytes32 scope, bytes32 identity, bytes32 key)
+        private
+        view
+        returns (uint256)
+    {
+        Anchor[] storage later = laterAnchors[key];
+        uint256 n = 1 + later.length;
+        for (uint256 i = 0; i < n; i++) {
+            Anchor storage a = i == 0 ? firstAnchor[key] : later[i - 1];
+            records[j++] = Record(a.writer, a.hash, a.timestamp, a.blockNumber, _judge(last, scope, identity, a.writer));
+        }
+        return j;
+    }
+
+    /// @dev isEntitled, unless `last` judged the same question (then its answer); `last` is updated.
+    function _judge(Judged memory last, bytes32 scope, bytes32 identity, address writer) private view returns (bool) {
+        if (!last.valid || last.writer != writer || last.scope != scope || last.identity != identity) {
+            last.valid = true;
+            last.writer = writer;
+            last.scope = scope;
+            last.identity = identity;
+            last.entitled = isEntitled(scope, identity, writer);
+        }
+        return last.entitled;
+    }
+
+    /// @dev readCTIRecordsMany's last entitlement judgement.
+    struct Judged {
+        bool valid;
+        address writer;
+        bytes32 scope;
+        bytes32 identity;
+        bool entitled;
+    }
+
     /// @notice What `writer` anchored under `key`; all zero when it anchored nothing.
     function readCTIRecord(bytes32 key, address writer) external view returns (bytes32 hash, uint64 timestamp, uint32 blockNumber) {
         Anchor storage first = firstAnchor[key];

@@ -47,6 +47,8 @@ export interface TxSpec {
   label: string;
   /** the (first) ledger key the transaction writes, named in errors */
   key?: string;
+  /** this transaction's deadline from submission, ms (default: the sender's txTimeoutMs) */
+  timeoutMs?: number;
 }
 
 export interface TxLog {
@@ -64,6 +66,10 @@ export interface MinedTx {
   gasLimit: bigint;
   logs: TxLog[];
   contractAddress: string | null;
+  /** when it was (last) handed to the node, epoch ms */
+  sentAt: number;
+  /** when it was seen mined with the requested confirmations, epoch ms */
+  minedAt: number;
 }
 
 interface Job {
@@ -74,8 +80,10 @@ interface Job {
   attempts: number;
   /** times the nonce it was signed with was taken by another signer of this key */
   collisions: number;
-  /** submission time + txTimeoutMs */
+  /** submission time + its timeout */
   deadline: number;
+  /** its timeout, ms */
+  timeoutMs: number;
   done: boolean;
 }
 
@@ -93,8 +101,16 @@ interface Sent {
   mined?: MinedTx;
   /** scans in which the nonce was used but no receipt came back */
   misses: number;
+  /** when it was handed to the node, epoch ms */
+  sentAt: number;
 }
 
+/**
+ * Per-account settings: one nonce queue serves every ledger that signs with the key on the same
+ * node, so these belong to the account, not to a connection — the first ledger's values hold and
+ * a later one that asks for different values gets a warning (see acquireSender). The deadline
+ * (`txTimeoutMs`) is only the default: each transaction may carry its own (TxSpec.timeoutMs).
+ */
 export interface SenderOptions {
   maxInFlight: number;
   /**
@@ -125,7 +141,7 @@ function hexNum(v: unknown, what: string): number {
   return Number(BigInt(v));
 }
 
-function parseReceipt(r: Record<string, unknown>, hash: string, gasLimit: bigint): MinedTx {
+function parseReceipt(r: Record<string, unknown>, hash: string, gasLimit: bigint, sentAt: number): MinedTx {
   const logs: TxLog[] = [];
   if (Array.isArray(r.logs)) {
     for (const l of r.logs as unknown[]) {
@@ -142,6 +158,8 @@ function parseReceipt(r: Record<string, unknown>, hash: string, gasLimit: bigint
     gasLimit,
     logs,
     contractAddress: typeof r.contractAddress === 'string' ? r.contractAddress : null,
+    sentAt,
+    minedAt: 0,
   };
 }
 
@@ -200,12 +218,14 @@ export class AccountSender {
   /** Queue a transaction; resolves when it is mined with `confirmations` (status 0 included). */
   submit(spec: TxSpec): Promise<MinedTx> {
     if (this.closed) return Promise.reject(new LedgerError('TX_FAILED', `${spec.label}: the sender is closed`, { key: spec.key }));
+    const timeoutMs = spec.timeoutMs ?? this.opts.txTimeoutMs;
     return new Promise<MinedTx>((resolve, reject) => {
       const job: Job = {
         spec,
         attempts: 0,
         collisions: 0,
-        deadline: Date.now() + this.opts.txTimeoutMs,
+        timeoutMs,
+        deadline: Date.now() + timeoutMs,
         done: false,
         resolve: (m) => {
           if (job.done) return;
@@ -350,7 +370,8 @@ export class AccountSender {
   }
 
   private track(job: Job, nonce: number, hash: string, raw: string, unconfirmed: boolean): void {
-    this.sent.set(nonce, { job, nonce, hash, raw, seenAt: Date.now(), unconfirmed, rebroadcasts: 0, misses: 0 });
+    const now = Date.now();
+    this.sent.set(nonce, { job, nonce, hash, raw, seenAt: now, unconfirmed, rebroadcasts: 0, misses: 0, sentAt: now });
     // the block that mined it may already be known (automine, WebSocket heads): make sure a
     // scan at the latest head sees it, instead of waiting for a next block that may never come
     if (!this.unsubHeads) this.unsubHeads = this.client.onHead(() => void this.scan());
@@ -508,7 +529,7 @@ export class AccountSender {
         const s = due[i];
         const r = receipts[i];
         if (isRecord(r) && typeof r.blockNumber === 'string') {
-          s.mined = parseReceipt(r, s.hash, s.job.spec.gasLimit);
+          s.mined = parseReceipt(r, s.hash, s.job.spec.gasLimit, s.sentAt);
         } else if (r === null && ++s.misses >= 3 && this.sent.get(s.nonce) === s) {
           // the nonce was used by another transaction (same key elsewhere): ours will never be mined
           this.sent.delete(s.nonce);
@@ -520,7 +541,7 @@ export class AccountSender {
     for (const s of [...this.sent.values()]) {
       if (s.mined && head >= s.mined.block + Math.max(1, s.job.spec.confirmations) - 1) {
         this.sent.delete(s.nonce);
-        s.job.resolve(s.mined);
+        s.job.resolve({ ...s.mined, minedAt: Date.now() });
       }
     }
   }
@@ -629,7 +650,7 @@ export class AccountSender {
         s.job.reject(
           new LedgerError(
             down ? 'UNREACHABLE' : 'TIMEOUT',
-            `${why(s.job)}: transaction ${s.hash} (nonce ${s.nonce}) not mined within ${this.opts.txTimeoutMs} ms` +
+            `${why(s.job)}: transaction ${s.hash} (nonce ${s.nonce}) not mined within ${s.job.timeoutMs} ms` +
               `${down ? ` and the node ${this.client.rpcUrl} does not answer` : ''}` +
               `${s.rebroadcasts ? ` (re-broadcast ${s.rebroadcasts} times)` : ''}; it may still be mined later (anchoring again is safe)`,
             { key: s.job.spec.key },
@@ -644,7 +665,7 @@ export class AccountSender {
         j.reject(
           new LedgerError(
             down ? 'UNREACHABLE' : 'TIMEOUT',
-            `${why(j)}: not sent within ${this.opts.txTimeoutMs} ms${down ? `: the node ${this.client.rpcUrl} does not answer` : ''}`,
+            `${why(j)}: not sent within ${j.timeoutMs} ms${down ? `: the node ${this.client.rpcUrl} does not answer` : ''}`,
             { key: j.spec.key },
           ),
         );
@@ -714,15 +735,33 @@ const senderId = (chainId: bigint, rpcUrl: string, address: string) => `${chainI
 
 /**
  * The process-wide sender for this key on this chain and node: created on first use with
- * `client` (which it retains) and `opts`; later callers share it (their options are ignored).
- * Pair every acquire with `releaseSender`.
+ * `client` (which it retains) and `opts`; later callers share it. The per-account settings
+ * (`maxInFlight`, `rebroadcastAfterMs`, and the receipt polling of the first caller's client)
+ * stay those of the first caller: a later caller asking for other values is told through
+ * `onConflict` (the ledger turns it into a warning). `txTimeoutMs` is per transaction
+ * (TxSpec.timeoutMs) and never conflicts. Pair every acquire with `releaseSender`.
  */
-export function acquireSender(client: ChainClient, privateKey: string, opts: SenderOptions): AccountSender {
+export function acquireSender(
+  client: ChainClient,
+  privateKey: string,
+  opts: SenderOptions,
+  onConflict?: (message: string) => void,
+): AccountSender {
   const address = computeAddress(new SigningKey(privateKey).publicKey);
   const id = senderId(client.network.chainId, client.rpcUrl, address);
   const have = senders.get(id);
   if (have && !have.client.isClosed) {
     have.refs++;
+    const differ: string[] = [];
+    if (have.opts.maxInFlight !== opts.maxInFlight) differ.push(`maxInFlight ${opts.maxInFlight} (in use: ${have.opts.maxInFlight})`);
+    const rb = (o: SenderOptions) => o.rebroadcastAfterMs ?? 3000;
+    if (rb(have.opts) !== rb(opts)) differ.push(`rebroadcastAfterMs ${rb(opts)} (in use: ${rb(have.opts)})`);
+    if (differ.length > 0 && onConflict) {
+      onConflict(
+        `account ${address} on ${client.rpcUrl} already has a send queue (one nonce queue per account and node): ` +
+          `its settings stay, this connection's ${differ.join(', ')} are ignored — give every connection that signs with this key the same values`,
+      );
+    }
     return have;
   }
   const s = new AccountSender(client.retain(), privateKey, opts);

@@ -7,6 +7,12 @@
  * - Writes go through the account's single pipelined send queue (evm-sender.ts): locally
  *   signed raw transactions in nonce order, bounded in flight, receipts found by one loop per
  *   new block. `anchor()` may be called hundreds of times concurrently.
+ * - Coalescing (`coalesceMs`, default 20; 0 = off): concurrent anchor()/anchorMany() calls
+ *   arriving within the window (or until `maxBatchSize` entries wait) share one pre-read and one
+ *   writeCTIHashes transaction; each caller still gets its own receipts or error — a caller's
+ *   KEY_TAKEN (found by the pre-read) fails that caller only, and a batch transaction that
+ *   reverts is re-sent caller by caller, so one caller never fails another. Concurrent reads
+ *   (lookup, waits) within the window become one readCTIRecordsMany eth_call.
  * - Before sending, this writer's own record under every key is read (readCTIRecord(key, self)):
  *   the same hash → `existing: true` (nothing sent, whatever scope it named), another → KEY_TAKEN
  *   (nothing sent); and the account's grant of every scope written is checked (NOT_AUTHORISED,
@@ -30,6 +36,7 @@ import {
   type AnchorReceipt,
   type Ledger,
   type LedgerRecord,
+  type LookupQuery,
   type LedgerState,
   type WriterStatus,
 } from './ledger';
@@ -94,6 +101,20 @@ export interface EvmLedgerConfig {
   rebroadcastAfterMs?: number;
   /** background connection probe while idle, ms (default 15000; 0 = none) */
   healthCheckMs?: number;
+  /**
+   * coalescing window, ms (default 20; 0 = off): concurrent anchors within it share one batch
+   * transaction (at most maxBatchSize entries; a full batch goes at once), concurrent reads one
+   * eth_call
+   */
+  coalesceMs?: number;
+  /** queries per readCTIRecordsMany call (default 200) */
+  readBatchSize?: number;
+  /**
+   * told about settings that cannot apply (another connection with the same key and node set the
+   * account's maxInFlight / rebroadcastAfterMs differently, a registry without readCTIRecordsMany);
+   * default: process.emitWarning
+   */
+  onWarning?: (message: string) => void;
 }
 
 /** The contract interface the adapter uses (checked against the compiled artifact by the tests). */
@@ -112,6 +133,7 @@ export const REGISTRY_ABI = [
   'function bindingsOf(bytes32) view returns (uint256)',
   'function readCTIRecords(bytes32 scope, bytes32 identity, bytes32 key) view returns (address[] writers, bytes32[] hashes, uint64[] timestamps, uint32[] blocks, bool[] entitled)',
   'function readCTIRecord(bytes32 key, address writer) view returns (bytes32 hash, uint64 timestamp, uint32 blockNumber)',
+  'function readCTIRecordsMany(bytes32[] scopes, bytes32[] identities, bytes32[] keys) view returns (uint256[] counts, tuple(address writer, bytes32 hash, uint64 timestamp, uint32 blockNumber, bool entitled)[] records)',
   'function grantWriter(address account, bytes32 scope)',
   'function revokeWriter(address account, bytes32 scope)',
   'function bindIdentity(bytes32 identity, address account)',
@@ -139,6 +161,8 @@ export const registryInterface = new Interface(REGISTRY_ABI);
 const WRITTEN_TOPIC = registryInterface.getEvent('CTIHashWritten')?.topicHash as string;
 const ZERO32 = '0x' + '0'.repeat(64);
 const BYTES32 = /^0x[0-9a-fA-F]{64}$/;
+/** the scope the pre-read of anchors names: entitlement does not matter there, only who wrote */
+const S_PRECHECK = '0x' + '0'.repeat(63) + '1';
 const LOG_RANGE = 1000;
 const KEY_FILTER_MAX = 64;
 
@@ -248,6 +272,30 @@ function seconds(ts: bigint): number {
   return Number(ts > 100_000_000_000_000n ? ts / 1_000_000_000n : ts);
 }
 
+/** A read waiting in the coalescing window. */
+interface ReadReq {
+  scope: string;
+  key: string;
+  identity: string;
+  resolve: (r: LedgerRecord[]) => void;
+  reject: (e: unknown) => void;
+}
+
+/** One anchor()/anchorMany() call, alone or coalesced with others into shared transactions. */
+interface AnchorCall {
+  /** the input, in order (receipts follow it) */
+  input: Entry[];
+  /** one entry per key */
+  list: Entry[];
+  queued: number;
+  done: Map<string, AnchorReceipt>;
+  finished: boolean;
+  /** held back until the batch it conflicts with (another hash under one of its keys) is settled */
+  blocked: boolean;
+  resolve: (r: AnchorReceipt[]) => void;
+  reject: (e: LedgerError) => void;
+}
+
 interface Waiter {
   key: string;
   scope: string;
@@ -273,6 +321,19 @@ export class EvmLedger implements Ledger {
   private readonly gasPerItem: bigint;
   private readonly maxBatch: number;
   private readonly confirmations: number;
+  private readonly coalesceMs: number;
+  private readonly readBatch: number;
+  private readonly txTimeoutMs: number;
+  private readonly warn: (message: string) => void;
+  /** the registry has no readCTIRecordsMany (deployed before it): reads go one by one */
+  private noReadMany = false;
+  private readQueue: ReadReq[] = [];
+  private readTimer: NodeJS.Timeout | null = null;
+  private anchorQueue: AnchorCall[] = [];
+  private anchorQueued = 0;
+  private anchorTimer: NodeJS.Timeout | null = null;
+  /** numbers for tests and diagnostics: eth_calls of reads, transactions of anchors */
+  private counters = { reads: 0, readCalls: 0, anchorTxs: 0 };
 
   private fatal: LedgerError | null = null;
   private initP: Promise<void> | null = null;
@@ -322,6 +383,11 @@ export class EvmLedger implements Ledger {
     const rebroadcastAfterMs = positiveInt(config.rebroadcastAfterMs, 3000, 'rebroadcastAfterMs', 100);
     const healthCheckMs = positiveInt(config.healthCheckMs, 15_000, 'healthCheckMs', 0);
     const privateKey = config.privateKey ? checkPrivateKey(config.privateKey) : undefined;
+    this.coalesceMs = positiveInt(config.coalesceMs, 20, 'coalesceMs', 0);
+    this.readBatch = positiveInt(config.readBatchSize, 200, 'readBatchSize');
+    this.txTimeoutMs = txTimeoutMs;
+    if (config.onWarning !== undefined && typeof config.onWarning !== 'function') throw new LedgerError('BAD_CONFIG', 'onWarning must be a function');
+    this.warn = config.onWarning ?? ((m: string) => process.emitWarning(m, 'SetsLedgerWarning'));
 
     this.client = new ChainClient({ rpcUrl, wsUrl, chainId: this.chainId, requestTimeoutMs, waitPollMs, healthCheckMs });
     this.client.onState((s, d) => {
@@ -330,7 +396,7 @@ export class EvmLedger implements Ledger {
       else this.emitState(s, d);
     });
     if (privateKey) {
-      this.sender = acquireSender(this.client, privateKey, { maxInFlight, txTimeoutMs, rebroadcastAfterMs });
+      this.sender = acquireSender(this.client, privateKey, { maxInFlight, txTimeoutMs, rebroadcastAfterMs }, (m) => this.warn(m));
       this.account = this.sender.address;
     }
     this.client.startHealth();
@@ -389,6 +455,11 @@ export class EvmLedger implements Ledger {
     return { waiters, headListeners: this.client.headListenerCount, queued: s.queued, inFlight: s.inFlight };
   }
 
+  /** Read and anchor traffic of this ledger (tests, diagnostics): reads asked, eth_calls that served them, anchor transactions sent. */
+  trafficStats(): { reads: number; readCalls: number; anchorTxs: number } {
+    return { ...this.counters };
+  }
+
   /** Recovery counters of the account's send queue (shared by ledgers with the same key and node). */
   sendStats(): { rebroadcasts: number; collisions: number } {
     return { rebroadcasts: this.sender?.rebroadcasts ?? 0, collisions: this.sender?.collisions ?? 0 };
@@ -443,8 +514,107 @@ export class EvmLedger implements Ledger {
     }
   }
 
+  /**
+   * Every anchor under `key`, judged for `scope` and creator `identity`. Within the coalescing
+   * window concurrent reads become one readCTIRecordsMany call (a full batch goes at once).
+   */
+  private read(scope: string, key: string, identity: string = ZERO32): Promise<LedgerRecord[]> {
+    this.counters.reads++;
+    if (this.coalesceMs === 0) {
+      this.counters.readCalls++;
+      return this.readOne(scope, key, identity);
+    }
+    return new Promise<LedgerRecord[]>((resolve, reject) => {
+      this.readQueue.push({ scope, key, identity, resolve, reject });
+      if (this.readQueue.length >= this.readBatch) this.flushReads();
+      else this.readTimer ??= setTimeout(() => this.flushReads(), this.coalesceMs);
+    });
+  }
+
+  private flushReads(): void {
+    if (this.readTimer) clearTimeout(this.readTimer);
+    this.readTimer = null;
+    const batch = this.readQueue.splice(0);
+    if (batch.length === 0) return;
+    this.readManyRaw(batch).then(
+      (res) => batch.forEach((q, i) => q.resolve(res[i])),
+      (e: unknown) => batch.forEach((q) => q.reject(e)),
+    );
+  }
+
+  /**
+   * Many reads in as few eth_calls as possible (readCTIRecordsMany, `readBatchSize` queries per
+   * call; identical queries asked once). A registry without readCTIRecordsMany is read query by
+   * query (and a warning says so once).
+   */
+  private async readManyRaw(queries: Array<{ scope: string; key: string; identity: string }>): Promise<LedgerRecord[][]> {
+    if (queries.length === 1 || this.noReadMany) {
+      this.counters.readCalls += queries.length;
+      return Promise.all(queries.map((q) => this.readOne(q.scope, q.key, q.identity)));
+    }
+    const index = new Map<string, number>();
+    const uniq: Array<{ scope: string; key: string; identity: string }> = [];
+    const slot = queries.map((q) => {
+      const id = `${q.scope}/${q.identity}/${q.key}`;
+      let i = index.get(id);
+      if (i === undefined) {
+        i = uniq.length;
+        index.set(id, i);
+        uniq.push(q);
+      }
+      return i;
+    });
+    const chunks: Array<typeof uniq> = [];
+    for (let i = 0; i < uniq.length; i += this.readBatch) chunks.push(uniq.slice(i, i + this.readBatch));
+    let results: LedgerRecord[][][];
+    try {
+      this.counters.readCalls += chunks.length;
+      results = await Promise.all(chunks.map((c) => this.readChunk(c)));
+    } catch (e) {
+      // an older registry (no readCTIRecordsMany) reverts without data: read one by one from now on
+      if (!(e instanceof LedgerError) || e.code !== 'TX_FAILED' || !/without a reason|reverted|execution/i.test(e.message)) throw e;
+      const probe = await this.readOne(uniq[0].scope, uniq[0].key, uniq[0].identity); // the registry answers single reads?
+      this.noReadMany = true;
+      this.warn(`registry ${this.address} has no readCTIRecordsMany (deployed before it): reads go one key at a time (${e.message})`);
+      this.counters.readCalls += uniq.length - 1;
+      const rest = await Promise.all(uniq.slice(1).map((q) => this.readOne(q.scope, q.key, q.identity)));
+      results = [[probe, ...rest]];
+    }
+    const flat = results.flat();
+    return slot.map((i) => flat[i].map((r) => ({ ...r })));
+  }
+
+  private async readChunk(qs: Array<{ scope: string; key: string; identity: string }>): Promise<LedgerRecord[][]> {
+    const r = await this.view('readCTIRecordsMany', [qs.map((q) => q.scope), qs.map((q) => q.identity), qs.map((q) => q.key)]);
+    const counts = r[0] as unknown as bigint[];
+    // each record: [writer, hash, timestamp, blockNumber, entitled]
+    const records = r[1] as unknown as Array<[string, string, bigint, bigint, boolean]>;
+    const total = counts.reduce((a, n) => a + Number(n), 0);
+    if (counts.length !== qs.length || records.length !== total) {
+      throw new LedgerError('BAD_CONFIG', `${this.address} answered readCTIRecordsMany with ${counts.length} counts and ${records.length} records for ${qs.length} keys`);
+    }
+    const out: LedgerRecord[][] = [];
+    let j = 0;
+    qs.forEach((q, i) => {
+      const recs: LedgerRecord[] = [];
+      for (let n = Number(counts[i]); n > 0; n--, j++) {
+        const [writer, hash, timestamp, block, entitled] = records[j];
+        recs.push({
+          key: q.key,
+          hash: String(hash).toLowerCase(),
+          writer: getAddress(String(writer)),
+          timestamp: seconds(BigInt(timestamp)),
+          entitled: entitled === true,
+          block: Number(block),
+        });
+      }
+      out.push(recs);
+    });
+    return out;
+  }
+
   /** Every anchor under `key`, judged for `scope` and creator `identity` (readCTIRecords). */
-  private async read(scope: string, key: string, identity: string = ZERO32): Promise<LedgerRecord[]> {
+  private async readOne(scope: string, key: string, identity: string): Promise<LedgerRecord[]> {
     const r = await this.view('readCTIRecords', [scope, identity, key]);
     const writers = r[0] as unknown as string[];
     const hashes = r[1] as unknown as string[];
@@ -507,6 +677,39 @@ export class EvmLedger implements Ledger {
     return this.read(s, k, id);
   }
 
+  /** `lookup` for many queries: ceil(n / readBatchSize) eth_calls (readCTIRecordsMany), results in query order. */
+  async lookupMany(queries: LookupQuery[]): Promise<LedgerRecord[][]> {
+    if (!Array.isArray(queries)) throw new LedgerError('BAD_INPUT', 'lookupMany expects an array of {scope, key, identity?}');
+    const qs = queries.map((q, i) => {
+      if (!isRecord(q)) throw new LedgerError('BAD_INPUT', `query ${i} is not a {scope, key, identity?} object`);
+      return {
+        scope: bytes32(q.scope, 'scope'),
+        key: bytes32(q.key, 'key'),
+        identity: q.identity === undefined ? ZERO32 : bytes32(q.identity, 'identity'),
+      };
+    });
+    if (qs.length === 0) return [];
+    await this.ready();
+    this.counters.reads += qs.length;
+    return this.readManyRaw(qs);
+  }
+
+  /** What `writer` holds under each key (one batched read; readCTIRecord for a single key). */
+  private async heldMany(keys: string[], writer: string): Promise<Map<string, Held | null>> {
+    const out = new Map<string, Held | null>();
+    if (keys.length === 1) {
+      this.counters.readCalls++;
+      out.set(keys[0], await this.held(keys[0], writer));
+      return out;
+    }
+    const recs = await this.readManyRaw(keys.map((key) => ({ scope: S_PRECHECK, key, identity: ZERO32 })));
+    keys.forEach((k, i) => {
+      const mine = recs[i].find((r) => r.writer === writer);
+      out.set(k, mine ? { hash: mine.hash, block: mine.block ?? 0 } : null);
+    });
+    return out;
+  }
+
   /** The receipt of this writer's earlier write of `e` (it must hold e.hash). */
   private async existingReceipt(writer: string, e: Entry, held?: Held | null): Promise<AnchorReceipt> {
     const h = held === undefined ? await this.held(e.key, writer) : held;
@@ -533,7 +736,8 @@ export class EvmLedger implements Ledger {
         // the transaction id is a courtesy; the anchor itself is certain
       }
     }
-    return { key: e.key, hash: e.hash, tx, block: h.block, existing: true, writer };
+    const found = Date.now();
+    return { key: e.key, hash: e.hash, tx, block: h.block, existing: true, writer, timings: { queued: 0, sent: found, mined: found } };
   }
 
   private keyTaken(writer: string, wanted: Entry, held: Held): LedgerError {
@@ -562,9 +766,9 @@ export class EvmLedger implements Ledger {
   }
 
   private async anchorEntries(entries: Entry[]): Promise<AnchorReceipt[]> {
+    const queued = Date.now();
     const sender = this.sender;
     if (!sender) throw new LedgerError('BAD_CONFIG', 'no signing key: this EVM ledger is read-only (configure privateKey to anchor)');
-    const me = sender.address;
     const wanted = new Map<string, Entry>();
     for (const e of entries) {
       const prev = wanted.get(e.key);
@@ -574,39 +778,186 @@ export class EvmLedger implements Ledger {
       wanted.set(e.key, e);
     }
     await this.ready();
-    const list = [...wanted.values()];
-    const held = await Promise.all(list.map((e) => this.held(e.key, me)));
-    const done = new Map<string, AnchorReceipt>();
-    const todo: Entry[] = [];
-    const already: Array<[Entry, Held]> = [];
-    list.forEach((e, i) => {
-      const h = held[i];
-      if (!h) todo.push(e);
-      else if (h.hash === e.hash) already.push([e, h]);
-      else throw this.keyTaken(me, e, h);
+    if (this.closed) throw new LedgerError('TX_FAILED', 'the ledger is closed');
+    return new Promise<AnchorReceipt[]>((resolve, reject) => {
+      const call: AnchorCall = {
+        input: entries,
+        list: [...wanted.values()],
+        queued,
+        done: new Map(),
+        finished: false,
+        blocked: false,
+        resolve: (r) => {
+          if (call.finished) return;
+          call.finished = true;
+          resolve(r);
+        },
+        reject: (e) => {
+          if (call.finished) return;
+          call.finished = true;
+          reject(e);
+        },
+      };
+      if (this.coalesceMs === 0 || call.list.length >= this.maxBatch) {
+        void this.runAnchors(sender, [call]);
+        return;
+      }
+      this.anchorQueue.push(call);
+      this.anchorQueued += call.list.length;
+      if (this.anchorQueued >= this.maxBatch) this.flushAnchors();
+      else this.anchorTimer ??= setTimeout(() => this.flushAnchors(), this.coalesceMs);
     });
-    for (const r of await Promise.all(already.map(([e, h]) => this.existingReceipt(me, e, h)))) done.set(r.key, r);
+  }
 
-    if (todo.length > 0) {
-      await Promise.all([...new Set(todo.map((e) => e.scope))].map((scope) => this.ensureWriter(me, scope)));
-      const chunks: Entry[][] = [];
-      for (let i = 0; i < todo.length; i += this.maxBatch) chunks.push(todo.slice(i, i + this.maxBatch));
-      const settled = await Promise.allSettled(chunks.map((c) => this.writeChunk(sender, c)));
-      let failure: LedgerError | null = null;
-      for (const s of settled) {
-        if (s.status === 'fulfilled') for (const r of s.value) done.set(r.key, r);
-        else failure ??= s.reason instanceof LedgerError ? s.reason : new LedgerError('TX_FAILED', String(s.reason), { cause: s.reason });
+  /**
+   * The window closed (or a batch is full): the waiting calls go together — except a call that
+   * wants another hash under a key an earlier call of this batch writes: it waits until that
+   * batch is settled (first come, first served), and its pre-read then says KEY_TAKEN.
+   */
+  private flushAnchors(): void {
+    if (this.anchorTimer) clearTimeout(this.anchorTimer);
+    this.anchorTimer = null;
+    const sender = this.sender;
+    if (!sender) return;
+    const calls = this.anchorQueue.splice(0);
+    this.anchorQueued = 0;
+    const keys = new Map<string, string>();
+    const now: AnchorCall[] = [];
+    const deferred: AnchorCall[] = [];
+    for (const c of calls) {
+      if (c.finished) continue;
+      const conflict = c.list.some((e) => (keys.get(e.key) ?? e.hash) !== e.hash);
+      if (c.blocked || conflict) {
+        this.anchorQueue.push(c);
+        this.anchorQueued += c.list.length;
+        if (!c.blocked) deferred.push(c);
+        continue;
       }
-      if (failure) {
-        if (list.length === 1) throw failure;
-        throw new LedgerError(
-          failure.code,
-          `${failure.message} [anchorMany: ${done.size} of ${list.length} keys are anchored, the others not; anchoring again is safe]`,
-          { key: failure.key, cause: failure },
-        );
-      }
+      for (const e of c.list) keys.set(e.key, e.hash);
+      now.push(c);
     }
-    return entries.map((e) => ({ ...(done.get(e.key) as AnchorReceipt) }));
+    for (const c of deferred) c.blocked = true;
+    if (now.length > 0) {
+      void this.runAnchors(sender, now).finally(() => {
+        for (const c of deferred) c.blocked = false;
+        if (deferred.length > 0 && !this.closed) this.anchorTimer ??= setTimeout(() => this.flushAnchors(), this.coalesceMs);
+      });
+    }
+    if (this.anchorQueue.some((c) => !c.blocked)) this.anchorTimer ??= setTimeout(() => this.flushAnchors(), this.coalesceMs);
+  }
+
+  /** A call failed: its own error, or — once something of it was sent — how far it got. */
+  private failCall(c: AnchorCall, failure: LedgerError, sent: boolean): void {
+    if (!sent || c.list.length === 1) {
+      c.reject(failure);
+      return;
+    }
+    c.reject(
+      new LedgerError(
+        failure.code,
+        `${failure.message} [anchorMany: ${c.done.size} of ${c.list.length} keys are anchored, the others not; anchoring again is safe]`,
+        { key: failure.key, cause: failure },
+      ),
+    );
+  }
+
+  private finishCall(c: AnchorCall): void {
+    if (c.finished || c.list.some((e) => !c.done.has(e.key))) return;
+    c.resolve(
+      c.input.map((e) => {
+        const r = c.done.get(e.key) as AnchorReceipt;
+        const t = r.timings ?? { queued: c.queued, sent: c.queued, mined: c.queued };
+        return { ...r, timings: { queued: c.queued, sent: t.sent, mined: t.mined } };
+      }),
+    );
+  }
+
+  /**
+   * Anchor the entries of one or more calls: one pre-read of what this writer holds under every
+   * key, the grants of the scopes, then the new entries in batch transactions of at most
+   * maxBatchSize. Every call is settled — with its receipts, or its own error: a call whose key
+   * this writer holds with another hash fails alone (KEY_TAKEN, nothing of it sent), and a batch
+   * transaction that fails while it carried several calls' entries is sent again call by call.
+   */
+  private async runAnchors(sender: AccountSender, calls: AnchorCall[]): Promise<void> {
+    const me = sender.address;
+    const single = calls.length === 1;
+    try {
+      let live = calls.filter((c) => !c.finished);
+      const union = new Map<string, Entry>();
+      for (const c of live) for (const e of c.list) if (!c.done.has(e.key)) union.set(e.key, e);
+      const held = await this.heldMany([...union.keys()], me);
+      for (const c of live) {
+        for (const e of c.list) {
+          const h = held.get(e.key);
+          if (!c.done.has(e.key) && h && h.hash !== e.hash) {
+            this.failCall(c, this.keyTaken(me, e, h), c.done.size > 0);
+            break;
+          }
+        }
+      }
+      live = live.filter((c) => !c.finished);
+      // keys this writer already holds with the wanted hash: nothing to send
+      const existing = new Map<string, Promise<AnchorReceipt>>();
+      const todo = new Map<string, Entry>();
+      for (const c of live) {
+        for (const e of c.list) {
+          if (c.done.has(e.key)) continue;
+          const h = held.get(e.key);
+          if (h) {
+            if (!existing.has(e.key)) existing.set(e.key, this.existingReceipt(me, e, h));
+          } else {
+            todo.set(e.key, e);
+          }
+        }
+      }
+      const ex = new Map<string, AnchorReceipt>();
+      await Promise.all([...existing].map(async ([k, p]) => ex.set(k, await p)));
+      for (const c of live) for (const e of c.list) if (ex.has(e.key) && !c.done.has(e.key)) c.done.set(e.key, ex.get(e.key) as AnchorReceipt);
+      // the grant of every scope written (a call writing in a scope not granted fails alone)
+      const scopes = [...new Set([...todo.values()].map((e) => e.scope))];
+      const grants = await Promise.allSettled(scopes.map((scope) => this.ensureWriter(me, scope)));
+      const refused = new Map<string, LedgerError>();
+      grants.forEach((g, i) => {
+        if (g.status === 'rejected') refused.set(scopes[i], g.reason instanceof LedgerError ? g.reason : new LedgerError('UNREACHABLE', String(g.reason), { cause: g.reason }));
+      });
+      if (refused.size > 0) {
+        for (const c of live) {
+          const e = c.list.find((x) => !c.done.has(x.key) && refused.has(x.scope));
+          if (e) this.failCall(c, refused.get(e.scope) as LedgerError, c.done.size > 0);
+        }
+        live = live.filter((c) => !c.finished);
+        todo.clear();
+        for (const c of live) for (const e of c.list) if (!c.done.has(e.key) && !ex.has(e.key)) todo.set(e.key, e);
+      }
+      for (const c of live) this.finishCall(c);
+      live = live.filter((c) => !c.finished);
+      if (todo.size === 0) return;
+
+      const list = [...todo.values()];
+      const chunks: Entry[][] = [];
+      for (let i = 0; i < list.length; i += this.maxBatch) chunks.push(list.slice(i, i + this.maxBatch));
+      const settled = await Promise.allSettled(chunks.map((ch) => this.writeChunk(sender, ch)));
+      const again = new Set<AnchorCall>();
+      settled.forEach((st, i) => {
+        if (st.status === 'fulfilled') {
+          for (const r of st.value) for (const c of live) if (todo.get(r.key) !== undefined && c.list.some((e) => e.key === r.key)) c.done.set(r.key, r);
+          return;
+        }
+        const failure = st.reason instanceof LedgerError ? st.reason : new LedgerError('TX_FAILED', String(st.reason), { cause: st.reason });
+        const keys = new Set(chunks[i].map((e) => e.key));
+        const involved = live.filter((c) => c.list.some((e) => keys.has(e.key)));
+        // several calls shared the failed transaction: send each again on its own, so that one
+        // call's problem is not another's. A call alone in it gets the error.
+        if (single || involved.length === 1) for (const c of involved) this.failCall(c, failure, true);
+        else for (const c of involved) again.add(c);
+      });
+      for (const c of live) if (!again.has(c)) this.finishCall(c);
+      if (again.size > 0) await Promise.all([...again].filter((c) => !c.finished).map((c) => this.runAnchors(sender, [c])));
+    } catch (e) {
+      const failure = e instanceof LedgerError ? e : new LedgerError('TX_FAILED', String(e), { cause: e });
+      for (const c of calls) this.failCall(c, failure, c.done.size > 0);
+    }
   }
 
   /** The scope's grant is checked before sending (cached 5 s) so a non-writer wastes no transaction. */
@@ -642,7 +993,17 @@ export class EvmLedger implements Ledger {
       : registryInterface.encodeFunctionData('writeCTIHashes', [chunk.map((e) => e.scope), chunk.map((e) => e.key), chunk.map((e) => e.hash)]);
     const gasLimit = single ? this.gasLimit : this.batchGasBase + this.gasPerItem * BigInt(chunk.length);
     const label = single ? `writeCTIHash(${short(chunk[0].key)})` : `writeCTIHashes(${chunk.length} keys from ${short(chunk[0].key)})`;
-    const mined = await sender.submit({ to: this.address, data, gasLimit, fees: this.fees, confirmations: this.confirmations, label, key: chunk[0].key });
+    this.counters.anchorTxs++;
+    const mined = await sender.submit({
+      to: this.address,
+      data,
+      gasLimit,
+      fees: this.fees,
+      confirmations: this.confirmations,
+      label,
+      key: chunk[0].key,
+      timeoutMs: this.txTimeoutMs,
+    });
     if (mined.status !== 1) return this.explainFailure(sender, chunk, mined, data, label);
     const written = new Map<string, string>();
     for (const log of mined.logs) {
@@ -653,7 +1014,7 @@ export class EvmLedger implements Ledger {
     return Promise.all(
       chunk.map((e) =>
         written.get(e.key) === e.hash
-          ? { key: e.key, hash: e.hash, tx: mined.hash, block: mined.block, writer: me }
+          ? { key: e.key, hash: e.hash, tx: mined.hash, block: mined.block, writer: me, timings: { queued: 0, sent: mined.sentAt, mined: mined.minedAt } }
           : // skipped by writeCTIHashes: an identical concurrent write of ours landed first
             this.existingReceipt(me, e),
       ),
@@ -853,6 +1214,13 @@ export class EvmLedger implements Ledger {
       for (const w of [...set]) this.settle(w, new LedgerError('TIMEOUT', `the ledger was closed while waiting for key ${w.key}`, { key: w.key }));
     }
     this.stopWatch();
+    if (this.readTimer) clearTimeout(this.readTimer);
+    this.readTimer = null;
+    for (const q of this.readQueue.splice(0)) q.reject(new LedgerError('UNREACHABLE', `the ledger was closed before key ${q.key} was read`, { key: q.key }));
+    if (this.anchorTimer) clearTimeout(this.anchorTimer);
+    this.anchorTimer = null;
+    this.anchorQueued = 0;
+    for (const c of this.anchorQueue.splice(0)) c.reject(new LedgerError('TX_FAILED', 'the ledger was closed before the anchor was sent (nothing was sent; anchoring again is safe)', { key: c.list[0]?.key }));
     this.stateListeners.clear();
     if (this.sender) releaseSender(this.sender);
     this.client.release();

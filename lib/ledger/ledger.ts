@@ -41,6 +41,26 @@ export interface AnchorReceipt {
   existing?: boolean;
   /** the account that signed (EVM address, checksummed) */
   writer?: string;
+  /**
+   * When this anchor was queued (the call), sent (handed to the node) and mined (seen included
+   * with the configured confirmations), epoch ms. With `existing: true` nothing was sent: `sent`
+   * and `mined` are both the moment the earlier anchor was found.
+   */
+  timings?: AnchorTimings;
+}
+
+/** Epoch ms of an anchor's steps (AnchorReceipt.timings). */
+export interface AnchorTimings {
+  queued: number;
+  sent: number;
+  mined: number;
+}
+
+/** One question of a batched read (Ledger.lookupMany): the anchors under `key`, judged for `scope` (and creator `identity`). */
+export interface LookupQuery {
+  scope: string;
+  key: string;
+  identity?: string;
 }
 
 /** One anchor under a key: what one writer wrote. */
@@ -90,6 +110,11 @@ export interface Ledger {
    * creator's identity tag; [] when there is none.
    */
   lookup(scope: string, key: string, identity?: string): Promise<LedgerRecord[]>;
+  /**
+   * `lookup` for many queries at once (one read where the ledger can batch), results in query
+   * order. Optional: callers fall back to `lookup` per query when a ledger does not offer it.
+   */
+  lookupMany?(queries: LookupQuery[]): Promise<LedgerRecord[][]>;
   /**
    * Wait until an *entitled* anchor exists under `key` for `scope` (contract event, or polling),
    * at most `timeoutMs`. Resolves with every anchor under the key (as `lookup`); when the deadline

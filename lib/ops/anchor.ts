@@ -7,7 +7,7 @@
  * ledger touched. A bad object, bad JSON or a bad collection id fails before any transaction.
  */
 import { collectionScope, keyForObject } from '../digest';
-import { LedgerError, type Ledger } from '../ledger/ledger';
+import { LedgerError, type AnchorTimings, type Ledger } from '../ledger/ledger';
 import { extractObjects, type StixObject } from '../stix';
 import { checkCollection } from './collection';
 import { typeOfObject } from './payload';
@@ -39,7 +39,8 @@ export interface AnchoredItem {
   version: string | null;
   key: string;
   hash: string;
-  anchor: { tx: string; block: number; existing?: boolean };
+  /** where the anchor landed; `timings`: when it was queued, sent and mined (epoch ms; see AnchorReceipt.timings) */
+  anchor: { tx: string; block: number; existing?: boolean; timings?: AnchorTimings };
 }
 
 export interface AnchorResult {
@@ -91,6 +92,7 @@ export async function anchorPayload(ledger: Ledger, input: AnchorInput): Promise
     const r = receipts[i];
     const anchor: AnchoredItem['anchor'] = { tx: r.tx, block: r.block };
     if (r.existing) anchor.existing = true;
+    if (r.timings) anchor.timings = { ...r.timings };
     return { id: p.id, type: p.type, version: p.version, key: p.key, hash: p.hash, anchor };
   });
   return { collection: input.collection, items, objects: prepared.map((p) => p.object) };

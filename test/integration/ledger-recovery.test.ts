@@ -233,8 +233,9 @@ describe('ledger recovery (hardhat)', function () {
 
   describe('one key, two senders', () => {
     it('one process, two spellings of the node URL: one nonce queue serves both, 40 + 40 concurrent anchors land', async () => {
-      const a = ledger(2, { rpcUrl: `http://127.0.0.1:${port()}`, maxInFlight: 128 });
-      const b = ledger(2, { rpcUrl: `http://localhost:${port()}/`, maxInFlight: 128 });
+      // coalescing off: one transaction per anchor, to load the shared send queue
+      const a = ledger(2, { rpcUrl: `http://127.0.0.1:${port()}`, maxInFlight: 128, coalesceMs: 0 });
+      const b = ledger(2, { rpcUrl: `http://localhost:${port()}/`, maxInFlight: 128, coalesceMs: 0 });
       await stopMining();
       const all = [...Array.from({ length: 40 }, () => a.anchor(SCOPE, r32(), r32())), ...Array.from({ length: 40 }, () => b.anchor(SCOPE, r32(), r32()))];
       await until('80 in flight', () => a.stats().inFlight === 80);
@@ -315,7 +316,7 @@ describe('ledger recovery (hardhat)', function () {
 
   describe('dropped transactions and node outages', () => {
     it('a dropped transaction is re-broadcast within seconds (same signed transaction) and its anchor lands', async () => {
-      const l = ledger(4, { txTimeoutMs: 40_000, rebroadcastAfterMs: 1000 });
+      const l = ledger(4, { txTimeoutMs: 40_000, rebroadcastAfterMs: 1000, coalesceMs: 0 });
       await l.writerStatus();
       await stopMining();
       const items = Array.from({ length: 10 }, () => ({ key: r32(), hash: r32() }));
@@ -336,7 +337,7 @@ describe('ledger recovery (hardhat)', function () {
     it('a chain-node outage with its pool lost: 50 anchors in flight wait, are re-broadcast when it answers again, and land', async function () {
       const proxy = await startTcpProxy(port());
       proxies.push(proxy);
-      const l = ledger(5, { rpcUrl: `http://127.0.0.1:${proxy.port}`, requestTimeoutMs: 1000, txTimeoutMs: 60_000, rebroadcastAfterMs: 1000 });
+      const l = ledger(5, { rpcUrl: `http://127.0.0.1:${proxy.port}`, requestTimeoutMs: 1000, txTimeoutMs: 60_000, rebroadcastAfterMs: 1000, coalesceMs: 0 });
       await l.writerStatus();
       await stopMining();
       const items = Array.from({ length: 50 }, () => ({ key: r32(), hash: r32() }));

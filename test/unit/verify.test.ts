@@ -7,8 +7,16 @@
  */
 import { strict as assert } from 'node:assert';
 import { identityTag, keyForObject } from '../../lib/digest';
-import { LedgerError, type AnchorEntry, type AnchorReceipt, type Ledger, type LedgerRecord, type WriterStatus } from '../../lib/ledger/ledger';
-import { overallStatus } from '../../lib/ops/verify';
+import {
+  LedgerError,
+  type AnchorEntry,
+  type AnchorReceipt,
+  type Ledger,
+  type LedgerRecord,
+  type LookupQuery,
+  type WriterStatus,
+} from '../../lib/ledger/ledger';
+import { overallStatus, verifyPayload } from '../../lib/ops/verify';
 import { isRejection, verifyObject } from '../../lib/verify';
 import type { StixObject } from '../../lib/stix';
 
@@ -80,6 +88,23 @@ class TableLedger implements Ledger {
   async close(): Promise<void> {}
   onState(): () => void {
     return () => undefined;
+  }
+}
+
+/** A TableLedger that also answers batched reads (Ledger.lookupMany), counting them. */
+class BatchTableLedger extends TableLedger {
+  batches = 0;
+  waits = 0;
+  async lookupMany(queries: LookupQuery[]): Promise<LedgerRecord[][]> {
+    this.batches++;
+    const before = this.reads;
+    const out = await Promise.all(queries.map((q) => this.lookup(q.scope, q.key, q.identity)));
+    this.reads = before; // one batched read, not one per query
+    return out;
+  }
+  override async waitForAnchor(scope: string, key: string, timeoutMs: number, identity?: string): Promise<LedgerRecord[]> {
+    this.waits++;
+    return super.waitForAnchor(scope, key, timeoutMs, identity);
   }
 }
 
@@ -224,6 +249,68 @@ describe('lib/verify: who may vouch (issue 11.1)', () => {
     const v = await verifyObject(l, COL, genuine, { waitMs: 50 });
     assert.equal(v.status, 'unknown');
     assert.equal(isRejection(v.status), false);
+  });
+
+  it('verifyPayload reads a whole payload in one batched read (lookupMany) with the same verdicts; tampering still caught', async () => {
+    const b = new BatchTableLedger();
+    b.grant(HONEST, g.scope);
+    b.grant(OUTSIDER, otherScope);
+    const objs: StixObject[] = Array.from({ length: 40 }, (_, i) => ({ ...genuine, id: `indicator--00000000-0000-4000-8000-${String(i).padStart(12, '0')}` }) as StixObject);
+    for (const o of objs) {
+      const k = keyForObject(COL, o);
+      b.put(HONEST, k.scope, k.key, k.hash);
+    }
+    const withCreator = { ...objs[3], created_by_ref: 'identity--11111111-1111-4111-8111-111111111111' } as StixObject;
+    b.bind(identityTag(withCreator.created_by_ref as string), OUTSIDER); // HONEST is not bound to this creator
+    const kc = keyForObject(COL, withCreator);
+    b.put(HONEST, kc.scope, kc.key, kc.hash);
+    const tampered = { ...objs[5], pattern: "[ipv4-addr:value = '10.6.6.6']" } as StixObject;
+    const payload = [...objs, tampered, withCreator];
+    const out = await verifyPayload(b, { collection: COL, payload });
+    assert.equal(b.batches, 1, 'one batched read');
+    assert.equal(b.reads, 0, 'no read per object');
+    // the same verdicts as one read per object
+    const plain = new TableLedger();
+    for (const [k, rows] of b.rows) plain.rows.set(k, rows);
+    for (const [w, sc] of b.grants) plain.grants.set(w, sc);
+    for (const [id, acc] of b.bindings) plain.bindings.set(id, acc);
+    const each = await Promise.all(payload.map((o) => verifyObject(plain, COL, o)));
+    assert.deepEqual(
+      out.map((v) => v.verification),
+      each,
+    );
+    assert.deepEqual(
+      out.slice(38).map((v) => v.verification.status),
+      ['verified', 'verified', 'mismatch', 'wrong-writer'],
+    );
+    assert.ok(b.identities.includes(identityTag(withCreator.created_by_ref as string)), 'the creator identity reached the batched read');
+  });
+
+  it('verifyPayload with a wait: anchors found by the batched read decide at once, only the pending object waits on the ledger', async () => {
+    const b = new BatchTableLedger();
+    b.grant(HONEST, g.scope);
+    b.put(HONEST, g.scope, g.key, g.hash);
+    const pending = { ...genuine, id: 'indicator--00000000-0000-4000-8000-000000000099' } as StixObject;
+    const p = keyForObject(COL, pending);
+    const out = await verifyPayload(b, { collection: COL, payload: [genuine, pending], waitMs: 50 });
+    assert.equal(b.batches, 1);
+    assert.equal(b.waits, 1, 'only the object without an entitled anchor waits');
+    assert.deepEqual(
+      out.map((v) => v.verification.status),
+      ['verified', 'not-anchored'],
+    );
+    // the batched read failing: the wait still decides object by object (unknown at worst, never a crash)
+    const down = new BatchTableLedger();
+    down.grant(HONEST, g.scope);
+    down.put(HONEST, p.scope, p.key, p.hash);
+    down.failReads = 1;
+    const again = await verifyPayload(down, { collection: COL, payload: [genuine, pending], waitMs: 50 });
+    assert.deepEqual(
+      again.map((v) => v.verification.status),
+      ['not-anchored', 'verified'],
+    );
+    down.failReads = 1;
+    await assert.rejects(verifyPayload(down, { collection: COL, payload: [genuine, pending] }), (e: unknown) => e instanceof LedgerError && e.code === 'UNREACHABLE');
   });
 
   it('overallStatus: conflict > mismatch > wrong-writer > not-anchored > unknown > verified', () => {
