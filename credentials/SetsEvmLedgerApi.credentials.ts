@@ -120,5 +120,47 @@ export class SetsEvmLedgerApi implements ICredentialType {
       description:
         'How long an anchor may take from submission, in seconds: it waits out node outages and re-broadcasts dropped transactions until then, then fails naming the key',
     },
+    {
+      displayName: 'Coalescing Window (Ms)',
+      name: 'coalesceMs',
+      type: 'string',
+      default: '',
+      placeholder: '20',
+      description:
+        'Optional: concurrent anchors within this window share one batch transaction and concurrent reads one call; each item still gets its own result or error. Empty: 20; 0: off.',
+    },
+    {
+      displayName: 'Batch Size',
+      name: 'maxBatchSize',
+      type: 'string',
+      default: '',
+      placeholder: '150',
+      description: 'Optional: most anchors per batch transaction (1-1000). Empty: 150 (under the 2^24 transaction gas cap).',
+    },
+    {
+      displayName: 'Transactions in Flight',
+      name: 'maxInFlight',
+      type: 'string',
+      default: '',
+      placeholder: '64',
+      description:
+        'Optional: most sent-but-unmined transactions (1-4096). Per account and node: connections signing with the same key share one nonce queue, the first one\'s value holds. Empty: 64.',
+    },
+    {
+      displayName: 'Poll Interval (Ms)',
+      name: 'pollMs',
+      type: 'string',
+      default: '',
+      placeholder: '500',
+      description: 'Optional: how often the node is asked for new blocks without a WebSocket URL (10-60000). Empty: 500.',
+    },
+    {
+      displayName: 'Confirmations',
+      name: 'confirmations',
+      type: 'string',
+      default: '',
+      placeholder: '1',
+      description: 'Optional: blocks on top of the including block before an anchor counts as done (1-1000). Empty: 1 (mined).',
+    },
   ];
 }

@@ -26,12 +26,26 @@ export interface LedgerSettings {
   requestTimeoutMs?: number;
   /** anchor deadline: how long an anchor may take from submission, outages and re-broadcasts included, ms */
   anchorDeadlineMs?: number;
+  /** coalescing window for concurrent anchors and reads, ms (0 = off) */
+  coalesceMs?: number;
+  /** entries per batch transaction */
+  maxBatchSize?: number;
+  /** sent-but-unmined transactions per account (per account and node, not per connection) */
+  maxInFlight?: number;
+  /** new-block polling interval, ms */
+  pollMs?: number;
+  /** blocks on top of the including block before an anchor resolves */
+  confirmations?: number;
 }
 
 /**
  * Ledger settings from raw form values: rpcUrl, wsUrl, chainId, contract, txType ('0' | '2'),
  * gasPrice, maxFeePerGas, maxPriorityFeePerGas (wei), gasLimit, timeout (ms, default 10 s),
  * anchorDeadline (s, default 120: an anchor waits out node outages and re-broadcasts this long).
+ * Tuning (empty = the adapter's default): coalesceMs (0-10000, default 20, 0 = off), maxBatchSize
+ * (1-1000, default 150), maxInFlight (1-4096, default 64; per account and node: every connection
+ * signing with the key shares one send queue, the first one's value holds), pollMs (new-block
+ * polling, 10-60000, default 500), confirmations (1-1000, default 1).
  * Throws ConfigError naming the setting.
  */
 export function parseLedgerSettings(raw: RawSettings): LedgerSettings {
@@ -65,6 +79,17 @@ export function parseLedgerSettings(raw: RawSettings): LedgerSettings {
   }
   const gasLimit = optInt(raw['gasLimit'], 'gas limit', 21_000);
   if (gasLimit !== undefined) s.gasLimit = gasLimit;
+  const tuning = [
+    ['coalesceMs', 'coalescing window (ms)', 0, 10_000],
+    ['maxBatchSize', 'batch size', 1, 1000],
+    ['maxInFlight', 'transactions in flight', 1, 4096],
+    ['pollMs', 'poll interval (ms)', 10, 60_000],
+    ['confirmations', 'confirmations', 1, 1000],
+  ] as const;
+  for (const [k, name, min, max] of tuning) {
+    const v = optInt(raw[k], name, min, max);
+    if (v !== undefined) s[k] = v;
+  }
   return s;
 }
 
@@ -83,6 +108,11 @@ export function ledgerConfig(s: LedgerSettings, secrets: LedgerSecrets): LedgerC
   if (s.gasLimit) cfg.gasLimit = s.gasLimit;
   if (s.requestTimeoutMs) cfg.requestTimeoutMs = s.requestTimeoutMs;
   if (s.anchorDeadlineMs) cfg.txTimeoutMs = s.anchorDeadlineMs;
+  if (s.coalesceMs !== undefined) cfg.coalesceMs = s.coalesceMs;
+  if (s.maxBatchSize !== undefined) cfg.maxBatchSize = s.maxBatchSize;
+  if (s.maxInFlight !== undefined) cfg.maxInFlight = s.maxInFlight;
+  if (s.pollMs !== undefined) cfg.waitPollMs = s.pollMs;
+  if (s.confirmations !== undefined) cfg.confirmations = s.confirmations;
   return cfg;
 }
 

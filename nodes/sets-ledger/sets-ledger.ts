@@ -23,6 +23,12 @@ interface LedgerDef extends NodeDef {
   maxPriorityFeePerGas?: string;
   gasLimit?: string | number;
   timeout?: string | number;
+  anchorDeadline?: string | number;
+  coalesceMs?: string | number;
+  maxBatchSize?: string | number;
+  maxInFlight?: string | number;
+  pollMs?: string | number;
+  confirmations?: string | number;
 }
 
 interface LedgerCredentials {
@@ -50,7 +56,9 @@ export = function register(RED: NodeAPI): void {
     node.describe = () => label;
     node.shared = new SharedConnection<Ledger>(node, () => {
       if (node.configError) throw node.configError;
-      return createLedger(ledgerConfig(settings as LedgerSettings, { privateKey: privateKey || undefined }));
+      // settings that cannot apply (e.g. another configuration with this key set the account's
+      // in-flight limit differently) are shown as warnings of this node
+      return createLedger({ ...ledgerConfig(settings as LedgerSettings, { privateKey: privateKey || undefined }), onWarning: (m: string) => node.warn(m) });
     });
     node.on('close', (_removed: boolean, done: () => void) => {
       node.shared.close().then(
