@@ -86,17 +86,19 @@ export function sendTaxii(
     res.destroy();
     return;
   }
-  const text = body === undefined ? '' : JSON.stringify(body);
+  // encoded once: the length is the buffer's (a page of 1,000 objects is megabytes; measuring the
+  // string's UTF-8 length and then encoding it again showed in the paging profile)
+  const bytes = Buffer.from(body === undefined ? '' : JSON.stringify(body), 'utf8');
   res.statusCode = status;
   for (const name of res.getHeaderNames()) {
     // drop headers a framework may have set before us (e.g. X-Powered-By stays; Content-Type does not)
     if (name === 'content-type' || name === 'content-length' || name === 'etag') res.removeHeader(name);
   }
   res.setHeader('Content-Type', TAXII_MEDIA_TYPE);
-  res.setHeader('Content-Length', Buffer.byteLength(text, 'utf8'));
+  res.setHeader('Content-Length', bytes.length);
   res.setHeader('Cache-Control', 'no-store');
   for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
-  res.end(text);
+  res.end(bytes);
 }
 
 /** Write a TAXII error resource. */
