@@ -16,6 +16,7 @@
  *   --quick             200 events at 50 and 125 events/s
  *   --capacity          with the ledger, raise the rate (doubling from 200/s) until an event is
  *                       lost or p99 > 2 s; report the highest sustained verified rate
+ *                       (--start N: the first rate, default 200/s; halving when that fails)
  *                       and one ~10 MiB envelope of anchored objects POSTed at once: admission and
  *                       status settled timed (--no-envelope / --envelope-only)
  *   --no-plots          skip the PNGs
@@ -64,7 +65,7 @@ async function main(): Promise<void> {
   const runs: BenchRunResult[] = [];
   let capacity: CapacityResult | undefined;
   if (flag('capacity')) {
-    capacity = flag('envelope-only') ? { criterion: '', steps: [], sustainedVerifiedPerS: 0, omitted: ['the rate ramp (--envelope-only)'] } : await benchCapacity({ log });
+    capacity = flag('envelope-only') ? { criterion: '', steps: [], sustainedVerifiedPerS: 0, omitted: ['the rate ramp (--envelope-only)'] } : await benchCapacity({ log, ...(arg('start') ? { startRate: positive('start', arg('start') as string) } : {}) });
     if (!flag('no-envelope')) capacity.envelope = await benchEnvelope({ log });
   } else {
     for (const ledger of modes) {
