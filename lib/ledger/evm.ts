@@ -296,6 +296,58 @@ interface AnchorCall {
   reject: (e: LedgerError) => void;
 }
 
+/**
+ * Decode readCTIRecordsMany's answer: (uint256[] counts, (address, bytes32, uint64, uint32, bool)[]
+ * records), both arrays of static words — read straight from the hex (a generic ABI decoder spends
+ * about as long on 200 records as the node spends answering). Null when the data is not shaped so.
+ */
+function decodeReadMany(hex: string, queries: number): { counts: number[]; records: Array<Omit<LedgerRecord, 'key'>> } | null {
+  if (!/^0x([0-9a-fA-F]{64})*$/.test(hex)) return null;
+  const h = hex.slice(2);
+  const words = h.length / 64;
+  const word = (i: number) => h.slice(i * 64, i * 64 + 64);
+  const small = (i: number): number | null => {
+    if (i >= words) return null;
+    const w = word(i);
+    return /^0{48}/.test(w) ? parseInt(w.slice(48), 16) : null;
+  };
+  const oc = small(0);
+  const or = small(1);
+  if (oc === null || or === null || oc % 32 !== 0 || or % 32 !== 0) return null;
+  const c0 = oc / 32;
+  const r0 = or / 32;
+  const n = small(c0);
+  const m = small(r0);
+  if (n !== queries || m === null || c0 + 1 + n > words || r0 + 1 + m * 5 > words) return null;
+  const counts: number[] = [];
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const c = small(c0 + 1 + i);
+    if (c === null) return null;
+    counts.push(c);
+    total += c;
+  }
+  if (total !== m) return null;
+  const checksummed = new Map<string, string>();
+  const records: Array<Omit<LedgerRecord, 'key'>> = [];
+  for (let r = 0; r < m; r++) {
+    const b = r0 + 1 + r * 5;
+    const raw = '0x' + word(b).slice(24);
+    let writer = checksummed.get(raw);
+    if (writer === undefined) checksummed.set(raw, (writer = getAddress(raw)));
+    const block = small(b + 3);
+    if (block === null) return null;
+    records.push({
+      hash: ('0x' + word(b + 1)).toLowerCase(),
+      writer,
+      timestamp: seconds(BigInt('0x' + word(b + 2))),
+      entitled: BigInt('0x' + word(b + 4)) !== 0n,
+      block,
+    });
+  }
+  return { counts, records };
+}
+
 interface Waiter {
   key: string;
   scope: string;
@@ -585,32 +637,27 @@ export class EvmLedger implements Ledger {
   }
 
   private async readChunk(qs: Array<{ scope: string; key: string; identity: string }>): Promise<LedgerRecord[][]> {
-    const r = await this.view('readCTIRecordsMany', [qs.map((q) => q.scope), qs.map((q) => q.identity), qs.map((q) => q.key)]);
-    const counts = r[0] as unknown as bigint[];
-    // each record: [writer, hash, timestamp, blockNumber, entitled]
-    const records = r[1] as unknown as Array<[string, string, bigint, bigint, boolean]>;
-    const total = counts.reduce((a, n) => a + Number(n), 0);
-    if (counts.length !== qs.length || records.length !== total) {
-      throw new LedgerError('BAD_CONFIG', `${this.address} answered readCTIRecordsMany with ${counts.length} counts and ${records.length} records for ${qs.length} keys`);
+    const fn = 'readCTIRecordsMany';
+    const data = registryInterface.encodeFunctionData(fn, [qs.map((q) => q.scope), qs.map((q) => q.identity), qs.map((q) => q.key)]);
+    let out: unknown;
+    try {
+      out = await this.client.call('eth_call', [{ to: this.address, data }, 'latest'], { what: `${fn} of ${qs.length} keys on ${this.address}` });
+    } catch (e) {
+      if (e instanceof NodeError) {
+        throw new LedgerError('TX_FAILED', `${fn} on ${this.address} failed: ${e.revertData ? decodeRevert(e.revertData) : e.body.message}`, { cause: e });
+      }
+      throw e;
     }
-    const out: LedgerRecord[][] = [];
+    const dec = decodeReadMany(String(out), qs.length);
+    if (!dec) throw new LedgerError('BAD_CONFIG', `${this.address} does not answer ${fn} like a SetsRegistry (got ${String(out).slice(0, 66)})`);
+    const result: LedgerRecord[][] = [];
     let j = 0;
     qs.forEach((q, i) => {
       const recs: LedgerRecord[] = [];
-      for (let n = Number(counts[i]); n > 0; n--, j++) {
-        const [writer, hash, timestamp, block, entitled] = records[j];
-        recs.push({
-          key: q.key,
-          hash: String(hash).toLowerCase(),
-          writer: getAddress(String(writer)),
-          timestamp: seconds(BigInt(timestamp)),
-          entitled: entitled === true,
-          block: Number(block),
-        });
-      }
-      out.push(recs);
+      for (let n = dec.counts[i]; n > 0; n--, j++) recs.push({ key: q.key, ...dec.records[j] });
+      result.push(recs);
     });
-    return out;
+    return result;
   }
 
   /** Every anchor under `key`, judged for `scope` and creator `identity` (readCTIRecords). */
