@@ -11,7 +11,9 @@
  *   arriving within the window (or until `maxBatchSize` entries wait) share one pre-read and one
  *   writeCTIHashes transaction; each caller still gets its own receipts or error — a caller's
  *   KEY_TAKEN (found by the pre-read) fails that caller only, and a batch transaction that
- *   reverts is re-sent caller by caller, so one caller never fails another. Concurrent reads
+ *   reverts is re-sent caller by caller, so one caller never fails another. A call naming a key
+ *   that an earlier call in the window writes goes after that one's batch (a repeat then reads
+ *   `existing: true`, another hash KEY_TAKEN). Concurrent reads
  *   (lookup, waits) within the window become one readCTIRecordsMany eth_call.
  * - Before sending, this writer's own record under every key is read (readCTIRecord(key, self)):
  *   the same hash → `existing: true` (nothing sent, whatever scope it named), another → KEY_TAKEN
@@ -857,9 +859,10 @@ export class EvmLedger implements Ledger {
   }
 
   /**
-   * The window closed (or a batch is full): the waiting calls go together — except a call that
-   * wants another hash under a key an earlier call of this batch writes: it waits until that
-   * batch is settled (first come, first served), and its pre-read then says KEY_TAKEN.
+   * The window closed (or a batch is full): the waiting calls go together — except a call naming
+   * a key an earlier call of this batch writes: it waits until that batch is settled (first come,
+   * first served), and its pre-read then says what is there: the same hash → `existing: true`
+   * (as for any repeat), another → KEY_TAKEN.
    */
   private flushAnchors(): void {
     if (this.anchorTimer) clearTimeout(this.anchorTimer);
@@ -868,19 +871,19 @@ export class EvmLedger implements Ledger {
     if (!sender) return;
     const calls = this.anchorQueue.splice(0);
     this.anchorQueued = 0;
-    const keys = new Map<string, string>();
+    const keys = new Set<string>();
     const now: AnchorCall[] = [];
     const deferred: AnchorCall[] = [];
     for (const c of calls) {
       if (c.finished) continue;
-      const conflict = c.list.some((e) => (keys.get(e.key) ?? e.hash) !== e.hash);
+      const conflict = c.list.some((e) => keys.has(e.key));
       if (c.blocked || conflict) {
         this.anchorQueue.push(c);
         this.anchorQueued += c.list.length;
         if (!c.blocked) deferred.push(c);
         continue;
       }
-      for (const e of c.list) keys.set(e.key, e.hash);
+      for (const e of c.list) keys.add(e.key);
       now.push(c);
     }
     for (const c of deferred) c.blocked = true;

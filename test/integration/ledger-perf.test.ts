@@ -194,13 +194,19 @@ describe('EVM ledger throughput: coalescing and batched reads (hardhat)', functi
       assert.equal((await l.lookup(S, taken))[0].hash, first.hash, 'write-once per writer holds');
     });
 
-    it('two calls wanting different hashes under one key: one lands, the other gets KEY_TAKEN', async () => {
+    it('two calls wanting different hashes under one key: the first lands, the other gets KEY_TAKEN; a concurrent repeat reads `existing`', async () => {
       const l = ledger(1);
       const k = r32();
       const [a, b] = await Promise.allSettled([l.anchor(S, k, r32()), l.anchor(S, k, r32())]);
       assert.equal(a.status, 'fulfilled');
       assert.equal(b.status, 'rejected');
       isLedgerError('KEY_TAKEN')((b as PromiseRejectedResult).reason);
+      const k2 = r32();
+      const h2 = r32();
+      const [x, y] = await Promise.all([l.anchor(S, k2, h2), l.anchor(S, k2, h2)]);
+      assert.equal(x.existing, undefined);
+      assert.equal(y.existing, true, 'the repeat is reported as existing, as when it comes later');
+      assert.equal(y.tx, x.tx);
     });
 
     it('a batch transaction that reverts (a race the pre-read could not see) is re-sent caller by caller', async () => {
