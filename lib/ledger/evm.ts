@@ -112,6 +112,15 @@ export interface EvmLedgerConfig {
   /** queries per readCTIRecordsMany call (default 200) */
   readBatchSize?: number;
   /**
+   * read what this writer holds under the keys before sending (default true): a repeat is answered
+   * `existing` and another hash KEY_TAKEN without a transaction. false: batches go out unread —
+   * the contract skips identical repeats itself, and a batch that reverts (another hash under a
+   * key) is sent again call by call *with* the pre-read, so results and guarantees are the same;
+   * the cost of a conflict is one reverted transaction. Saves a read per batch where the node's
+   * EVM is slow to answer it (hardhat).
+   */
+  precheck?: boolean;
+  /**
    * told about settings that cannot apply (another connection with the same key and node set the
    * account's maxInFlight / rebroadcastAfterMs differently, a registry without readCTIRecordsMany);
    * default: process.emitWarning
@@ -376,6 +385,7 @@ export class EvmLedger implements Ledger {
   private readonly maxBatch: number;
   private readonly confirmations: number;
   private readonly coalesceMs: number;
+  private readonly precheck: boolean;
   private readonly readBatch: number;
   private readonly txTimeoutMs: number;
   private readonly warn: (message: string) => void;
@@ -439,6 +449,8 @@ export class EvmLedger implements Ledger {
     const privateKey = config.privateKey ? checkPrivateKey(config.privateKey) : undefined;
     this.coalesceMs = positiveInt(config.coalesceMs, 20, 'coalesceMs', 0);
     this.readBatch = positiveInt(config.readBatchSize, 200, 'readBatchSize');
+    if (config.precheck !== undefined && typeof config.precheck !== 'boolean') throw new LedgerError('BAD_CONFIG', `precheck must be true or false, got ${String(config.precheck)}`);
+    this.precheck = config.precheck ?? true;
     this.txTimeoutMs = txTimeoutMs;
     if (config.onWarning !== undefined && typeof config.onWarning !== 'function') throw new LedgerError('BAD_CONFIG', 'onWarning must be a function');
     this.warn = config.onWarning ?? ((m: string) => process.emitWarning(m, 'SetsLedgerWarning'));
@@ -929,14 +941,14 @@ export class EvmLedger implements Ledger {
    * this writer holds with another hash fails alone (KEY_TAKEN, nothing of it sent), and a batch
    * transaction that fails while it carried several calls' entries is sent again call by call.
    */
-  private async runAnchors(sender: AccountSender, calls: AnchorCall[]): Promise<void> {
+  private async runAnchors(sender: AccountSender, calls: AnchorCall[], precheck = this.precheck): Promise<void> {
     const me = sender.address;
     const single = calls.length === 1;
     try {
       let live = calls.filter((c) => !c.finished);
       const union = new Map<string, Entry>();
       for (const c of live) for (const e of c.list) if (!c.done.has(e.key)) union.set(e.key, e);
-      const held = await this.heldMany([...union.keys()], me);
+      const held = precheck ? await this.heldMany([...union.keys()], me) : new Map<string, Held | null>();
       for (const c of live) {
         for (const e of c.list) {
           const h = held.get(e.key);
@@ -999,11 +1011,11 @@ export class EvmLedger implements Ledger {
         const involved = live.filter((c) => c.list.some((e) => keys.has(e.key)));
         // several calls shared the failed transaction: send each again on its own, so that one
         // call's problem is not another's. A call alone in it gets the error.
-        if (single || involved.length === 1) for (const c of involved) this.failCall(c, failure, true);
+        if ((single || involved.length === 1) && precheck) for (const c of involved) this.failCall(c, failure, true);
         else for (const c of involved) again.add(c);
       });
       for (const c of live) if (!again.has(c)) this.finishCall(c);
-      if (again.size > 0) await Promise.all([...again].filter((c) => !c.finished).map((c) => this.runAnchors(sender, [c])));
+      if (again.size > 0) await Promise.all([...again].filter((c) => !c.finished).map((c) => this.runAnchors(sender, [c], true)));
     } catch (e) {
       const failure = e instanceof LedgerError ? e : new LedgerError('TX_FAILED', String(e), { cause: e });
       for (const c of calls) this.failCall(c, failure, c.done.size > 0);

@@ -232,6 +232,24 @@ describe('EVM ledger throughput: coalescing and batched reads (hardhat)', functi
       for (const e of fine) assert.equal((await a.lookup(S, e.key))[0]?.hash, e.hash);
     });
 
+    it('precheck off: batches go out unread; a repeat is `existing`, another hash KEY_TAKEN for that caller only (after one reverted batch)', async () => {
+      const l = ledger(2, { precheck: false });
+      const taken = r32();
+      const first = await l.anchor(S, taken, r32());
+      const before = await txCount(2);
+      const again = await l.anchor(S, taken, first.hash);
+      assert.equal(again.existing, true);
+      assert.equal(again.tx, first.tx);
+      assert.equal((await txCount(2)) - before, 1, 'sent unread: one transaction, its revert explained as the earlier anchor');
+      const others = Array.from({ length: 6 }, () => ({ key: r32(), hash: r32() }));
+      const results = await Promise.allSettled([l.anchor(S, taken, r32()), ...others.map((e) => l.anchor(S, e.key, e.hash))]);
+      isLedgerError('KEY_TAKEN')((results[0] as PromiseRejectedResult).reason);
+      assert.ok(results.slice(1).every((r) => r.status === 'fulfilled'));
+      for (const e of others) assert.equal((await l.lookup(S, e.key))[0]?.hash, e.hash);
+      assert.equal((await l.lookup(S, taken))[0].hash, first.hash, 'write-once per writer holds');
+      assert.throws(() => ledger(2, { precheck: 'no' as unknown as boolean }), isLedgerError('BAD_CONFIG'));
+    });
+
     it('closing the ledger settles anchors still in the window (nothing sent)', async () => {
       const l = ledger(1, { coalesceMs: 10_000 });
       const p = l.anchor(S, r32(), r32());
