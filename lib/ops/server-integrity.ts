@@ -387,3 +387,13 @@ export async function countStatuses(store: Store, collections: readonly string[]
   }
   return total;
 }
+
+/**
+ * How long a verification should wait for an anchor for a message/item that the TAXII server
+ * emitted: a record of a collection whose integrity policy is `off` is never recorded (nothing
+ * anchors it, and no verdict would be kept), so waiting for its anchor only holds the flow up —
+ * such records are looked at once. Anything else keeps the configured wait.
+ */
+export function effectiveWaitMs(sets: unknown, waitMs: number): number {
+  return isRecord(sets) && sets['policy'] === 'off' ? 0 : waitMs;
+}

@@ -263,7 +263,7 @@ const verifyProps: INodeProperties[] = [
     typeOptions: { minValue: 0 },
     default: 10000,
     displayOptions: show('hash', ['verify']),
-    description: 'How long to wait for an anchor that is not mined yet (0 = look once). Pending is a state, not an error.',
+    description: 'How long to wait for an anchor that is not mined yet (0 = look once). Pending is a state, not an error. Records of an integrity-off collection (sets.policy "off" from the SETS TAXII Server Trigger) are looked at once.',
   },
   {
     displayName: 'Rejected Objects',

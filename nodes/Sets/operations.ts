@@ -12,6 +12,7 @@ import { hashesFromSets, publishPayload } from '../../lib/ops/publish';
 import { anchorFragment, wholeVerificationFragment } from '../../lib/ops/result';
 import {
   countStatuses,
+  effectiveWaitMs,
   integrityTarget,
   parseStatusQuery,
   queryStatuses,
@@ -262,7 +263,8 @@ export async function verify(ctx: OpContext): Promise<OpOutput> {
       const { payload, collection, whole } = stixOf(ctx, i);
       const waitMs = num(ctx, 'waitForAnchor', i, 10_000);
       if (waitMs < 0 || waitMs > 3_600_000) throw new OpsError('BAD_CONFIG', 'Wait for Anchor must be between 0 and 3,600,000 ms');
-      const results = await verifyPayload(ledger, { collection, payload, waitMs, ...(hmacKey ? { hmacKey } : {}) });
+      const wait = effectiveWaitMs((ctx.items[i]?.json as IDataObject | undefined)?.['sets'], waitMs);
+      const results = await verifyPayload(ledger, { collection, payload, waitMs: wait, ...(hmacKey ? { hmacKey } : {}) });
       return { results, collection, whole };
     } catch (err) {
       return { error: err };

@@ -19,6 +19,7 @@ import type { Ledger } from '../../lib/ledger/ledger';
 import { resolveCollection } from '../../lib/ops/collection';
 import { VERIFY_KEYS, mergeSets, verificationFragment, wholeVerificationFragment } from '../../lib/ops/result';
 import { overallStatus, verifyPayload } from '../../lib/ops/verify';
+import { effectiveWaitMs } from '../../lib/ops/server-integrity';
 
 interface VerifyDef extends NodeDef {
   ledger?: string;
@@ -88,7 +89,7 @@ export = function register(RED: NodeAPI): void {
       if (setupError) throw setupError;
       const l = ledger.get();
       const collection = resolveCollection(msg.collection, str(def.collection));
-      const results = await verifyPayload(l, { collection, payload: msg.payload, waitMs, hmacKey });
+      const results = await verifyPayload(l, { collection, payload: msg.payload, waitMs: effectiveWaitMs(msg.sets, waitMs), hmacKey });
       const ok = results.filter((r) => r.verification.status === 'verified').length;
       const unsure = results.filter((r) => r.verification.status === 'unknown').length;
       verified += ok;

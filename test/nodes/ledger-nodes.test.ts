@@ -319,6 +319,18 @@ describe(`ledger nodes on Node-RED ${nodeRedVersion}`, function () {
     assert.match(String(v.reason), /not entitled to vouch for this collection/);
   });
 
+  it('a record of an integrity-off collection (msg.sets.policy "off", as the taxii-server emits it) is looked at once, not waited for', async () => {
+    const coll = collectionId();
+    await helper.load(allNodes, flow(coll, { waitMs: 20_000 }), writerCreds());
+    const rejected = new Collector(helper.getNode('rejected'));
+    const t0 = Date.now();
+    helper.getNode('ver')?.receive({ payload: indicator(), sets: { policy: 'off', collection: coll } });
+    const [r] = await rejected.wait(1, 15_000);
+    assert.ok(Date.now() - t0 < 15_000, 'not held for the 20 s wait');
+    assert.equal(setsOf(r).verification?.status, 'not-anchored');
+    assert.doesNotMatch(String(setsOf(r).verification?.reason), /within/, 'one look, no wait');
+  });
+
   it('ledger unreachable: anchor and verify fail with a clear error (not a rejection), badges red, no crash', async () => {
     const gate = await TcpGate.create('127.0.0.1', 1); // closed: nothing listens on its port
     const coll = collectionId();

@@ -22,6 +22,7 @@ import {
   type ServerSettings,
 } from '../../lib/ops/server-config';
 import {
+  effectiveWaitMs,
   inquiryDefers,
   integrityTarget,
   parseStatusQuery,
@@ -182,6 +183,9 @@ describe('server operations (lib/ops/server-*)', function () {
     it('reads the verification and its record from msg.sets, refusing what cannot be told', () => {
       assert.equal(verificationOf({}), null);
       assert.equal(verificationOf({ verification: 'x' }), null);
+      assert.equal(effectiveWaitMs({ policy: 'off' }, 30_000), 0);
+      assert.equal(effectiveWaitMs({ policy: 'required' }, 30_000), 30_000);
+      assert.equal(effectiveWaitMs(undefined, 30_000), 30_000);
       throwsCode(() => verificationOf({ verification: { status: 'fine' } }), 'BAD_PAYLOAD', /must be one of verified, mismatch, not-anchored, wrong-writer, conflict, unknown/);
       assert.deepEqual(verificationOf({ verification: { status: 'unknown', reason: 'ledger unreachable' } }), { status: 'unknown', reason: 'ledger unreachable' });
       const v = verificationOf({ verification: { status: 'mismatch', reason: 'r', id: 'i', collection: 'c', version: null } });
