@@ -104,8 +104,11 @@ export = function register(RED: NodeAPI): void {
         return;
       }
       const seq = results.length > 1 ? RED.util.generateId() : undefined;
+      // each message carries one object: copy the message *without* its payload (cloning the whole
+      // N-object payload for each of N messages was quadratic — a served page of 1,000 objects)
+      const shell = results.length > 1 ? ({ ...msg, payload: undefined } as SetsMessage) : msg;
       results.forEach((r, index) => {
-        const m = (results.length === 1 ? msg : RED.util.cloneMessage(msg)) as SetsMessage;
+        const m = (results.length === 1 ? msg : RED.util.cloneMessage(shell)) as SetsMessage;
         m.payload = r.object;
         m.sets = mergeSets(m.sets, VERIFY_KEYS, verificationFragment(r.verification));
         if (seq) {

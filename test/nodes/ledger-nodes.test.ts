@@ -235,9 +235,16 @@ describe(`ledger nodes on Node-RED ${nodeRedVersion}`, function () {
     const ok = new Collector(helper.getNode('ok'));
     const rejected = new Collector(helper.getNode('rejected'));
     const tampered = [objs[0], { ...objs[1], name: 'renamed' }, objs[2]];
-    helper.getNode('ver')?.receive({ payload: bundle(tampered) });
+    helper.getNode('ver')?.receive({ payload: bundle(tampered), topic: 'feed-7', meta: { source: 'partner', tags: ['a'] } });
     const good = await ok.wait(2);
     const [bad] = await rejected.wait(1);
+    // every message keeps the other properties, each its own copy (the payload is not copied N times)
+    for (const m of [...good, bad]) {
+      const mm = m as { topic?: string; meta?: { source: string; tags: string[] } };
+      assert.equal(mm.topic, 'feed-7');
+      assert.deepEqual(mm.meta, { source: 'partner', tags: ['a'] });
+    }
+    assert.notEqual((good[0] as { meta?: object }).meta, (good[1] as { meta?: object }).meta, 'cloned, not shared');
     assert.deepEqual(
       good.map((m) => (m.payload as StixObject).id),
       [objs[0].id, objs[2].id],
