@@ -2,7 +2,7 @@
  * What the operations put into `msg.sets` (Node-RED) / the item JSON (n8n). One place, so both
  * front ends produce the same shapes:
  *
- * - anchor:  `{collection, items: [{id, type, version, key, hash, anchor: {tx, block, existing?}}]}`
+ * - anchor:  `{collection, items: [{id, type, version, key, hash, anchor: {tx, block, existing?, timings?: {queued, sent, mined}}}]}`
  *            plus `key`, `hash`, `anchor` at the top level when the payload held one object;
  * - verify:  `{verification: {status, id, collection, version, key, expected?, actual, reason?, ...}}`
  *            per object, or for a payload kept whole `{verification: <summary>, verifications: [...]}`;

@@ -24,7 +24,7 @@
  *   in   the STIX content in json.object, json.payload, a named property, or the whole json
  *   out  { ...input json, object, collection, sets: { ...input sets, <this step's result> } }
  *        (an input whose whole json was the STIX content gives a fresh {object, collection, sets})
- *   anchor      sets.{collection, items: [{id, type, version, key, hash, anchor: {tx, block, existing?}}],
+ *   anchor      sets.{collection, items: [{id, type, version, key, hash, anchor: {tx, block, existing?, timings?}}],
  *               key, hash, anchor (one object)}                       one item per input item
  *   verify      sets.verification {status: verified|mismatch|not-anchored|wrong-writer|conflict|unknown, id, collection, version,
  *               key, expected?, actual, writer?, timestamp?, reason?}  one item per object

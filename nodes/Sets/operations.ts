@@ -199,7 +199,7 @@ async function anchorBatch(ctx: OpContext, indices: number[]): Promise<Map<numbe
       const items = plan.prepared.map((p): AnchoredItem => {
         const r = byReceipt.get(p.key);
         if (!r) throw new OpsError('BAD_PAYLOAD', `the ledger returned no receipt for ${p.id}`);
-        return { id: p.id, type: p.type, version: p.version, key: p.key, hash: p.hash, anchor: { tx: r.tx, block: r.block, ...(r.existing ? { existing: true } : {}) } };
+        return { id: p.id, type: p.type, version: p.version, key: p.key, hash: p.hash, anchor: { tx: r.tx, block: r.block, ...(r.existing ? { existing: true } : {}), ...(r.timings ? { timings: r.timings } : {}) } };
       });
       out.set(plan.i, { plan, result: { collection: plan.collection, items, objects: plan.prepared.map((p) => p.object) } });
     }

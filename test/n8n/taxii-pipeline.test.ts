@@ -365,9 +365,13 @@ describe('n8n engine: SETS TAXII server, publisher, inquirer and subscriber work
     }));
     delete wf.connections['Anchor hashes']; // anchor only
     const r = await h.run(wf, { startNode: 'Anchor hashes', input });
-    const anchors = r.output('Anchor hashes').map((i) => sets(i).anchor as { tx: string; block: number });
+    const anchors = r.output('Anchor hashes').map((i) => sets(i).anchor as { tx: string; block: number; timings?: { queued: number; sent: number; mined: number } });
     assert.equal(anchors.length, n);
     assert.equal(new Set(anchors.map((a) => a.tx)).size, 1, 'one transaction');
+    for (const a of anchors) {
+      const t = a.timings;
+      assert.ok(t && t.queued <= t.sent && t.sent <= t.mined, `timings in order: ${JSON.stringify(t)}`);
+    }
     r.output('Anchor hashes').forEach((item, i) => assert.deepEqual(item.pairedItem, { item: i }));
     assert.equal(r.status, 'success', r.error?.message);
   });
