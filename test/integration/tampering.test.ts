@@ -64,12 +64,12 @@ describe('tampering suite (issue 11): each alteration is caught', function () {
   let reader: EvmLedger;
   const open: EvmLedger[] = [];
 
-  function ledger(account: number | undefined): EvmLedger {
+  function ledger(account: number | undefined, address: string = registry): EvmLedger {
     const l = createLedger({
       kind: 'evm',
       rpcUrl: c.rpcUrl,
       chainId: c.chainId,
-      address: registry,
+      address,
       privateKey: account === undefined ? undefined : c.accounts[account].privateKey,
       waitPollMs: 100,
       healthCheckMs: 0,
@@ -332,19 +332,7 @@ describe('tampering suite (issue 11): each alteration is caught', function () {
     // accounts[2] (a dishonest member) may vouch for COL_A; accounts[4] only for COL_B; accounts[6]
     // is no writer at all
     let bound: string;
-    const onBound = (account: number | undefined): EvmLedger => {
-      const l = createLedger({
-        kind: 'evm',
-        rpcUrl: c.rpcUrl,
-        chainId: c.chainId,
-        address: bound,
-        privateKey: account === undefined ? undefined : c.accounts[account].privateKey,
-        waitPollMs: 100,
-        healthCheckMs: 0,
-      }) as EvmLedger;
-      open.push(l);
-      return l;
-    };
+    const onBound = (account: number | undefined): EvmLedger => ledger(account, bound);
     const addr = (i: number) => c.accounts[i].address.toLowerCase();
     before(async () => {
       bound = await c.deployRegistry({
