@@ -40,6 +40,8 @@ const REQUESTS_DEFAULTS = { 'Accept-Encoding': 'gzip, deflate', Connection: 'kee
 
 describe('interop: taxii2-client 2.3.0 (OASIS reference client) request shapes', function () {
   let s: InteropServer;
+  /** verdicts recorded in the background (the flow's verifier in miniature) */
+  const verifying = new Set<Promise<unknown>>();
   const auth = basicHeader('alice', 'alice-pw');
 
   /** `_HTTPConnection.get` */
@@ -69,10 +71,19 @@ describe('interop: taxii2-client 2.3.0 (OASIS reference client) request shapes',
     // the SETS verifier of the flow, in miniature: settle required records shortly after they arrive
     s.server.on('object', (e) => {
       if (e.policy === 'off') return;
-      setTimeout(() => void s.server.recordVerification(e.collection, e.record.id, e.record.version, 'verified', undefined, e.statusId), 30);
+      const settled = new Promise<unknown>((resolve) => setTimeout(resolve, 30)).then(() =>
+        s.server.recordVerification(e.collection, e.record.id, e.record.version, 'verified', undefined, e.statusId),
+      );
+      verifying.add(settled);
+      void settled.finally(() => verifying.delete(settled)).catch(() => undefined);
     });
   });
-  after(async () => s.close());
+  // close the store only after the verifications still under way (a verdict after close would be
+  // an unhandled "store was closed" — seen in a clean-clone run when the last one was 30 ms late)
+  after(async () => {
+    await Promise.allSettled([...verifying]);
+    await s.close();
+  });
 
   it('Server -> ApiRoot -> collections: discovery, API root and collection resources pass its validation', async () => {
     const discoveryUrl = `${s.base}/taxii2/`;
