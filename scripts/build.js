@@ -54,7 +54,10 @@ function compileContracts() {
 function compileTs() {
   const tsc = require.resolve('typescript/bin/tsc');
   try {
-    execFileSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.json'), '--outDir', dist], { stdio: 'inherit' });
+    const args = [tsc, '-p', path.join(root, 'tsconfig.json'), '--outDir', dist];
+    // parallel work rebuilds its own folder often: let tsc reuse what did not change there
+    if (process.env.SETS_BUILD_OUT) args.push('--incremental', '--tsBuildInfoFile', path.join(dist, '.tsbuildinfo'));
+    execFileSync(process.execPath, args, { stdio: 'inherit' });
   } catch (err) {
     if (process.env.SETS_BUILD_LENIENT !== '1') throw err;
     console.error('build: type errors (SETS_BUILD_LENIENT=1, continuing)');
