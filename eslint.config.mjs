@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.cache/**', 'coverage/**'] },
+  { ignores: ['dist/**', 'node_modules/**', '.cache/**', 'coverage/**', 'contracts/fabric/dist/**', 'contracts/fabric/node_modules/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
