@@ -20,7 +20,7 @@ import {
   type Contract,
   type Gateway,
 } from '@hyperledger/fabric-gateway';
-import { common, gateway as gwproto, peer } from '@hyperledger/fabric-protos';
+import { common, gateway as gwproto, orderer, peer } from '@hyperledger/fabric-protos';
 import { startFabricGateway, type FabricGatewayHandle, type FabricTestIdentity } from '../support/fabric-gateway';
 
 const r32 = () => '0x' + randomBytes(32).toString('hex');
@@ -297,6 +297,33 @@ describe('Fabric gateway emulator + unmodified fabric-gateway client', function 
     events.close();
     assert.ok(e3 instanceof GatewayError);
     assert.equal(e3.code, grpc.status.NOT_FOUND);
+  });
+
+  it('chaincode events from SeekPosition newest are refused as on the peer (only specified / next commit)', async function () {
+    const req = new gwproto.ChaincodeEventsRequest();
+    req.setChannelId(gw.channel);
+    req.setChaincodeId(gw.chaincode);
+    req.setIdentity(Buffer.from('creator'));
+    const pos = new orderer.SeekPosition();
+    pos.setNewest(new orderer.SeekNewest());
+    req.setStartPosition(pos);
+    const signed = new gwproto.SignedChaincodeEventsRequest();
+    signed.setRequest(req.serializeBinary());
+    signed.setSignature(Buffer.from('present'));
+    const raw = gw.grpcClient();
+    later.push(async () => raw.close());
+    const stream = raw.makeServerStreamRequest(
+      '/gateway.Gateway/ChaincodeEvents',
+      (m: gwproto.SignedChaincodeEventsRequest) => Buffer.from(m.serializeBinary()),
+      (b: Buffer) => gwproto.ChaincodeEventsResponse.deserializeBinary(b),
+      signed,
+    );
+    const err = await new Promise<grpc.ServiceError>((resolve) => {
+      stream.on('error', resolve);
+      stream.on('data', () => undefined);
+    });
+    assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(err.details, /invalid start position type/);
   });
 
   it('chaincode events with an in-memory checkpointer resume after a connection cut without repeats or gaps', async function () {

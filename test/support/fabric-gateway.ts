@@ -735,7 +735,7 @@ class Emulator {
         return;
       }
     }
-    // as the peer's matcher: with after_transaction_id, nothing matches until that tx has gone by
+    // as the peer's matcher: with after_transaction_id, nothing matches until that tx's event has gone by
     let passed = !afterTx;
     let closed = false;
     const pump = () => {
@@ -745,11 +745,14 @@ class Emulator {
         if (!block) continue;
         const events: peer.ChaincodeEvent[] = [];
         for (const t of block.txs) {
+          // only events of VALID transactions exist for the peer's iterator; its after-transaction
+          // matcher looks at those events alone (a checkpointed tx id without an event is never passed)
+          if (t.code !== TX.VALID || !t.event) continue;
           if (!passed) {
             if (t.txId === afterTx) passed = true;
             continue;
           }
-          if (t.code !== TX.VALID || !t.event || chaincode !== this.chaincode) continue;
+          if (chaincode !== this.chaincode) continue;
           const ev = new peer.ChaincodeEvent();
           ev.setChaincodeId(this.chaincode);
           ev.setTxId(t.txId);
