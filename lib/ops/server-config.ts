@@ -146,6 +146,13 @@ export interface ServerSecrets {
    * `sha256$…` hash made by hashApiKey instead.
    */
   apiKeys?: string;
+  /**
+   * Basic users already parsed (the Node-RED dialog's rows with their kept secrets); when given,
+   * `users` is not read. Passwords as in parseUsers (clear or `scrypt$…`).
+   */
+  userEntries?: UserEntry[];
+  /** API keys already parsed (clear or `sha256$…`); when given, `apiKeys` is not read. */
+  apiKeyEntries?: ApiKeyLine[];
   /** HMAC secret for `next` tokens (>= 16 bytes; shared by every instance behind a load balancer) */
   nextTokenSecret?: string;
 }
@@ -459,7 +466,7 @@ export async function buildServerConfig(
   opts: { log?: ServerLogger; scryptN?: number; nextTokenSecret?: string | Uint8Array } = {},
 ): Promise<TaxiiServerConfig> {
   checkServerSettings(s);
-  const users = parseUsers(secrets.users);
+  const users = secrets.userEntries ?? parseUsers(secrets.users);
   const auth: ServerAuthConfig = {};
   if (s.open) auth.open = true;
   if (s.anonymousRead) auth.anonymousRead = true;
@@ -475,7 +482,7 @@ export async function buildServerConfig(
   if (p.refillMs !== undefined) throttle.refillMs = p.refillMs;
   if (p.maxTracked !== undefined) throttle.maxTracked = p.maxTracked;
   if (Object.keys(throttle).length > 0) auth.throttle = throttle;
-  const keys = hashApiKeys(parseApiKeys(secrets.apiKeys));
+  const keys = hashApiKeys(secrets.apiKeyEntries ?? parseApiKeys(secrets.apiKeys));
   if (keys.length > 0) auth.apiKeys = keys;
   if (s.oauth2) {
     const o: JwtVerifierConfig = { issuer: s.oauth2.issuer, jwksUrl: s.oauth2.jwksUrl };

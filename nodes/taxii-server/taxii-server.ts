@@ -34,6 +34,8 @@ import { recordInfo } from '../../lib/ops/server-integrity';
 import { messageOf } from '../../lib/ops/errors';
 import { createTaxiiServer, type TaxiiServer } from '../../lib/taxii/server';
 import { LAYER_MARK, all, publish, withdraw, type ServerHandle } from './registry';
+import { legacyAccountNames, resolveAccounts, withHashes, type AccountCredentials, type ResolvedAccounts } from './accounts';
+import { hashUsers } from '../../lib/ops/server-config';
 
 interface ServerDef extends NodeDef {
   store?: string;
@@ -66,13 +68,25 @@ interface ServerDef extends NodeDef {
   maxTracked?: string | number;
   maxConcurrentHashes?: string | number;
   maxQueuedHashes?: string | number;
+  /** Basic users edited in the dialog: [{id, name, roles}] (secrets in the credentials: ./accounts.ts); absent in old flows */
+  userList?: unknown;
+  /** API keys edited in the dialog: [{id, name, roles}]; absent in old flows */
+  apiKeyList?: unknown;
 }
 
-interface ServerCredentials {
-  users?: string;
-  apiKeys?: string;
-  tokenSecret?: string;
-}
+type ServerCredentials = AccountCredentials;
+
+/** The merged accounts and the `secrets` credential as the merge left it in the store. */
+type Merged = ResolvedAccounts & { secrets: string | undefined };
+
+/** The credential fields of the node type (all password type: the editor never receives them). */
+const CREDENTIALS = {
+  users: { type: 'password' },
+  apiKeys: { type: 'password' },
+  tokenSecret: { type: 'password' },
+  secrets: { type: 'password' },
+  secretChanges: { type: 'password' },
+} as const;
 
 type ServerNode = Node<ServerCredentials>;
 
@@ -96,6 +110,17 @@ function routerStack(app: unknown): Layer[] | undefined {
   return Array.isArray(stack) ? (stack as Layer[]) : undefined;
 }
 
+/**
+ * The running badge, short enough not to be covered by the neighbouring nodes:
+ * "listening :1880 · 3 collections", or with records waiting for their check ":1880 · 3 collections · 2 pending".
+ */
+function runningBadge(port: number | undefined, collections: number, pending: number | undefined): string {
+  const cols = `${collections} collection${collections === 1 ? '' : 's'}`;
+  const where = port !== undefined ? `:${port}` : '';
+  if (pending !== undefined && pending > 0) return `${where ? where + ' · ' : ''}${cols} · ${pending} pending`;
+  return `listening${where ? ' ' + where : ''} · ${cols}`;
+}
+
 /** Longest wait for requests in progress when the node closes. */
 const DRAIN_MS = 10_000;
 
@@ -105,11 +130,42 @@ export = function register(RED: NodeAPI): void {
     setup(this, def);
   }
 
+  /**
+   * The dialog's accounts merged with the kept secrets (./accounts.ts), at once and before anything
+   * else can fail, so a change-set is never lost; the merged secrets go back into the runtime's
+   * credential store (saved with the next deploy; until then a restart merges the same again).
+   */
+  function mergeAccounts(node: ServerNode, def: ServerDef): Merged {
+    const creds: ServerCredentials = { ...(RED.nodes.getCredentials(node.id) as ServerCredentials | undefined) };
+    const out = resolveAccounts({ userList: def.userList, apiKeyList: def.apiKeyList }, creds);
+    if (out.store) void RED.nodes.addCredentials(node.id, out.store);
+    for (const w of out.warnings) node.warn(w);
+    return { ...out, secrets: out.store ? out.store.secrets : creds.secrets };
+  }
+
+  /** Replace the clear passwords just merged by their scrypt hashes, in the store too (when nothing changed it since). */
+  async function hashAccounts(node: ServerNode, accounts: Merged): Promise<ResolvedAccounts> {
+    const clear = accounts.users.filter((u) => !u.password.startsWith('scrypt$'));
+    if (clear.length === 0) return accounts;
+    const hashed = await hashUsers(clear);
+    const byPassword = new Map<string, string>();
+    clear.forEach((u, i) => byPassword.set(u.password, hashed[i].passwordHash));
+    const users = accounts.users.map((u) => ({ ...u, password: byPassword.get(u.password) ?? u.password }));
+    const current = RED.nodes.getCredentials(node.id) as ServerCredentials | undefined;
+    if (current && accounts.secrets !== undefined && current.secrets === accounts.secrets) {
+      const secrets = withHashes(current.secrets, byPassword);
+      if (secrets !== undefined) void RED.nodes.addCredentials(node.id, { ...current, secrets });
+    }
+    return { ...accounts, users };
+  }
+
   function setup(node: ServerNode, def: ServerDef): void {
     let settings: ServerSettings | undefined;
     let base = '';
     let setupError: Error | undefined;
+    let accounts: Merged | undefined;
     try {
+      accounts = mergeAccounts(node, def);
       base = normaliseBasePath(def.basePath);
       settings = parseServerSettings(def as unknown as Record<string, unknown>);
       if (def.servedAs !== undefined && def.servedAs !== '' && def.servedAs !== 'object' && def.servedAs !== 'page') {
@@ -120,7 +176,8 @@ export = function register(RED: NodeAPI): void {
     }
 
     // -- badge ----------------------------------------------------------------------------------
-    let served = 0;
+    const port = typeof RED.settings.uiPort === 'number' ? RED.settings.uiPort : undefined;
+    const collectionCount = Array.isArray(def.collections) ? def.collections.length : 0;
     let pending: number | undefined;
     let running = false;
     let storeState: { state: StoreState; detail?: string } = { state: 'connecting' };
@@ -132,7 +189,7 @@ export = function register(RED: NodeAPI): void {
       if (failure) return badge.set({ fill: 'red', shape: 'dot', text: shorten(`! ${failure}`) });
       if (storeState.state === 'error') return badge.set({ fill: 'red', shape: 'ring', text: shorten(`! store: ${storeState.detail ?? 'error'}`) });
       if (!running) return badge.set({ fill: 'yellow', shape: 'ring', text: 'taxii-server.status.starting' });
-      badge.set({ fill: 'green', shape: 'dot', text: `${served} req · ${pending ?? '?'} pending` });
+      badge.set({ fill: 'green', shape: 'dot', text: runningBadge(port, collectionCount, pending) });
     };
     const fail = (message: string): void => {
       failure = message;
@@ -231,8 +288,6 @@ export = function register(RED: NodeAPI): void {
     const serve = (server: TaxiiServer, req: Request, res: Response): void => {
       const job = server.handle(req, res).finally(() => {
         inflight.delete(job);
-        served += 1;
-        show();
       });
       inflight.add(job);
     };
@@ -283,7 +338,9 @@ export = function register(RED: NodeAPI): void {
     app.use(base || '/', mw);
     active = true;
     starting = (async () => {
-      const config = await buildServerConfig(cfg, { users: node.credentials?.users, apiKeys: node.credentials?.apiKeys }, conn.store, {
+      const acc = await hashAccounts(node, accounts as Merged);
+      if (closed) return;
+      const config = await buildServerConfig(cfg, { userEntries: acc.users, apiKeyEntries: acc.apiKeys }, conn.store, {
         log: logServer,
         ...(secret !== undefined ? { nextTokenSecret: secret } : {}),
       });
@@ -377,6 +434,21 @@ export = function register(RED: NodeAPI): void {
   }
 
   RED.nodes.registerType<ServerNode, ServerDef, unknown, ServerCredentials>('taxii-server', TaxiiServerNode, {
-    credentials: { users: { type: 'password' }, apiKeys: { type: 'password' }, tokenSecret: { type: 'password' } },
+    credentials: CREDENTIALS,
   });
+
+  // The dialog's rows for an old flow's accounts (text credentials it cannot read): names and roles, no secret.
+  const admin = RED.httpAdmin as unknown as { get?: (path: string, ...handlers: unknown[]) => void } | undefined;
+  if (admin && typeof admin.get === 'function') {
+    admin.get('/sets/taxii-server/:id/accounts', RED.auth.needsPermission('taxii-server.read'), (req: Request, res: Response) => {
+      const id = String(req.params['id'] ?? '');
+      const creds = RED.nodes.getCredentials(id) as ServerCredentials | undefined;
+      try {
+        res.json({ ok: true, ...legacyAccountNames(creds ?? {}) });
+      } catch (err) {
+        // the message names the line, never the secret on it
+        res.json({ ok: false, message: messageOf(err), users: [], apiKeys: [] });
+      }
+    });
+  }
 };
