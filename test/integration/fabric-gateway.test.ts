@@ -46,6 +46,23 @@ async function rejection(p: Promise<unknown>): Promise<Error> {
   assert.fail('expected a rejection');
 }
 
+/** one unary call on the Gateway service with hand-made protobuf messages: the error, or undefined */
+function rawUnary<Req extends { serializeBinary(): Uint8Array }>(
+  client: grpc.Client,
+  method: string,
+  req: Req,
+): Promise<grpc.ServiceError | undefined> {
+  return new Promise((resolve) =>
+    client.makeUnaryRequest(
+      `/gateway.Gateway/${method}`,
+      (m: Req) => Buffer.from(m.serializeBinary()),
+      (b: Buffer) => b,
+      req,
+      (e) => resolve(e ?? undefined),
+    ),
+  );
+}
+
 interface Anchored {
   writer: string;
   existing: boolean;
@@ -297,6 +314,66 @@ describe('Fabric gateway emulator + unmodified fabric-gateway client', function 
     events.close();
     assert.ok(e3 instanceof GatewayError);
     assert.equal(e3.code, grpc.status.NOT_FOUND);
+  });
+
+  it("malformed requests get the peer's INVALID_ARGUMENT answers and the gateway keeps serving", async function () {
+    const raw = gw.grpcClient();
+    later.push(async () => raw.close());
+    const garbage = new peer.SignedProposal();
+    garbage.setProposalBytes(Buffer.from([0xff, 0xff, 0xff, 0x01]));
+    const ev = new gwproto.EvaluateRequest();
+    ev.setProposedTransaction(garbage);
+    const e1 = await rawUnary(raw, 'Evaluate', ev);
+    assert.equal(e1?.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(e1?.details ?? '', /^failed to unpack transaction proposal: /);
+    const e2 = await rawUnary(raw, 'Endorse', new gwproto.EndorseRequest());
+    assert.equal(e2?.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(e2?.details ?? '', /a signed proposal is required/);
+    const e3 = await rawUnary(raw, 'Submit', new gwproto.SubmitRequest());
+    assert.equal(e3?.code, grpc.status.INVALID_ARGUMENT);
+    assert.equal(e3?.details, 'a prepared transaction is required');
+    const unsigned = new gwproto.SubmitRequest();
+    unsigned.setChannelId(gw.channel);
+    unsigned.setPreparedTransaction(new common.Envelope());
+    const e4 = await rawUnary(raw, 'Submit', unsigned);
+    assert.equal(e4?.code, grpc.status.INVALID_ARGUMENT);
+    assert.equal(e4?.details, 'prepared transaction must be signed');
+    const e5 = await rawUnary(raw, 'CommitStatus', new gwproto.SignedCommitStatusRequest());
+    assert.equal(e5?.code, grpc.status.INVALID_ARGUMENT);
+    assert.equal(e5?.details, 'a commit status request is required');
+    // an unsigned proposal built by the client library is refused too (a signature must be present)
+    const proposed = gwproto.ProposedTransaction.deserializeBinary(contract.newProposal('GetAdmin').getBytes());
+    const unsignedProposal = new gwproto.EvaluateRequest();
+    unsignedProposal.setChannelId(gw.channel);
+    unsignedProposal.setProposedTransaction(proposed.getProposal());
+    const e6 = await rawUnary(raw, 'Evaluate', unsignedProposal);
+    assert.equal(e6?.code, grpc.status.FAILED_PRECONDITION);
+    assert.match(e6?.details ?? '', /not signed/);
+    assert.deepEqual(json(await contract.evaluateTransaction('GetAdmin')), { admin: admin.writer, pendingAdmin: '' });
+  });
+
+  it('maxTxPerBlock: a full batch is cut at once, the rest after the batch timeout', async function () {
+    const batched = await startFabricGateway({ blockMs: 1500, maxTxPerBlock: 2 });
+    later.push(() => batched.stop());
+    await setUp(batched, admin);
+    const g = batched.connect(user);
+    open.push(g);
+    const c = g.getNetwork(batched.channel).getContract(batched.chaincode);
+    // endorse five, then submit them one after the other
+    const txs = [];
+    for (let i = 0; i < 5; i++) txs.push(await c.newProposal('Anchor', { arguments: [SCOPE, r32(), r32()] }).endorse());
+    const t0 = Date.now();
+    const commits = [];
+    for (const t of txs) commits.push(await t.submit());
+    const timed = await Promise.all(commits.map((k) => k.getStatus().then((st) => ({ st, ms: Date.now() - t0 }))));
+    const perBlock = new Map<bigint, number>();
+    for (const { st } of timed) {
+      assert.equal(st.code, StatusCode.VALID);
+      perBlock.set(st.blockNumber, (perBlock.get(st.blockNumber) ?? 0) + 1);
+    }
+    assert.deepEqual([...perBlock.values()], [2, 2, 1]);
+    assert.ok(timed[0].ms < 1000 && timed[3].ms < 1000, `full blocks at ${timed[0].ms} and ${timed[3].ms} ms`);
+    assert.ok(timed[4].ms >= 1400, `the partial block at ${timed[4].ms} ms, before the batch timeout`);
   });
 
   it('chaincode events from SeekPosition newest are refused as on the peer (only specified / next commit)', async function () {

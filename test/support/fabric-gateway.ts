@@ -335,16 +335,19 @@ class Emulator {
           return;
         }
         call.once('cancelled', release);
-        fn(call.request, call).then(
-          (res) => {
-            release();
-            callback(null, res);
-          },
-          (err: unknown) => {
-            release();
-            callback(this.toFault(err).toServiceError());
-          },
-        );
+        // a handler that throws before its first await must still answer with its fault
+        Promise.resolve()
+          .then(() => fn(call.request, call))
+          .then(
+            (res) => {
+              release();
+              callback(null, res);
+            },
+            (err: unknown) => {
+              release();
+              callback(this.toFault(err).toServiceError());
+            },
+          );
       };
     return {
       evaluate: unary((req: gateway.EvaluateRequest) => this.evaluate(req)),
