@@ -12,6 +12,7 @@
  *   durable; said loudly in the log and in the users' badges.
  */
 import type { NodeAPI, NodeDef } from '../shared/types';
+import { registerAdminEndpoints } from '../shared/admin-endpoints';
 import type { BrokerKind, BrokerOwner } from '../shared/owners';
 import { bool, int, oneOf, str } from '../shared/config';
 import { SharedConnection } from '../shared/shared-connection';
@@ -48,6 +49,7 @@ type BrokerConfigNode = BrokerOwner & { credentials: BrokerCredentials };
 const IN_PROCESS_DEFAULT_NAME = 'default';
 
 export = function register(RED: NodeAPI): void {
+  registerAdminEndpoints(RED);
   function SetsBrokerNode(this: BrokerConfigNode, def: BrokerDef): void {
     RED.nodes.createNode(this, def);
     setup(this, def);

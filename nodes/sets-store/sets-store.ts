@@ -7,6 +7,7 @@
  * user, closed after the last one or with this node on redeploy/stop).
  */
 import type { NodeAPI, NodeDef } from '../shared/types';
+import { registerAdminEndpoints } from '../shared/admin-endpoints';
 import { optStr, str } from '../shared/config';
 import { SharedConnection } from '../shared/shared-connection';
 import { ConfigError } from '../shared/config';
@@ -28,6 +29,7 @@ interface StoreCredentials {
 type StoreConfigNode = StoreOwner & { credentials: StoreCredentials };
 
 export = function register(RED: NodeAPI): void {
+  registerAdminEndpoints(RED);
   function SetsStoreNode(this: StoreConfigNode, def: StoreDef): void {
     RED.nodes.createNode(this, def);
     setup(this, def);

@@ -4,6 +4,7 @@
  * nodes that use this configuration; it is created on first use and closed with the node.
  */
 import type { NodeAPI, NodeDef } from '../shared/types';
+import { registerAdminEndpoints } from '../shared/admin-endpoints';
 import type { TaxiiOwner } from '../shared/owners';
 import { str } from '../shared/config';
 import { createTaxiiConnection, parseTaxiiSettings, type TaxiiConnection, type TaxiiSettings } from '../../lib/ops/taxii-connection';
@@ -30,6 +31,7 @@ interface TaxiiCredentials {
 type TaxiiConfigNode = TaxiiOwner & { credentials: TaxiiCredentials };
 
 export = function register(RED: NodeAPI): void {
+  registerAdminEndpoints(RED);
   function SetsTaxiiNode(this: TaxiiConfigNode, def: TaxiiDef): void {
     RED.nodes.createNode(this, def);
     setup(this, def);

@@ -5,6 +5,7 @@
  * a verify-hash node downstream checks the objects against the right ledger keys (step 6).
  */
 import type { NodeAPI, NodeDef, Node, NodeMessage, NodeStatus, SetsMessage } from '../shared/types';
+import { registerAdminEndpoints } from '../shared/admin-endpoints';
 import type { TaxiiOwner } from '../shared/owners';
 import { int, oneOf, optStr, str } from '../shared/config';
 import { onInput } from '../shared/input';
@@ -33,6 +34,7 @@ interface InquireDef extends NodeDef {
 const OPERATIONS = ['objects', 'object', 'versions', 'manifest'] as const;
 
 export = function register(RED: NodeAPI): void {
+  registerAdminEndpoints(RED);
   function TaxiiInquireNode(this: Node, def: InquireDef): void {
     RED.nodes.createNode(this, def);
     setup(this, def);

@@ -4,6 +4,7 @@
  * the server refused fail the message (Catch node) or pass on, by configuration.
  */
 import type { NodeAPI, NodeDef, Node, NodeStatus, SetsMessage } from '../shared/types';
+import { registerAdminEndpoints } from '../shared/admin-endpoints';
 import type { TaxiiOwner } from '../shared/owners';
 import { bool, int, oneOf, str } from '../shared/config';
 import { onInput } from '../shared/input';
@@ -29,6 +30,7 @@ function statusForMsg(status: AddObjectsResult): Record<string, unknown> {
 }
 
 export = function register(RED: NodeAPI): void {
+  registerAdminEndpoints(RED);
   function TaxiiPublishNode(this: Node, def: PublishDef): void {
     RED.nodes.createNode(this, def);
     setup(this, def);
