@@ -229,6 +229,22 @@ describe('Fabric gateway emulator + unmodified fabric-gateway client', function 
     assert.equal(records.length, 1);
   });
 
+  it('a proposal endorsed twice before commit: either endorsement commits (ECDSA signatures differ)', async function () {
+    const key = r32();
+    const hash = r32();
+    const proposal = contract.newProposal('Anchor', { arguments: [SCOPE, key, hash] });
+    const first = await proposal.endorse();
+    const second = await proposal.endorse();
+    assert.equal(first.getTransactionId(), second.getTransactionId());
+    const status = await (await first.submit()).getStatus();
+    assert.equal(status.code, StatusCode.VALID);
+    const records = json(await contract.evaluateTransaction('ReadCTIRecords', SCOPE, key, '')) as RecordOut[];
+    assert.deepEqual(
+      records.map((r) => r.hash),
+      [hash],
+    );
+  });
+
   it('an envelope changed after endorsement commits as ENDORSEMENT_POLICY_FAILURE, nothing written', async function () {
     const key = r32();
     const tx = await contract.newProposal('Anchor', { arguments: [SCOPE, key, r32()] }).endorse();

@@ -286,7 +286,8 @@ class Emulator {
   blocksCut = 0;
   stopped = false;
 
-  private readonly endorsed = new Map<string, Endorsed>();
+  /** tx id -> the envelopes endorsed for it (a proposal may be endorsed more than once; each is valid) */
+  private readonly endorsed = new Map<string, Endorsed[]>();
   private readonly queue: { txId: string; payload: Buffer }[] = [];
   private cutTimer: NodeJS.Timeout | undefined;
   private readonly statuses = new Map<string, { code: number; blockNumber: number }>();
@@ -529,7 +530,9 @@ class Emulator {
     const envelope = new common.Envelope();
     envelope.setPayload(payloadBytes);
 
-    this.endorsed.set(p.txId, { sim, payload: payloadBytes, at: Date.now() });
+    const list = this.endorsed.get(p.txId) ?? [];
+    list.push({ sim, payload: payloadBytes, at: Date.now() });
+    this.endorsed.set(p.txId, list);
     const res = new gateway.EndorseResponse();
     res.setPreparedTransaction(envelope);
     return res;
@@ -591,8 +594,8 @@ class Emulator {
         return;
       }
       seen.add(t.txId);
-      const e = this.endorsed.get(t.txId);
-      if (!e || !e.payload.equals(t.payload)) {
+      const e = this.endorsed.get(t.txId)?.find((x) => x.payload.equals(t.payload));
+      if (!e) {
         codes.set(i, TX.ENDORSEMENT_POLICY_FAILURE);
         return;
       }
@@ -627,7 +630,7 @@ class Emulator {
     this.blocksCut++;
     // stale endorsements (never submitted) are dropped after 10 minutes
     const old = Date.now() - 600_000;
-    for (const [id, e] of this.endorsed) if (e.at < old) this.endorsed.delete(id);
+    for (const [id, list] of this.endorsed) if (list.every((e) => e.at < old)) this.endorsed.delete(id);
     for (const t of batch) {
       const ws = this.statusWaiters.get(t.txId);
       if (ws) {
