@@ -2,7 +2,7 @@
  * A record store (lib/store) as a stateful connection, for a front end that shares one store among
  * several users and draws its state: the store is opened at once, its state is reported
  * (`connecting` -> `connected`, or `error` with the reason: a locked directory, an unreachable
- * MongoDB), and a failed open is retried every `retryMs` until it works or the store is closed.
+ * MongoDB or PostgreSQL server), and a failed open is retried every `retryMs` until it works or the store is closed.
  *
  * The embedded store's default directory under a Node-RED user dir is `<userDir>/sets-store/<node id>`
  * (`defaultStoreDir`; `resolveStoreDir` moves a directory of an older version, named after the
@@ -10,8 +10,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createStore, type StoreConfig } from '../store/index';
-import { redactUri } from '../store/mongo';
+import { createStore, type AnyStoreConfig, type StoreConfig } from '../store/index';
+import { DEFAULT_PG_POOL_SIZE, DEFAULT_PG_STATEMENT_TIMEOUT_MS, redactPgUrl } from '../store/postgres';
 import type { Store } from '../store/store';
 import { OpsError, messageOf } from './errors';
 import { ConfigError, int, oneOf, optStr } from './settings';
@@ -31,9 +31,30 @@ export interface StoreSettings {
 }
 
 export interface StoreSecrets {
-  /** mongodb:// or mongodb+srv:// URI (may carry a password) */
+  /** mongodb:// or mongodb+srv:// URI, or postgres:// / postgresql:// URL (may carry a password) */
   uri?: string;
 }
+
+/** Settings of the PostgreSQL store (lib/store/postgres.ts); its URL is a secret (StoreSecrets.uri). */
+export interface PostgresStoreSettings {
+  kind: 'postgres';
+  /** schema of the tables (default public) */
+  schema?: string;
+  /** prefix of the table names (default sets_) */
+  tablePrefix?: string;
+  /** most connections per instance (default 10) */
+  poolSize?: number;
+  /** server-side limit of every statement, ms (default 10,000) */
+  statementTimeoutMs?: number;
+  /** how long TAXII status resources are kept (default 24 h) */
+  statusRetentionMs?: number;
+}
+
+/**
+ * Settings of every store kind. (StoreSettings is kept to the kinds the front ends and
+ * lib/store/shared.ts already handle; the round that wires PostgreSQL into them folds this in.)
+ */
+export type AnyStoreSettings = StoreSettings | PostgresStoreSettings;
 
 /** `<userDir>/sets-store/<key>`, the key (the config node's id) made safe as one directory name. */
 export function defaultStoreDir(userDir: string, key: string): string {
@@ -92,6 +113,54 @@ export function parseStoreSettings(raw: Record<string, unknown>, opts: { default
   return s;
 }
 
+const PG_IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Settings of any store kind from raw form values: as parseStoreSettings, plus kind `postgres` with
+ * schema (default public), tablePrefix (default sets_), poolSize (1-1000, default 10),
+ * statementTimeoutMs (100-3,600,000, default 10,000) and retentionHours. The URL is a secret
+ * (anyStoreConfig checks it). Throws ConfigError naming the setting.
+ */
+export function parseAnyStoreSettings(raw: Record<string, unknown>, opts: { defaultDir?: string } = {}): AnyStoreSettings {
+  const kind = oneOf(raw['kind'], 'store kind', ['embedded', 'mongodb', 'postgres'] as const, 'embedded');
+  if (kind !== 'postgres') return parseStoreSettings(raw, opts);
+  const hours = int(raw['retentionHours'], 'status retention (hours)', 24, 1, 24 * 365);
+  const s: PostgresStoreSettings = {
+    kind,
+    statusRetentionMs: hours * 3_600_000,
+    poolSize: int(raw['poolSize'], 'pool size', DEFAULT_PG_POOL_SIZE, 1, 1000),
+    statementTimeoutMs: int(raw['statementTimeoutMs'], 'statement timeout (ms)', DEFAULT_PG_STATEMENT_TIMEOUT_MS, 100, 3_600_000),
+  };
+  const schema = optStr(raw['schema']);
+  if (schema !== undefined) {
+    if (!PG_IDENT.test(schema) || schema.length > 63) throw new ConfigError(`schema "${schema}" must be 1-63 letters, digits or _ (not starting with a digit)`);
+    s.schema = schema;
+  }
+  const prefix = raw['tablePrefix'];
+  if (prefix !== undefined && prefix !== null) {
+    const p = typeof prefix === 'string' ? prefix.trim() : String(prefix);
+    if (p !== '' && (!PG_IDENT.test(p) || p.length > 40)) throw new ConfigError(`table prefix "${p}" must be empty or up to 40 letters, digits or _ (not starting with a digit)`);
+    s.tablePrefix = p;
+  }
+  return s;
+}
+
+/** Store configuration of any kind from settings + secrets; throws OpsError BAD_CONFIG for what cannot work. */
+export function anyStoreConfig(s: AnyStoreSettings, secrets: StoreSecrets): AnyStoreConfig {
+  if (s.kind !== 'postgres') return storeConfig(s, secrets);
+  const uri = (secrets.uri ?? '').trim();
+  if (!/^postgres(ql)?:\/\/\S+$/.test(uri)) throw new OpsError('BAD_CONFIG', 'the PostgreSQL store needs a postgres:// or postgresql:// URL');
+  return {
+    kind: 'postgres',
+    uri,
+    ...(s.schema !== undefined ? { schema: s.schema } : {}),
+    ...(s.tablePrefix !== undefined ? { tablePrefix: s.tablePrefix } : {}),
+    ...(s.poolSize !== undefined ? { poolSize: s.poolSize } : {}),
+    ...(s.statementTimeoutMs !== undefined ? { statementTimeoutMs: s.statementTimeoutMs } : {}),
+    ...(s.statusRetentionMs !== undefined ? { statusRetentionMs: s.statusRetentionMs } : {}),
+  };
+}
+
 /** Store configuration from settings + secrets; throws OpsError BAD_CONFIG for what cannot work. */
 export function storeConfig(s: StoreSettings, secrets: StoreSecrets): StoreConfig {
   const extra = s.statusRetentionMs !== undefined ? { statusRetentionMs: s.statusRetentionMs } : {};
@@ -108,8 +177,13 @@ export function storeConfig(s: StoreSettings, secrets: StoreSecrets): StoreConfi
   throw new OpsError('BAD_CONFIG', `unknown store kind ${JSON.stringify((s as { kind?: unknown }).kind)} (embedded or mongodb)`);
 }
 
-/** The connection string without its password, for messages (one rule for the store and its node). */
-export { redactUri };
+/**
+ * A connection string (MongoDB or PostgreSQL) without its password — the user-info password and a
+ * `password=` parameter — for messages (one rule for the stores and their nodes).
+ */
+export function redactUri(uri: string): string {
+  return redactPgUrl(uri);
+}
 
 export class StoreConnection {
   readonly store: Store;
@@ -133,9 +207,14 @@ export class StoreConnection {
     this.attempt();
   }
 
-  static fromSettings(s: StoreSettings, secrets: StoreSecrets, opts: { retryMs?: number } = {}): StoreConnection {
-    const describe = s.kind === 'embedded' ? `embedded store ${s.dir ?? ''}` : `MongoDB ${redactUri(secrets.uri ?? '')} db ${s.db ?? ''}`;
-    return new StoreConnection(createStore(storeConfig(s, secrets)), { ...opts, describe });
+  static fromSettings(s: AnyStoreSettings, secrets: StoreSecrets, opts: { retryMs?: number } = {}): StoreConnection {
+    const describe =
+      s.kind === 'embedded'
+        ? `embedded store ${s.dir ?? ''}`
+        : s.kind === 'postgres'
+          ? `PostgreSQL ${redactUri(secrets.uri ?? '')} tables ${s.schema ?? 'public'}.${s.tablePrefix ?? 'sets_'}*`
+          : `MongoDB ${redactUri(secrets.uri ?? '')} db ${s.db ?? ''}`;
+    return new StoreConnection(createStore(anyStoreConfig(s, secrets)), { ...opts, describe });
   }
 
   get state(): StoreState {
