@@ -8,6 +8,10 @@
  *   const nr = await startNodeRed();   // nr.url = 'http://127.0.0.1:<free port>/'
  *   ...
  *   await nr.stop();                    // stops Node-RED, removes the user dir
+ *
+ * The package Node-RED loads is the build that holds this file (dist/, or a private
+ * SETS_BUILD_OUT folder), installed into the user dir by `installPackage` — the same way
+ * `npm run demo` installs it. EDITOR_SETTINGS are the editor settings the demo and these tests share.
  */
 import { spawn, type ChildProcess } from 'child_process';
 import express from 'express';
@@ -25,6 +29,20 @@ export interface NodeRedHandle {
   output(): string;
   stop(): Promise<void>;
 }
+
+/**
+ * Editor settings of `npm run demo` and the browser tests:
+ * - no first-load prompt: Node-RED 4.1 asks "Enable Update Notifications?" (its telemetry consent
+ *   dialog) whenever the runtime has no `telemetry` setting; `enabled: false` answers it (no data
+ *   is sent, no update check), `updateNotification: false` keeps the update banner off as well;
+ * - no welcome tour over the flow;
+ * - the SETS palette category first (the core categories follow in their usual order).
+ */
+export const EDITOR_SETTINGS = {
+  telemetry: { enabled: false, updateNotification: false },
+  paletteCategories: ['SETS'],
+} as const;
+export const EDITOR_THEME = { tours: false, projects: { enabled: false } } as const;
 
 export class NodeRedStartError extends Error {
   readonly code = 'NODE_RED_START';
@@ -46,16 +64,41 @@ export function repoRoot(from: string = __dirname): string {
   }
 }
 
-/** Starts Node-RED in a child process with an empty flow; resolves once the editor answers. */
-export function startNodeRed(opts: { startTimeoutMs?: number } = {}): Promise<NodeRedHandle> {
+/** The build output this file belongs to: <build>/test/support/node-red.js -> <build>. */
+export function buildRoot(): string {
+  return path.resolve(__dirname, '..', '..');
+}
+
+/**
+ * Installs this package into `<userDir>/node_modules/node-red-contrib-sets`, as `npm install`
+ * there would, but for the build that holds this file: a folder with the repository's
+ * package.json, `dist` pointing at the build (dist/ itself, or a private SETS_BUILD_OUT folder)
+ * and the repository's examples/, resources/ and node_modules/. Replaces an earlier install.
+ */
+export function installPackage(userDir: string): string {
   const root = repoRoot();
+  const pkgDir = path.join(userDir, 'node_modules', 'node-red-contrib-sets');
+  fs.mkdirSync(path.dirname(pkgDir), { recursive: true });
+  fs.rmSync(pkgDir, { recursive: true, force: true });
+  fs.mkdirSync(pkgDir);
+  fs.copyFileSync(path.join(root, 'package.json'), path.join(pkgDir, 'package.json'));
+  fs.symlinkSync(buildRoot(), path.join(pkgDir, 'dist'), 'dir');
+  for (const sub of ['examples', 'resources', 'node_modules']) {
+    if (fs.existsSync(path.join(root, sub))) fs.symlinkSync(path.join(root, sub), path.join(pkgDir, sub), 'dir');
+  }
+  return pkgDir;
+}
+
+/**
+ * Starts Node-RED in a child process (empty flow unless `flow` is given); resolves once the editor
+ * answers. `settings` (JSON data only, e.g. adminAuth) are merged over the harness's RED.init settings.
+ */
+export function startNodeRed(opts: { startTimeoutMs?: number; flow?: unknown[]; settings?: Record<string, unknown> } = {}): Promise<NodeRedHandle> {
   const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sets-nr-'));
-  fs.mkdirSync(path.join(userDir, 'node_modules'));
-  // Node-RED loads our package from its user dir, as it would after `npm install` there.
-  fs.symlinkSync(root, path.join(userDir, 'node_modules', 'node-red-contrib-sets'), 'dir');
-  fs.writeFileSync(path.join(userDir, 'flows.json'), '[]');
+  installPackage(userDir);
+  fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(opts.flow ?? []));
   const child: ChildProcess = spawn(process.execPath, [__filename], {
-    env: { ...process.env, SETS_NR_CHILD_USERDIR: userDir },
+    env: { ...process.env, SETS_NR_CHILD_USERDIR: userDir, SETS_NR_CHILD_SETTINGS: JSON.stringify(opts.settings ?? {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -101,7 +144,7 @@ interface EmbeddedRed {
 }
 
 /** The child: host Node-RED on a free port of 127.0.0.1, print the port, stop on SIGTERM. */
-async function runChild(userDir: string): Promise<void> {
+async function runChild(userDir: string, extra: Record<string, unknown>): Promise<void> {
   // node-red is loaded at run time, in the child only: it is the runtime we host.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const RED = require('node-red') as EmbeddedRed;
@@ -121,10 +164,10 @@ async function runChild(userDir: string): Promise<void> {
     httpAdminRoot: '/',
     httpNodeRoot: '/',
     // no palette catalogue: the editor would fetch catalogue.nodered.org, which tests must not reach
-    editorTheme: { tours: false, projects: { enabled: false }, palette: { catalogues: [] } },
-    // telemetry off: no update check, and no consent dialog over the editor
-    telemetry: { enabled: false },
+    editorTheme: { ...EDITOR_THEME, palette: { catalogues: [] } },
+    ...EDITOR_SETTINGS,
     logging: { console: { level: process.env.SETS_NR_LOG_LEVEL ?? 'fatal', metrics: false, audit: false } },
+    ...extra,
   });
   app.use('/', RED.httpAdmin);
   app.use('/', RED.httpNode);
@@ -142,7 +185,7 @@ async function runChild(userDir: string): Promise<void> {
 }
 
 if (require.main === module && process.env.SETS_NR_CHILD_USERDIR) {
-  runChild(process.env.SETS_NR_CHILD_USERDIR).catch((err: unknown) => {
+  runChild(process.env.SETS_NR_CHILD_USERDIR, JSON.parse(process.env.SETS_NR_CHILD_SETTINGS ?? '{}') as Record<string, unknown>).catch((err: unknown) => {
     process.stderr.write(`embedded Node-RED failed: ${err instanceof Error ? err.stack : String(err)}\n`);
     process.exit(1);
   });
