@@ -369,7 +369,7 @@ describe('Fabric gateway emulator + unmodified fabric-gateway client', function 
   });
 
   it('maxTxPerBlock: a full batch is cut at once, the rest after the batch timeout', async function () {
-    const batched = await startFabricGateway({ blockMs: 1500, maxTxPerBlock: 2 });
+    const batched = await startFabricGateway({ blockMs: 2000, maxTxPerBlock: 2 });
     later.push(() => batched.stop());
     await setUp(batched, admin);
     const g = batched.connect(user);
@@ -388,8 +388,8 @@ describe('Fabric gateway emulator + unmodified fabric-gateway client', function 
       perBlock.set(st.blockNumber, (perBlock.get(st.blockNumber) ?? 0) + 1);
     }
     assert.deepEqual([...perBlock.values()], [2, 2, 1]);
-    assert.ok(timed[0].ms < 1000 && timed[3].ms < 1000, `full blocks at ${timed[0].ms} and ${timed[3].ms} ms`);
-    assert.ok(timed[4].ms >= 1400, `the partial block at ${timed[4].ms} ms, before the batch timeout`);
+    assert.ok(timed[0].ms < 1500 && timed[3].ms < 1500, `full blocks at ${timed[0].ms} and ${timed[3].ms} ms`);
+    assert.ok(timed[4].ms >= 1900, `the partial block at ${timed[4].ms} ms, before the batch timeout`);
   });
 
   it('chaincode events from SeekPosition newest are refused as on the peer (only specified / next commit)', async function () {

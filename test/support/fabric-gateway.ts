@@ -45,7 +45,9 @@
  * - read versions in the KVRWSet are FabricWorld's per-key version numbers carried in
  *   Version.block_num (tx_num 0), not real (block, tx) heights; the committed envelope is matched
  *   to the simulation kept at endorsement time rather than re-derived from the envelope;
- * - no Deliver service (block events), no private data, no discovery service, no system chaincodes.
+ * - no Deliver service (block events), no private data, no discovery service, no system chaincodes;
+ * - blocks committed on `world` directly (not through Submit) count in the height but have no
+ *   transactions or events for CommitStatus / ChaincodeEvents.
  *
  * pause()/resume() cut every connection and refuse new ones (clients see UNAVAILABLE, open streams
  * end) while blocks keep being cut — the peer is unreachable, the ordering service is not.
@@ -296,7 +298,10 @@ class Emulator {
   private readonly txBlock = new Map<string, number>();
   private readonly blockListeners = new Set<() => void>();
   private readonly closers = new Set<() => void>();
-  height: number;
+  /** ledger height (the next block's number): FabricWorld's, so blocks committed on it directly count */
+  get height(): number {
+    return this.world.height;
+  }
 
   constructor(
     readonly world: FabricWorld,
@@ -309,7 +314,6 @@ class Emulator {
     this.blockMs = opts.blockMs;
     this.maxConcurrent = opts.maxConcurrent;
     this.maxTxPerBlock = opts.maxTxPerBlock;
-    this.height = world.height;
   }
 
   private detail(message: string): gateway.ErrorDetail {
@@ -626,7 +630,6 @@ class Emulator {
       }
     });
     this.blocks.set(blockNumber, record);
-    this.height = Math.max(this.height, blockNumber + 1);
     this.blocksCut++;
     // stale endorsements (never submitted) are dropped after 10 minutes
     const old = Date.now() - 600_000;
