@@ -462,6 +462,14 @@ describe('Fabric chaincode sets-registry on FabricWorld', function () {
       const { sim } = await reading;
       assert.deepEqual((JSON.parse(sim.payload.toString()) as Rec[]).map((r) => r.hash), [H1]);
       assert.deepEqual((await net.records(other, SCOPE_A, KEY1)).map((r) => r.hash), [H1, H2]);
+      // point reads too: w2's own anchor of KEY2 lands while w2 endorses another hash for KEY2
+      const mine = await net.sim(w2, 'Anchor', [SCOPE_A, KEY2, H2]);
+      const racing = net.sim(w2, 'Anchor', [SCOPE_A, KEY2, H3]);
+      net.world.commitBlock([mine]);
+      const raced = (await racing).sim;
+      assert.equal(raced.status, 200, raced.message); // endorsed on the old state: the slot was free
+      assert.ok([...raced.reads.values()].includes(null));
+      assert.equal(net.world.commitBlock([{ txId: (await racing).txId, sim: raced }]).results[0].code, 'MVCC_READ_CONFLICT');
     });
 
     it('a revoke committed before a pending anchor of that writer in the same block invalidates the anchor', async () => {
@@ -490,6 +498,14 @@ describe('Fabric chaincode sets-registry on FabricWorld', function () {
       const unchanged = await net.sim(admin, 'GrantsOf', ['Org2MSP']);
       const unrelated = await net.sim(admin, 'GrantWriter', ['Org3MSP', SCOPE_B]);
       assert.deepEqual(net.world.commitBlock([unrelated, unchanged]).results.map((r) => r.code), ['VALID', 'VALID']);
+      // a key vanishing from the range is a phantom too (the registry never deletes; a raw
+      // simulation that does stands in for another chaincode's write set)
+      const before = await net.sim(admin, 'GrantsOf', ['Org2MSP']);
+      const [gone] = [...before.sim.ranges[0].keys.keys()];
+      const del: Simulation = { status: 200, message: '', payload: Buffer.alloc(0), reads: new Map(), ranges: [], writes: new Map([[gone, null]]) };
+      assert.deepEqual(net.world.commitBlock([{ txId: 'txdel', sim: del }, before]).results.map((r) => r.code), ['VALID', 'PHANTOM_READ_CONFLICT']);
+      assert.equal(net.world.getState(gone), undefined);
+      assert.equal(net.world.versionOf(gone), null);
     });
 
     it('blocks are numbered after the genesis block; a duplicate tx id or an unendorsed tx is refused whole', async () => {
