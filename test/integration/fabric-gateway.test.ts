@@ -607,4 +607,40 @@ describe('Fabric gateway emulator + unmodified fabric-gateway client', function 
       }
     }
   });
+
+  it('pause({ hang: true }): connections stay up, calls run into their deadline; resume(): answered, streams catch up', async function () {
+    const network = client.getNetwork(gw.channel);
+    const events = await network.getChaincodeEvents(gw.chaincode, { startBlock: BigInt(gw.height) });
+    const firstEvent = events[Symbol.asyncIterator]().next();
+    firstEvent.catch(() => undefined); // awaited below; this keeps a failure before then from going unhandled
+    await gw.pause({ hang: true });
+    let resumed = false;
+    try {
+      const t0 = Date.now();
+      const err = await rejection(contract.newProposal('GetAdmin').evaluate({ deadline: Date.now() + 1500 }));
+      assert.ok(err instanceof GatewayError);
+      assert.equal(err.code, grpc.status.DEADLINE_EXCEEDED);
+      assert.ok(Date.now() - t0 >= 1400, 'waited for the deadline');
+      // a submit made while hung waits, and goes through once the peer answers again
+      const pending = contract.submitAsync('Anchor', { arguments: [SCOPE, r32(), r32()] });
+      let settled = false;
+      pending.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
+      await sleep(300);
+      assert.equal(settled, false, 'answered while hung');
+      await gw.resume();
+      resumed = true;
+      const submitted = await pending;
+      const status = await submitted.getStatus();
+      assert.equal(status.code, StatusCode.VALID);
+      const ev = await firstEvent;
+      assert.equal(ev.done, false);
+      assert.equal(ev.value?.transactionId, submitted.getTransactionId());
+    } finally {
+      if (!resumed) await gw.resume();
+      events.close();
+    }
+  });
 });

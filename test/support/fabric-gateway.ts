@@ -51,6 +51,8 @@
  *
  * pause()/resume() cut every connection and refuse new ones (clients see UNAVAILABLE, open streams
  * end) while blocks keep being cut — the peer is unreachable, the ordering service is not.
+ * pause({ hang: true }) instead keeps connections up but answers nothing (calls run into their
+ * deadline: DEADLINE_EXCEEDED; event streams go quiet) until resume() — a stuck peer.
  */
 import * as crypto from 'crypto';
 import * as grpc from '@grpc/grpc-js';
@@ -97,8 +99,11 @@ export interface FabricGatewayHandle {
   world: FabricWorld;
   /** shut down for good (idempotent): connections cut, waiting calls ended */
   stop(): Promise<void>;
-  /** stop answering: cut every connection and refuse new ones until resume() */
-  pause(): Promise<void>;
+  /**
+   * stop answering until resume(): cut every connection and refuse new ones (UNAVAILABLE); with
+   * `hang: true` keep connections but answer nothing (DEADLINE_EXCEEDED at the caller's deadline)
+   */
+  pause(opts?: { hang?: boolean }): Promise<void>;
   resume(): Promise<void>;
   /** cut every open connection (and so every stream) once, then accept again */
   cutConnections(): Promise<void>;
@@ -298,6 +303,8 @@ class Emulator {
   private readonly txBlock = new Map<string, number>();
   private readonly blockListeners = new Set<() => void>();
   private readonly closers = new Set<() => void>();
+  /** while set (pause({hang: true})), calls wait on it and streams deliver nothing */
+  private hung: { promise: Promise<void>; release: () => void } | undefined;
   /** ledger height (the next block's number): FabricWorld's, so blocks committed on it directly count */
   get height(): number {
     return this.world.height;
@@ -341,7 +348,7 @@ class Emulator {
         }
         call.once('cancelled', release);
         // a handler that throws before its first await must still answer with its fault
-        Promise.resolve()
+        (this.hung?.promise ?? Promise.resolve())
           .then(() => fn(call.request, call))
           .then(
             (res) => {
@@ -748,7 +755,7 @@ class Emulator {
     let passed = !afterTx;
     let closed = false;
     const pump = () => {
-      while (!closed && next < this.height) {
+      while (!closed && !this.hung && next < this.height) {
         const block = this.blocks.get(next);
         next++;
         if (!block) continue;
@@ -795,7 +802,23 @@ class Emulator {
     pump();
   }
 
+  hang() {
+    if (this.hung) return;
+    let release = () => undefined as void;
+    const promise = new Promise<void>((r) => (release = r));
+    this.hung = { promise, release };
+  }
+
+  unhang() {
+    const h = this.hung;
+    if (!h) return;
+    this.hung = undefined;
+    h.release();
+    for (const l of [...this.blockListeners]) l();
+  }
+
   stop() {
+    this.unhang();
     this.stopped = true;
     if (this.cutTimer) clearTimeout(this.cutTimer);
     this.cutTimer = undefined;
@@ -860,8 +883,14 @@ export async function startFabricGateway(opts: FabricGatewayOptions = {}): Promi
       await proxy.close();
       server.forceShutdown();
     },
-    pause: () => proxy.cut(),
-    resume: () => proxy.restore(),
+    async pause(o = {}) {
+      if (o.hang) emu.hang();
+      else await proxy.cut();
+    },
+    async resume() {
+      emu.unhang();
+      await proxy.restore();
+    },
     async cutConnections() {
       await proxy.cut();
       await proxy.restore();
