@@ -158,10 +158,6 @@ interface Entry {
   value: Buffer | null;
 }
 
-function inRange(key: string, start: string, end: string): boolean {
-  return compareKeys(key, start) >= 0 && (end === '' || compareKeys(key, end) < 0);
-}
-
 export class FabricWorld {
   readonly chaincodeName: string;
   readonly channel: string;
@@ -247,8 +243,7 @@ export class FabricWorld {
         if (metadata) throw new Error('FabricWorld: paginated range queries are not emulated');
         const found = new Map<string, number>();
         const rows: { namespace: string; key: string; value: Buffer }[] = [];
-        for (const key of this.keys) {
-          if (!inRange(key, startKey, endKey)) continue;
+        for (const key of this.keysIn(startKey, endKey)) {
           const e = this.at(key, snapshot);
           if (!e || !e.value) continue;
           found.set(key, e.version);
@@ -341,19 +336,33 @@ export class FabricWorld {
     return undefined;
   }
 
+  /** Index of the first key >= `key` in the sorted key list. */
+  private lowerBound(key: string): number {
+    let lo = 0;
+    let hi = this.keys.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (compareKeys(this.keys[mid], key) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Keys ever written in [start, end) ("" end = unbounded), in state-database order. */
+  private *keysIn(start: string, end: string): Generator<string> {
+    for (let i = this.lowerBound(start); i < this.keys.length; i++) {
+      const key = this.keys[i];
+      if (end !== '' && compareKeys(key, end) >= 0) return;
+      yield key;
+    }
+  }
+
   private put(key: string, value: Buffer | null, version: number): void {
     let list = this.state.get(key);
     if (!list) {
       list = [];
       this.state.set(key, list);
-      let lo = 0;
-      let hi = this.keys.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >> 1;
-        if (compareKeys(this.keys[mid], key) < 0) lo = mid + 1;
-        else hi = mid;
-      }
-      this.keys.splice(lo, 0, key);
+      this.keys.splice(this.lowerBound(key), 0, key);
     }
     list.push({ version, value });
   }
@@ -364,8 +373,7 @@ export class FabricWorld {
     }
     for (const r of sim.ranges) {
       let count = 0;
-      for (const key of this.keys) {
-        if (!inRange(key, r.start, r.end)) continue;
+      for (const key of this.keysIn(r.start, r.end)) {
         const v = this.versionOf(key);
         if (v === null) continue;
         count += 1;

@@ -6,7 +6,7 @@
  * invalidates a pending anchor of that writer.
  */
 import { strict as assert } from 'assert';
-import { FabricWorld, type Simulation } from '../support/fabric-world';
+import { FabricWorld, compareKeys, type Simulation } from '../support/fabric-world';
 import { makeIdentity, type FabricTestIdentity } from '../support/fabric-pki';
 
 const ANY = '0x' + '0'.repeat(64);
@@ -506,6 +506,38 @@ describe('Fabric chaincode sets-registry on FabricWorld', function () {
       assert.deepEqual(net.world.commitBlock([{ txId: 'txdel', sim: del }, before]).results.map((r) => r.code), ['VALID', 'PHANTOM_READ_CONFLICT']);
       assert.equal(net.world.getState(gone), undefined);
       assert.equal(net.world.versionOf(gone), null);
+    });
+
+    it('orders keys as the state database does (UTF-8 bytes), which range reads depend on', () => {
+      assert.ok(compareKeys('a', 'b') < 0);
+      assert.ok(compareKeys('ab', 'a') > 0);
+      assert.ok(compareKeys('\u0000x', '\u0001') < 0);
+      // U+10000 (a surrogate pair in UTF-16) sorts after U+FFFF in UTF-8, unlike JS's < operator
+      assert.ok('\u{10000}' < '\uffff');
+      assert.ok(compareKeys('\u{10000}', '\uffff') > 0);
+      assert.ok(compareKeys('\u{10ffff}', '\u{10000}') > 0);
+      assert.equal(compareKeys('same', 'same'), 0);
+    });
+
+    it('a full batch: 1000 anchors in one tx, then 1000 lookups in one read, in query order', async () => {
+      const net = await initialised();
+      await net.submit(admin, 'GrantWriter', 'Org2MSP', SCOPE_A);
+      const key = (i: number) => '0x' + (i * 7919).toString(16).padStart(64, '0');
+      const hash = (i: number) => '0x' + (i + 1).toString(16).padStart(64, 'f');
+      const entries = Array.from({ length: 1000 }, (_, i) => ({ scope: SCOPE_A, key: key(i), hash: hash(i) }));
+      const res = await net.submit<{ existing: boolean[] }>(w1, 'AnchorMany', JSON.stringify(entries));
+      assert.equal(res.existing.filter((e) => !e).length, 1000);
+      const queries = entries.map((e) => ({ scope: SCOPE_A, key: e.key })).reverse();
+      const t0 = Date.now();
+      const out = await net.query<Rec[][]>(other, 'ReadCTIRecordsMany', JSON.stringify(queries));
+      assert.ok(Date.now() - t0 < 20000, 'a batched read of 1000 keys should not crawl');
+      assert.equal(out.length, 1000);
+      out.forEach((rs, i) => {
+        assert.equal(rs.length, 1);
+        assert.equal(rs[0].key, queries[i].key);
+        assert.equal(rs[0].hash, hash(999 - i));
+        assert.equal(rs[0].entitled, true);
+      });
     });
 
     it('blocks are numbered after the genesis block; a duplicate tx id or an unendorsed tx is refused whole', async () => {
