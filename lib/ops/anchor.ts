@@ -66,17 +66,19 @@ export function prepareAnchors(input: AnchorInput): PreparedObject[] {
 
 /**
  * A refused write names a scope (a hash); the user knows collections. Re-word NOT_AUTHORISED so it
- * names the collection and what the registry admin has to do; other errors pass unchanged.
+ * names the collection and what the registry admin has to do — grantWriter(<account>, scope) on an
+ * EVM registry, GrantWriter(<principal>, scope) with the Fabric chaincode (the adapters' own
+ * messages say which: the Fabric one names GrantWriter); other errors pass unchanged.
  */
 export function explainAnchorError(err: unknown, collection: string): unknown {
   if (!(err instanceof LedgerError) || err.code !== 'NOT_AUTHORISED') return err;
   const scope = collectionScope(collection);
   if (err.message.includes(collection)) return err;
-  return new LedgerError(
-    'NOT_AUTHORISED',
-    `not allowed to anchor in collection ${collection}: ${err.message} — the registry admin grants it with grantWriter(<account>, ${scope}) (the collection's scope) or for every collection (ANY_SCOPE)`,
-    { key: err.key, cause: err },
-  );
+  const fabric = /GrantWriter\(/.test(err.message);
+  const how = fabric
+    ? `the chaincode admin grants it with GrantWriter(<principal>, ${scope}) (the collection's scope; the principal is the writer's MSP id, MSP id#attribute=value, or its MSP id::subject) or for every collection (ANY_SCOPE)`
+    : `the registry admin grants it with grantWriter(<account>, ${scope}) (the collection's scope) or for every collection (ANY_SCOPE)`;
+  return new LedgerError('NOT_AUTHORISED', `not allowed to anchor in collection ${collection}: ${err.message} — ${how}`, { key: err.key, cause: err });
 }
 
 /** Validate, hash and anchor a payload; resolves once every anchor is mined. */

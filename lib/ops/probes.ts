@@ -9,6 +9,7 @@
  */
 import { ANY_SCOPE, createLedger, type LedgerConfig } from '../ledger/index';
 import { EvmLedger } from '../ledger/evm';
+import { FabricLedger } from '../ledger/fabric';
 import { probeAmqp, type AmqpBusConfig } from '../bus/amqp';
 import { acquireStore } from '../store/shared';
 import { messageOf } from './errors';
@@ -39,14 +40,31 @@ async function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 /**
- * The ledger answers with the configured chain id, the registry contract is deployed and readable,
- * and — with a private key — where that account may anchor: every collection, N collection
- * scopes, or nothing (then the probe fails: anchoring could not work).
+ * EVM: the ledger answers with the configured chain id, the registry contract is deployed and
+ * readable, and — with a private key — where that account may anchor: every collection, N
+ * collection scopes, or nothing (then the probe fails: anchoring could not work).
+ * Fabric: the peer's gateway answers (TLS, channel, chaincode) a read signed by the identity, and
+ * where that identity may anchor (grants to its MSP, its certificate attributes or itself).
  */
 export async function probeLedger(cfg: LedgerConfig, opts: { timeoutMs?: number } = {}): Promise<ProbeResult> {
   const ms = opts.timeoutMs ?? cfg.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
   let ledger: ReturnType<typeof createLedger> | undefined;
   try {
+    if (cfg.kind === 'fabric') {
+      // probes answer once: the adapter's own deadlines stay within the probe's
+      const fabric = new FabricLedger({ ...cfg, healthCheckMs: 0, requestTimeoutMs: Math.min(cfg.requestTimeoutMs ?? ms, ms) });
+      ledger = fabric;
+      const where = `chaincode ${fabric.chaincode} on channel ${fabric.channel} at ${fabric.peerEndpoint}`;
+      await bounded(fabric.lookup(ANY_SCOPE, '0x' + '0'.repeat(64)), ms + 1000, `Fabric peer ${fabric.peerEndpoint}`);
+      const grants = await bounded(fabric.writerGrants(), ms + 1000, `Fabric peer ${fabric.peerEndpoint}`);
+      const who = `${where} as ${grants.account}`;
+      if (grants.anyScope) return { ok: true, message: `connected: ${who}; granted every collection` };
+      if (grants.scopes > 0) return { ok: true, message: `connected: ${who}; granted ${grants.scopes} collection(s)` };
+      return {
+        ok: false,
+        message: `connected to ${who}, but this identity is not granted any collection: ask the chaincode admin (GrantWriter(<principal>, collectionScope(collection)) with the principal ${fabric.mspId}, ${fabric.mspId}#<attribute>=<value> or ${grants.account})`,
+      };
+    }
     ledger = createLedger({ ...cfg, healthCheckMs: 0 });
     await bounded(ledger.lookup(ANY_SCOPE, '0x' + '0'.repeat(64)), ms, `ledger ${cfg.rpcUrl}`);
     const where = `registry ${cfg.address} on chain ${String(cfg.chainId)} at ${cfg.rpcUrl}`;
