@@ -15,7 +15,10 @@
  *   SETS_EDITOR.collectionInput(node[, opts])
  *       In a flow node's oneditprepare: turns #node-input-collection into a typedInput
  *       (str | msg | flow | env, type kept in #node-input-collectionType) with a "pick" button that
- *       lists the collections of the TAXII server selected in #node-input-server (or opts.server()).
+ *       lists the collections of the TAXII server selected in #node-input-server (or opts.server());
+ *       opts.pick === false: the typedInput only (nodes without a TAXII server); opts.needs
+ *       'read' | 'write' greys out collections the server's user cannot use that way.
+ *   SETS_EDITOR.collectionLabel(node): "91a7b528-…" or "msg.collection" for a node label.
  *
  * Everything a user sees is set with .text(): no server message is ever parsed as HTML.
  */
@@ -142,8 +145,10 @@
         var $input = $('#node-input-collection');
         var $type = $('#node-input-collectionType');
         if (!$type.val()) $type.val(node.collectionType || 'str');
+        $input.css('width', opts.pick === false ? '70%' : 'calc(70% - 42px)');
         $input.typedInput({ default: 'str', typeField: $type, types: ['str', 'msg', 'flow', 'env'] });
         var $row = $input.closest('.form-row');
+        if (opts.pick === false) return { pick: $(), list: $() };
         var $pick = $('<button type="button" class="red-ui-button sets-collection-pick"></button>')
             .attr('title', 'list the collections of the selected TAXII server')
             .css('margin-left', '4px');
@@ -209,7 +214,14 @@
         return { pick: $pick, list: $list };
     }
 
+    function collectionLabel(node) {
+        if (!node.collection) return '';
+        var t = node.collectionType || 'str';
+        return t === 'str' ? node.collection : t + '.' + node.collection;
+    }
+
     window.SETS_EDITOR = {
+        collectionLabel: collectionLabel,
         addTestButton: addTestButton,
         testConnection: testConnection,
         collectionInput: collectionInput,

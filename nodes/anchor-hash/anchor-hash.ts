@@ -6,18 +6,19 @@
  */
 import type { NodeAPI, NodeDef, Node, NodeStatus, SetsMessage } from '../shared/types';
 import type { LedgerOwner } from '../shared/owners';
-import { str } from '../shared/config';
 import { onInput } from '../shared/input';
 import { connectionStatus, type ConnectionState } from '../shared/status';
 import { useConnection } from '../shared/use-connection';
 import type { Ledger } from '../../lib/ledger/ledger';
 import { anchorPayload } from '../../lib/ops/anchor';
-import { resolveCollection } from '../../lib/ops/collection';
+import { collectionSetting } from '../shared/collection-property';
 import { ANCHOR_KEYS, anchorFragment, mergeSets } from '../../lib/ops/result';
 
 interface AnchorDef extends NodeDef {
   ledger?: string;
   collection?: string;
+  /** str (default, older flows) | msg | flow | env */
+  collectionType?: string;
 }
 
 interface AnchorCredentials {
@@ -33,6 +34,7 @@ export = function register(RED: NodeAPI): void {
   }
 
   function setup(node: AnchorNode, def: AnchorDef): void {
+    const collectionOf = collectionSetting(RED, node, def);
     const hmacKey = node.credentials?.hmacKey || undefined;
     let conn: { state: ConnectionState; detail?: string } = { state: 'disconnected' };
     let last: NodeStatus | undefined;
@@ -53,8 +55,9 @@ export = function register(RED: NodeAPI): void {
     }
 
     onInput<SetsMessage>(node, { busyText: 'anchor-hash.status.anchoring', idle }, async (msg, send) => {
+      // the collection first: a bad setting is named even while the ledger is missing or down
+      const collection = await collectionOf.resolve(msg);
       const l = ledger.get();
-      const collection = resolveCollection(msg.collection, str(def.collection));
       const result = await anchorPayload(l, { collection, payload: msg.payload, hmacKey });
       msg.sets = mergeSets(msg.sets, ANCHOR_KEYS, anchorFragment(result));
       const fresh = result.items.filter((i) => !i.anchor.existing).length;

@@ -7,11 +7,11 @@
 import type { NodeAPI, NodeDef, Node, NodeMessage, NodeStatus, SetsMessage } from '../shared/types';
 import { registerAdminEndpoints } from '../shared/admin-endpoints';
 import type { TaxiiOwner } from '../shared/owners';
-import { int, oneOf, optStr, str } from '../shared/config';
+import { int, oneOf, optStr } from '../shared/config';
 import { onInput } from '../shared/input';
 import { configStatus } from '../shared/status';
 import { NoConnectionError } from '../shared/use-connection';
-import { resolveCollection } from '../../lib/ops/collection';
+import { collectionSetting } from '../shared/collection-property';
 import { mergeSets } from '../../lib/ops/result';
 import { buildFilters, inquireItems, type FilterSettings, type InquireItem, type InquireOperation } from '../../lib/ops/taxii';
 import { OpsError } from '../../lib/ops/errors';
@@ -19,6 +19,8 @@ import { OpsError } from '../../lib/ops/errors';
 interface InquireDef extends NodeDef {
   server?: string;
   collection?: string;
+  /** str (default, older flows) | msg | flow | env */
+  collectionType?: string;
   operation?: string;
   objectId?: string;
   addedAfter?: string;
@@ -41,6 +43,7 @@ export = function register(RED: NodeAPI): void {
   }
 
   function setup(node: Node, def: InquireDef): void {
+    const collectionOf = collectionSetting(RED, node, def);
     const owner = (def.server ? RED.nodes.getNode(def.server) : null) as TaxiiOwner | null;
     let setupError: Error | undefined;
     let operation: InquireOperation = 'objects';
@@ -65,6 +68,7 @@ export = function register(RED: NodeAPI): void {
     } catch (err) {
       setupError = err as Error;
     }
+    setupError ??= collectionOf.error;
     if (!owner) node.status(configStatus('taxii-inquire.status.no-server'));
     else if (setupError) node.status(configStatus(setupError.message));
 
@@ -73,7 +77,7 @@ export = function register(RED: NodeAPI): void {
       if (setupError) throw setupError;
       if (!owner) throw new NoConnectionError('NO_CONFIG', 'no TAXII server configured: select one in the node settings');
       const { client } = owner.connection();
-      const collection = resolveCollection(msg.collection, str(def.collection));
+      const collection = await collectionOf.resolve(msg);
       const msgFilters = msg.filters;
       if (msgFilters !== undefined && (typeof msgFilters !== 'object' || msgFilters === null || Array.isArray(msgFilters))) {
         throw new OpsError('BAD_FILTER', 'msg.filters must be an object such as {added_after, limit, match: {type: "indicator"}}');

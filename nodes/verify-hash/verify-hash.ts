@@ -11,12 +11,12 @@
  */
 import type { NodeAPI, NodeDef, Node, NodeMessage, SetsMessage } from '../shared/types';
 import type { LedgerOwner } from '../shared/owners';
-import { int, oneOf, str } from '../shared/config';
+import { int, oneOf } from '../shared/config';
 import { onInput } from '../shared/input';
 import { connectionStatus, type ConnectionState } from '../shared/status';
 import { useConnection } from '../shared/use-connection';
 import type { Ledger } from '../../lib/ledger/ledger';
-import { resolveCollection } from '../../lib/ops/collection';
+import { collectionSetting } from '../shared/collection-property';
 import { VERIFY_KEYS, mergeSets, verificationFragment, wholeVerificationFragment } from '../../lib/ops/result';
 import { overallStatus, verifyPayload } from '../../lib/ops/verify';
 import { effectiveWaitMs } from '../../lib/ops/server-integrity';
@@ -24,6 +24,8 @@ import { effectiveWaitMs } from '../../lib/ops/server-integrity';
 interface VerifyDef extends NodeDef {
   ledger?: string;
   collection?: string;
+  /** str (default, older flows) | msg | flow | env */
+  collectionType?: string;
   waitMs?: string | number;
   mode?: string;
 }
@@ -41,6 +43,7 @@ export = function register(RED: NodeAPI): void {
   }
 
   function setup(node: VerifyNode, def: VerifyDef): void {
+    const collectionOf = collectionSetting(RED, node, def);
     const hmacKey = node.credentials?.hmacKey || undefined;
     let setupError: Error | undefined;
     let waitMs = 10_000;
@@ -51,6 +54,7 @@ export = function register(RED: NodeAPI): void {
     } catch (err) {
       setupError = err as Error;
     }
+    setupError ??= collectionOf.error;
 
     let verified = 0;
     let rejected = 0;
@@ -87,8 +91,9 @@ export = function register(RED: NodeAPI): void {
 
     onInput<SetsMessage>(node, { busyText: 'verify-hash.status.verifying', idle }, async (msg, send) => {
       if (setupError) throw setupError;
+      // the collection first: a bad setting is named even while the ledger is missing or down
+      const collection = await collectionOf.resolve(msg);
       const l = ledger.get();
-      const collection = resolveCollection(msg.collection, str(def.collection));
       const results = await verifyPayload(l, { collection, payload: msg.payload, waitMs: effectiveWaitMs(msg.sets, waitMs), hmacKey });
       const ok = results.filter((r) => r.verification.status === 'verified').length;
       const unsure = results.filter((r) => r.verification.status === 'unknown').length;
