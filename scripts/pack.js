@@ -113,8 +113,13 @@ function stageNodeRed(pkg, build, stage) {
   for (const f of [...folders, 'nodes/shared']) {
     copy(path.join(build, f), path.join(stage, 'dist', f), { noDeclarations: true });
   }
-  copy(path.join(build, 'contracts'), path.join(stage, 'dist', 'contracts'));
+  // only the EVM artifact: the Fabric chaincode is deployed from contracts/fabric (its own package)
+  copy(path.join(build, 'contracts', 'evm'), path.join(stage, 'dist', 'contracts', 'evm'));
   copy(path.join(root, 'examples'), path.join(stage, 'examples'));
+  // the editor's shared script (Test connection, collection picker): Node-RED serves a package's
+  // resources/ folder at resources/<package>/…, and the dialogs load it from there
+  const resources = path.join(root, 'resources');
+  if (fs.existsSync(resources)) copy(resources, path.join(stage, 'resources'));
   for (const f of ['README.md', 'CHANGELOG.md', 'LICENSE']) copy(path.join(root, f), path.join(stage, f));
   const manifest = { ...pkg };
   delete manifest.devDependencies;
@@ -144,7 +149,8 @@ function stageN8n(pkg, build, stage) {
   if (nodes.length === 0) throw new Error(`no n8n nodes in the build (${nodesDir}/*/*.node.js)`);
 
   copy(path.join(build, 'lib'), path.join(stage, 'dist', 'lib'));
-  copy(path.join(build, 'contracts'), path.join(stage, 'dist', 'contracts'));
+  // only the EVM artifact: the Fabric chaincode is deployed from contracts/fabric (its own package)
+  copy(path.join(build, 'contracts', 'evm'), path.join(stage, 'dist', 'contracts', 'evm'));
   // each n8n node's folder (code, icons, codex .node.json) and the credentials folder (code, icons)
   for (const n of nodes) copy(path.join(build, path.dirname(n).replace(/^dist\//, '')), path.join(stage, path.dirname(n)), { noDeclarations: true });
   if (credentials.length) copy(credsDir, path.join(stage, 'dist', 'credentials'), { noDeclarations: true });

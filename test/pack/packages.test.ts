@@ -188,7 +188,10 @@ describe('packed artifacts (npm run pack)', function () {
     for (const f of ['dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/contracts/evm/SetsRegistry.json', 'LICENSE', 'README.md', 'CHANGELOG.md', 'package.json', 'examples/sets-all-in-one-demo.json']) {
       assert.ok(files.includes(f), f);
     }
-    const stray = files.filter((f) => /\.map$|^dist\/test\/|^dist\/credentials\/|^dist\/nodes\/(Sets|n8n-shared)/.test(f));
+    // the editor's shared script for Test connection and the collection picker (resources/<package>/…)
+    assert.ok(files.includes('resources/sets-editor.js'), 'resources/sets-editor.js');
+    // the Fabric chaincode needs fabric-contract-api (not a dependency): deployed from contracts/fabric, not shipped here
+    const stray = files.filter((f) => /\.map$|^dist\/test\/|^dist\/credentials\/|^dist\/nodes\/(Sets|n8n-shared)|^dist\/contracts\/fabric\//.test(f));
     assert.deepEqual(stray, []);
   });
 
@@ -198,7 +201,7 @@ describe('packed artifacts (npm run pack)', function () {
     for (const f of [...packed.manifest.nodes, ...packed.manifest.credentials, 'dist/lib/index.js', 'dist/contracts/evm/SetsRegistry.json', 'LICENSE', 'README.md']) {
       assert.ok(files.includes(f), f);
     }
-    const stray = files.filter((f) => /\.map$|^dist\/test\/|^examples\//.test(f) || OUR_TYPES.some((t) => f.startsWith(`dist/nodes/${t}/`)) || f.startsWith('dist/nodes/shared/'));
+    const stray = files.filter((f) => /\.map$|^dist\/test\/|^examples\/|^dist\/contracts\/fabric\//.test(f) || OUR_TYPES.some((t) => f.startsWith(`dist/nodes/${t}/`)) || f.startsWith('dist/nodes/shared/'));
     assert.deepEqual(stray, []);
   });
 
@@ -213,7 +216,7 @@ describe('packed artifacts (npm run pack)', function () {
       console.log(`    installed in ${Date.now() - t0} ms`);
     });
 
-    it('loading lib and every node module loads neither classic-level nor mongodb', async function () {
+    it('loading lib and every node module loads no store driver (classic-level, mongodb, pg) and no Fabric/gRPC client', async function () {
       this.timeout(30_000);
       const dir = path.join(userDir, 'node_modules', pkg.name);
       const script = `
@@ -222,7 +225,7 @@ describe('packed artifacts (npm run pack)', function () {
         require(path.join(dir, 'dist/lib/index.js'));
         const nodes = ${JSON.stringify(Object.values(pkg['node-red'].nodes))};
         for (const n of nodes) if (typeof require(path.join(dir, n)) !== 'function') throw new Error(n + ' exports no function');
-        const drivers = Object.keys(require.cache).filter((f) => /node_modules[\\\\/](classic-level|mongodb)[\\\\/]/.test(f));
+        const drivers = Object.keys(require.cache).filter((f) => /node_modules[\\\\/](classic-level|mongodb|pg|@hyperledger|@grpc)[\\\\/]/.test(f));
         console.log(JSON.stringify({ nodes: nodes.length, drivers }));`;
       const { stdout } = await run(process.execPath, ['-e', script], { cwd: userDir });
       const res = JSON.parse(stdout) as { nodes: number; drivers: string[] };
@@ -291,7 +294,7 @@ describe('packed artifacts (npm run pack)', function () {
             iconUrl: loader.nodeTypes[name].type.description.iconUrl }));
           const credentials = Object.entries(loader.known.credentials).map(([name, k]) => ({ name, className: k.className, sourcePath: k.sourcePath,
             iconUrl: loader.credentialTypes[name].type.iconUrl }));
-          const drivers = Object.keys(require.cache).filter((f) => /node_modules[\\\\/](classic-level|mongodb)[\\\\/]/.test(f));
+          const drivers = Object.keys(require.cache).filter((f) => /node_modules[\\\\/](classic-level|mongodb|pg|@hyperledger|@grpc)[\\\\/]/.test(f));
           const { ClassicLevel } = require(require.resolve('classic-level', { paths: [${JSON.stringify(pkgDir)}] }));
           const db = new ClassicLevel(${JSON.stringify(path.join(tmp, 'level'))});
           await db.put('k', 'v');
