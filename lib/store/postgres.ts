@@ -27,8 +27,12 @@
  * value that becomes visible later. We chose this over a visibility horizon
  * (pg_snapshot_xmin(pg_current_snapshot()) plus a per-row xid) because readers then need no extra
  * bound or per-query snapshot arithmetic, and a reader is never held back by an unrelated long
- * transaction; the price is that adds are serialised per store (one short transaction at a time:
- * batch with addMany). setStatus, delete and the status resources do not take that lock.
+ * transaction; the price is that adds are serialised per store (one short transaction at a time),
+ * which we soften two ways: while the lock is held an add costs four round trips (lock, read the
+ * versions, read the clock, one statement writing rows + clock + counters; then COMMIT), and the
+ * adds that arrive in one process while its previous add transaction runs are group-committed
+ * into the next one (each caller keeps its own outcomes). setStatus, delete and the status
+ * resources do not take that lock.
  *
  * ## Other concurrency
  * setStatus and delete lock the object's rows (SELECT … FOR UPDATE) before they recompute its
@@ -56,7 +60,7 @@
  * files until VACUUM reclaims them (and in WAL, archives and replicas until those are recycled):
  * `vacuum()` runs VACUUM (FULL with `{ full: true }`) on the store's tables; see README.
  */
-import type { Pool, PoolClient, PoolConfig, QueryResultRow } from 'pg';
+import type { Pool, PoolClient, PoolConfig, QueryConfig, QueryResultRow } from 'pg';
 import type { AddOutcome, IntegrityStatus, Page, RecordQuery, SetStatusOptions, StatusCounts, StatusMove, StatusResource, Store, StoredRecord, VersionMatch } from './store';
 import { StoreError, describeError } from './errors';
 import {
@@ -101,6 +105,8 @@ export const DEFAULT_PG_POOL_SIZE = 10;
 export const DEFAULT_PG_STATEMENT_TIMEOUT_MS = 10_000;
 export const DEFAULT_PG_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_PG_MAX_SCAN_ROWS = 10_000;
+/** Most records one group-committed add transaction takes from concurrent callers (one caller's batch is never split). */
+const MAX_GROUP_RECORDS = 1000;
 
 export interface PostgresStoreOptions {
   /** postgres:// or postgresql:// connection string (may carry user, password, host, port, database, sslmode) */
@@ -198,6 +204,18 @@ function flagsOf(versions: readonly VersionInfo[]): Map<string, { l: boolean; f:
   return out;
 }
 
+/** Counter changes as (collection, status, delta) columns in key order (rows locked in one order: no lock cycles). */
+function countRows(changes: ReadonlyArray<{ collection: string; before: IntegrityStatus | null; after: IntegrityStatus | null }>): { collections: string[]; statuses: string[]; deltas: number[] } {
+  const deltas = new Map<string, number>();
+  for (const ch of changes) {
+    if (ch.before === ch.after) continue;
+    if (ch.before) deltas.set(ch.collection + SEP + ch.before, (deltas.get(ch.collection + SEP + ch.before) ?? 0) - 1);
+    if (ch.after) deltas.set(ch.collection + SEP + ch.after, (deltas.get(ch.collection + SEP + ch.after) ?? 0) + 1);
+  }
+  const rows = [...deltas].filter(([, d]) => d !== 0).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  return { collections: rows.map(([k]) => k.split(SEP)[0]), statuses: rows.map(([k]) => k.split(SEP)[1]), deltas: rows.map(([, d]) => d) };
+}
+
 /** A counting semaphore: at most `n` operations hold a pool connection, the rest wait here without a timeout. */
 class Slots {
   private free: number;
@@ -234,6 +252,9 @@ export class PostgresStore implements Store {
   private readonly inflight = new Set<Promise<unknown>>();
   /** per-object tails: mutations of one object run in call order within this process */
   private readonly tails = new Map<string, Promise<void>>();
+  /** adds waiting for the next group commit (enqueueAdd) */
+  private readonly addQueue: Array<{ prepared: PreparedRecord[]; resolve: (o: AddOutcome[]) => void; reject: (e: unknown) => void }> = [];
+  private flushing?: Promise<void>;
   /** the last error of an idle pooled connection (server restart...), for messages */
   private idleError?: string;
 
@@ -314,6 +335,9 @@ export class PostgresStore implements Store {
 
   async close(): Promise<void> {
     if (this.opening) await this.opening.catch(() => undefined);
+    if (!this.pool) return;
+    // adds already accepted are written first
+    while (this.flushing) await this.flushing;
     const pool = this.pool;
     if (!pool) return;
     this.pool = undefined;
@@ -329,14 +353,18 @@ export class PostgresStore implements Store {
   /**
    * Reclaim the space of erased and replaced rows now: VACUUM (ANALYZE) of the store's tables, or
    * VACUUM FULL (rewrites each table into new files: the old files with the erased rows' bytes are
-   * removed; takes an exclusive lock while it runs). Not bound by the statement timeout.
+   * removed; takes an exclusive lock while it runs). Not bound by the statement or read timeouts.
    */
   async vacuum(opts: { full?: boolean } = {}): Promise<void> {
     const n = this.names;
     await this.withClient('vacuum', async (c) => {
       await c.query('SET statement_timeout = 0');
       try {
-        for (const t of [n.objects, n.entries, n.statuses, n.meta, n.counts, n.counters]) await c.query(`VACUUM (${opts.full ? 'FULL, ' : ''}ANALYZE) ${t}`);
+        // and no client-side read timeout either (the pool's default is the statement timeout + 5 s)
+        for (const t of [n.objects, n.entries, n.statuses, n.meta, n.counts, n.counters]) {
+          const q: QueryConfig & { query_timeout: number } = { text: `VACUUM (${opts.full ? 'FULL, ' : ''}ANALYZE) ${t}`, query_timeout: 7 * 24 * 3_600_000 };
+          await c.query(q);
+        }
       } finally {
         await c.query(`SET statement_timeout = ${this.statementTimeoutMs}`);
       }
@@ -463,7 +491,46 @@ export class PostgresStore implements Store {
     });
     if (prepared.length === 0) return [];
     const keys = prepared.map((p) => p.input.collection + SEP + p.input.id);
-    return this.serial(keys, () => this.tx('add', (c) => this.addBatch(c, prepared)));
+    return this.serial(keys, () => this.enqueueAdd(prepared));
+  }
+
+  /**
+   * Group commit: adds that arrive while this process's previous add transaction runs are written
+   * together in the next one (one writer-lock turn for all of them; each caller's records stay
+   * together and in order; every caller gets its own outcomes). A database error fails the callers
+   * of that transaction, none of whose records is then written.
+   */
+  private enqueueAdd(prepared: PreparedRecord[]): Promise<AddOutcome[]> {
+    return new Promise<AddOutcome[]>((resolve, reject) => {
+      this.addQueue.push({ prepared, resolve, reject });
+      this.flushing ??= this.flushAdds().finally(() => {
+        this.flushing = undefined;
+      });
+    });
+  }
+
+  private async flushAdds(): Promise<void> {
+    while (this.addQueue.length > 0) {
+      const group: typeof this.addQueue = [];
+      let count = 0;
+      while (this.addQueue.length > 0 && (group.length === 0 || count + this.addQueue[0].prepared.length <= MAX_GROUP_RECORDS)) {
+        const next = this.addQueue.shift();
+        if (!next) break;
+        group.push(next);
+        count += next.prepared.length;
+      }
+      try {
+        const all = group.length === 1 ? group[0].prepared : group.flatMap((g) => g.prepared);
+        const out = await this.tx('add', (c) => this.addBatch(c, all));
+        let k = 0;
+        for (const g of group) {
+          g.resolve(out.slice(k, k + g.prepared.length));
+          k += g.prepared.length;
+        }
+      } catch (err) {
+        for (const g of group) g.reject(err);
+      }
+    }
   }
 
   private async versionsOf(c: PoolClient, collection: string, ids: readonly string[], lock: boolean): Promise<Map<string, VersionRow[]>> {
@@ -543,8 +610,16 @@ export class PostgresStore implements Store {
     if (inserted.length > 0) {
       const col = <K extends string>(f: (x: { record: StoredRecord; vk: string; fl: { l: boolean; f: boolean; d: boolean } }) => K | boolean | null): Array<K | boolean | null> =>
         inserted.map((x) => f({ ...x, fl: flagOf.get(x.record.collection + SEP + x.record.id + SEP + x.vk) ?? { l: false, f: false, d: false } }));
+      const counts = countRows(inserted.map((x) => ({ collection: x.record.collection, before: null, after: x.record.status })));
+      // one statement (fewer round trips while the writer lock is held): the clock, the counters, the rows
       await c.query(
-        `INSERT INTO ${n.objects} (${OBJECT_COLS}, is_last, is_first, in_d)
+        `WITH clock AS (
+           INSERT INTO ${n.counters} (name, value) VALUES ('clock', $19) ON CONFLICT (name) DO UPDATE SET value = GREATEST(${n.counters}.value, EXCLUDED.value)
+         ), counted AS (
+           INSERT INTO ${n.counts} (collection, status, n) SELECT * FROM unnest($20::text[], $21::text[], $22::bigint[]) ORDER BY 1, 2
+           ON CONFLICT (collection, status) DO UPDATE SET n = ${n.counts}.n + EXCLUDED.n
+         )
+         INSERT INTO ${n.objects} (${OBJECT_COLS}, is_last, is_first, in_d)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
                               $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::bool[], $17::bool[], $18::bool[])`,
         [
@@ -566,12 +641,11 @@ export class PostgresStore implements Store {
           col((x) => x.fl.l),
           col((x) => x.fl.f),
           col((x) => x.fl.d),
+          newClock,
+          counts.collections,
+          counts.statuses,
+          counts.deltas,
         ],
-      );
-      await c.query(`INSERT INTO ${n.counters} (name, value) VALUES ('clock', $1) ON CONFLICT (name) DO UPDATE SET value = GREATEST(${n.counters}.value, EXCLUDED.value)`, [newClock]);
-      await this.applyCounts(
-        c,
-        inserted.map((x) => ({ collection: x.record.collection, before: null, after: x.record.status })),
       );
     }
     await this.writeFlags(c, changed);
@@ -596,20 +670,14 @@ export class PostgresStore implements Store {
 
   /** Per-(collection, status) counter changes, one statement, rows in key order (no lock-order cycles). */
   private async applyCounts(c: PoolClient, changes: ReadonlyArray<{ collection: string; before: IntegrityStatus | null; after: IntegrityStatus | null }>): Promise<void> {
-    const deltas = new Map<string, number>();
-    for (const ch of changes) {
-      if (ch.before === ch.after) continue;
-      if (ch.before) deltas.set(ch.collection + SEP + ch.before, (deltas.get(ch.collection + SEP + ch.before) ?? 0) - 1);
-      if (ch.after) deltas.set(ch.collection + SEP + ch.after, (deltas.get(ch.collection + SEP + ch.after) ?? 0) + 1);
-    }
-    const rows = [...deltas].filter(([, d]) => d !== 0).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-    if (rows.length === 0) return;
+    const rows = countRows(changes);
+    if (rows.deltas.length === 0) return;
     const n = this.names;
     await c.query(
       `INSERT INTO ${n.counts} (collection, status, n)
        SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ORDER BY 1, 2
        ON CONFLICT (collection, status) DO UPDATE SET n = ${n.counts}.n + EXCLUDED.n`,
-      [rows.map(([k]) => k.split(SEP)[0]), rows.map(([k]) => k.split(SEP)[1]), rows.map(([, d]) => d)],
+      [rows.collections, rows.statuses, rows.deltas],
     );
   }
 

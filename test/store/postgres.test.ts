@@ -128,6 +128,48 @@ describe('PostgresStore (PostgreSQL specifics)', function () {
     }
   });
 
+  it('concurrent adds of one instance are group-committed: few transactions, every caller its own outcomes', async function () {
+    const h = await pgHandle();
+    const T = '2021-01-01T00:00:00.000Z';
+    try {
+      const pre = (await h.store.add(newRecord(C, sdo('indicator', 40_000, T)))).record;
+      const calls = Array.from({ length: 300 }, (_, i) => {
+        if (i % 50 === 10) return h.store.add(newRecord(C, sdo('indicator', 40_000, T))).then((o) => [o]); // duplicate of pre
+        if (i % 50 === 20) return h.store.add(newRecord(C, sdo('indicator', 40_000, T, { name: `other ${i}` }))).then((o) => [o]); // conflict with pre
+        if (i % 50 === 30) return h.store.addMany([0, 1, 2].map((j) => newRecord(C, sdo('malware', 41_000 + i * 3 + j, T, { is_family: false }))));
+        return h.store.add(newRecord(C, sdo('indicator', 42_000 + i, T))).then((o) => [o]);
+      });
+      const out = await Promise.all(calls);
+      for (const [i, o] of out.entries()) {
+        if (i % 50 === 10) {
+          assert.equal(o[0].outcome, 'duplicate');
+          assert.deepEqual(o[0].record, pre);
+        } else if (i % 50 === 20) {
+          assert.equal(o[0].outcome, 'conflict');
+          assert.equal(o[0].record.hash, pre.hash);
+        } else if (i % 50 === 30) {
+          assert.deepEqual(
+            o.map((x) => [x.outcome, x.record.id]),
+            [0, 1, 2].map((j) => ['added', 'malware--' + uuid(41_000 + i * 3 + j)]),
+          );
+        } else {
+          assert.equal(o.length, 1);
+          assert.equal(o[0].outcome, 'added');
+          assert.equal(o[0].record.id, 'indicator--' + uuid(42_000 + i));
+        }
+      }
+      const added = out.flat().filter((o) => o.outcome === 'added');
+      assert.equal(new Set(added.map((o) => o.record.dateAdded)).size, added.length);
+      // rows written by one transaction share their xmin
+      const tx = await admin((c) => c.query<{ n: number }>(`SELECT count(DISTINCT xmin::text)::int AS n FROM "${h.schema}".sets_objects WHERE id <> $1`, [pre.id]));
+      assert.ok(tx.rows[0].n < 50, `${added.length} adds in ${tx.rows[0].n} transactions`);
+      assert.equal((await h.store.counts(C)).pending, added.length + 1);
+      console.log(`      group commit: ${added.length} concurrent adds in ${tx.rows[0].n} transactions`);
+    } finally {
+      await h.destroy();
+    }
+  });
+
   it('two instances on one database behave as one: clock, flags, compare-and-set, settling, meta', async function () {
     const a = await pgHandle();
     const b = new PostgresStore({ uri: a.uri, schema: a.schema });
