@@ -6,15 +6,17 @@
  * Parameters: resource, operation, and per operation —
  *   object.publish      collection, stixInput (auto|field), stixField, anchorFirst,
  *                       options {waitForStatus, statusTimeout (ms), onTaxiiRejected (fail|pass)}
- *                       credentials setsTaxiiApi (+ setsEvmLedgerApi when anchorFirst)
+ *                       credentials setsTaxiiApi (+ the ledger's when anchorFirst: ledger, below)
  *   object.distribute   collection, stixInput, stixField, options {timeout (ms)}   credential setsAmqpApi
  *   object.inquire      collection, endpoint (objects|object|versions|manifest), objectId, returnAll,
  *                       limit, filters {addedAfter, matchId, matchType, matchVersion, matchSpecVersion},
  *                       options {pageSize, output (split|single)}                 credential setsTaxiiApi
  *   object.delete       collection, objectId, filters {matchVersion, matchSpecVersion}   setsTaxiiApi
- *   hash.anchor         collection, stixInput, stixField                  credential setsEvmLedgerApi
+ *   hash.anchor         collection, stixInput, stixField                  credential: the ledger's
  *   hash.verify         collection, stixInput, stixField, waitForAnchor (ms), onRejected
- *                       (secondOutput|passThrough|fail), mode (split|whole)  credential setsEvmLedgerApi
+ *                       (secondOutput|passThrough|fail), mode (split|whole)  credential: the ledger's
+ *   ledger              (hash.*, and object.publish with anchorFirst) evm | fabric, default evm
+ *                       (workflows without it are EVM): credential setsEvmLedgerApi | setsFabricLedgerApi
  *   record.markIntegrity  (reads json.sets)                                credential setsStoreApi
  *   record.query        collections, objectId, statuses, limit              credential setsStoreApi
  *   record.counts       collections                                         credential setsStoreApi
@@ -52,8 +54,8 @@ import {
   type INodeType,
   type INodeTypeDescription,
 } from 'n8n-workflow';
-import { CRED } from '../n8n-shared/connections';
-import { setsAmqpApiTest, setsEvmLedgerApiTest, setsStoreApiTest, setsTaxiiApiTest } from '../n8n-shared/credential-tests';
+import { CRED, LEDGER_CREDENTIALS } from '../n8n-shared/connections';
+import { setsAmqpApiTest, setsEvmLedgerApiTest, setsFabricLedgerApiTest, setsStoreApiTest, setsTaxiiApiTest } from '../n8n-shared/credential-tests';
 import { errorJson, toNodeError } from '../n8n-shared/errors';
 import { properties } from './description';
 import * as ops from './operations';
@@ -101,15 +103,17 @@ export class Sets implements INodeType {
     credentials: [
       { name: CRED.taxii, required: true, testedBy: 'setsTaxiiApiTest', displayOptions: { show: { resource: ['object'], operation: ['publish', 'inquire', 'delete'] } } },
       { name: CRED.amqp, required: true, testedBy: 'setsAmqpApiTest', displayOptions: { show: { resource: ['object'], operation: ['distribute'] } } },
-      { name: CRED.ledger, required: true, testedBy: 'setsEvmLedgerApiTest', displayOptions: { show: { resource: ['hash'] } } },
-      { name: CRED.ledger, required: true, testedBy: 'setsEvmLedgerApiTest', displayOptions: { show: { resource: ['object'], operation: ['publish'], anchorFirst: [true] } } },
+      // one entry per ledger credential, chosen by the "Ledger" parameter (shown for hash.* and for
+      // object.publish with anchorFirst): n8n looks a credential's displayOptions up by its first
+      // entry of that name, so a second entry of the same type would never be consulted
+      ...LEDGER_CREDENTIALS,
       { name: CRED.store, required: true, testedBy: 'setsStoreApiTest', displayOptions: { show: { resource: ['record'] } } },
     ],
     properties,
   };
 
   methods = {
-    credentialTest: { setsTaxiiApiTest, setsAmqpApiTest, setsEvmLedgerApiTest, setsStoreApiTest },
+    credentialTest: { setsTaxiiApiTest, setsAmqpApiTest, setsEvmLedgerApiTest, setsFabricLedgerApiTest, setsStoreApiTest },
   };
 
   async execute(this: IExecuteFunctions): Promise<INodeExecutionData[][]> {

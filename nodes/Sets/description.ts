@@ -1,5 +1,6 @@
 /** Parameters of the SETS node (see the contract comment in Sets.node.ts). */
 import type { INodeProperties } from 'n8n-workflow';
+import { ledgerProperty } from '../n8n-shared/connections';
 
 const show = (resource: string, operations: string[]) => ({ show: { resource: [resource], operation: operations } });
 
@@ -102,6 +103,7 @@ const publishProps: INodeProperties[] = [
     displayOptions: show('object', ['publish']),
     description: "Whether to anchor the objects' hashes on the ledger before publishing (paper step 1: anchor, then POST)",
   },
+  ledgerProperty({ resource: ['object'], operation: ['publish'], anchorFirst: [true] }),
   {
     displayName: 'Options',
     name: 'options',
@@ -353,6 +355,7 @@ const recordProps: INodeProperties[] = [
 export const properties: INodeProperties[] = [
   resourceProperty,
   ...operationProperties,
+  ledgerProperty({ resource: ['hash'] }),
   ...stixInput,
   ...publishProps,
   ...distributeProps,

@@ -28,7 +28,16 @@ import { verifyPayload } from '../../lib/ops/verify';
 import { acquireStore, type StoreLease } from '../../lib/store/shared';
 import type { Store } from '../../lib/store/store';
 import type { AddObjectsResult } from '../../lib/taxii/client';
-import { CRED, brokerFromCredential, ledgerFromCredential, storeFromCredential, taxiiFromCredential } from '../n8n-shared/connections';
+import {
+  CRED,
+  brokerFromCredential,
+  hmacKeyOf,
+  ledgerCredentialType,
+  ledgerFromKind,
+  ledgerKindOf,
+  storeFromCredential,
+  taxiiFromCredential,
+} from '../n8n-shared/connections';
 import { connectBroker } from '../n8n-shared/broker';
 import { errorJson, operationError, toNodeError } from '../n8n-shared/errors';
 import { collectionOf, outItem, readStix, setsOf, toJson, type StixInputMode } from '../n8n-shared/items';
@@ -48,9 +57,11 @@ export class Resources {
 
   getLedger(): Promise<{ ledger: Ledger; hmacKey?: string }> {
     this.ledger ??= (async () => {
-      const data = await this.ctx.getCredentials(CRED.ledger);
-      const hmac = typeof data.hmacKey === 'string' && data.hmacKey !== '' ? data.hmacKey : undefined;
-      return { ledger: createLedger(ledgerFromCredential(data)), ...(hmac ? { hmacKey: hmac } : {}) };
+      // the "Ledger" parameter (absent in workflows from before it: EVM) picks the credential
+      const kind = ledgerKindOf(this.ctx.getNodeParameter('ledger', 0, 'evm'));
+      const data = await this.ctx.getCredentials(ledgerCredentialType(kind));
+      const hmac = hmacKeyOf(data);
+      return { ledger: createLedger(ledgerFromKind(kind, data)), ...(hmac ? { hmacKey: hmac } : {}) };
     })();
     return this.ledger;
   }

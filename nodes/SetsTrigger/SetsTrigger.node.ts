@@ -12,7 +12,9 @@
  *   queue              durable named queue (shared by competing consumers); empty = the trigger's own
  *                      durable queue `sets.n8n.<workflow id>.<node id>` (a temporary one with
  *                      options.temporaryQueue, and in the editor's "listen for test event")
- *   verify             verify against the ledger (credential setsEvmLedgerApi)
+ *   verify             verify against the ledger
+ *   ledger             evm | fabric (verify; default evm, also for workflows without it): credential
+ *                      setsEvmLedgerApi | setsFabricLedgerApi
  *   waitForAnchor      ms to wait for a not-yet-mined anchor (verify)
  *   onRejected         secondOutput (output 2 "Rejected", acked after the execution like output 1) |
  *                      deadLetter (nack without requeue -> options.deadLetterQueue) |
@@ -21,7 +23,7 @@
  *                      and the durable queue <name>), onExecutionFailure (requeue | deadLetter),
  *                      queueType (auto | classic | quorum; auto = quorum for the trigger's own queue),
  *                      deliveryLimit (default 5, 0 = none), messageTtl (s), temporaryQueue
- * Credentials: setsAmqpApi (required), setsEvmLedgerApi (when verify).
+ * Credentials: setsAmqpApi (required), setsEvmLedgerApi or setsFabricLedgerApi (when verify, per ledger).
  * Items (one execution per message; one item per object when verifying, else per message):
  *   json = { object, collection, sets?: { verification: {status, id, collection, version, key,
  *            expected?, actual, writer?, timestamp?, reason?} }, amqp: { routingKey, exchange, queue,
@@ -57,8 +59,8 @@ import { isOpsError, messageOf } from '../../lib/ops/errors';
 import { list } from '../../lib/ops/settings';
 import { verifyPayload } from '../../lib/ops/verify';
 import { connectBroker } from '../n8n-shared/broker';
-import { CRED, brokerFromCredential, ledgerFromCredential } from '../n8n-shared/connections';
-import { setsAmqpApiTest, setsEvmLedgerApiTest } from '../n8n-shared/credential-tests';
+import { CRED, LEDGER_CREDENTIALS, brokerFromCredential, hmacKeyOf, ledgerCredentialType, ledgerFromKind, ledgerKindOf, ledgerProperty } from '../n8n-shared/connections';
+import { setsAmqpApiTest, setsEvmLedgerApiTest, setsFabricLedgerApiTest } from '../n8n-shared/credential-tests';
 import { operationError, toNodeError } from '../n8n-shared/errors';
 import { toJson } from '../n8n-shared/items';
 import { within } from '../n8n-shared/util';
@@ -99,7 +101,8 @@ export class SetsTrigger implements INodeType {
     outputs: `={{(${configuredOutputs.toString()})($parameter)}}`,
     credentials: [
       { name: CRED.amqp, required: true, testedBy: 'setsAmqpApiTest' },
-      { name: CRED.ledger, required: true, testedBy: 'setsEvmLedgerApiTest', displayOptions: { show: { verify: [true] } } },
+      // the ledger's credential, by the "Ledger" parameter (shown when verifying)
+      ...LEDGER_CREDENTIALS,
     ],
     properties: [
       {
@@ -154,6 +157,7 @@ export class SetsTrigger implements INodeType {
         noDataExpression: true,
         description: 'Whether to recompute each object\'s hash and compare it with the one anchored on the ledger (paper step 4)',
       },
+      ledgerProperty({ verify: [true] }),
       {
         displayName: 'Wait for Anchor (Ms)',
         name: 'waitForAnchor',
@@ -248,7 +252,7 @@ export class SetsTrigger implements INodeType {
   };
 
   methods = {
-    credentialTest: { setsAmqpApiTest, setsEvmLedgerApiTest },
+    credentialTest: { setsAmqpApiTest, setsEvmLedgerApiTest, setsFabricLedgerApiTest },
   };
 
   async trigger(this: ITriggerFunctions): Promise<ITriggerResponse> {
@@ -325,9 +329,11 @@ export class SetsTrigger implements INodeType {
     };
     try {
       if (verify) {
-        const ledgerCred = await this.getCredentials(CRED.ledger);
-        ledger = createLedger(ledgerFromCredential(ledgerCred));
-        if (typeof ledgerCred.hmacKey === 'string' && ledgerCred.hmacKey !== '') hmacKey = ledgerCred.hmacKey;
+        // the "Ledger" parameter (absent in workflows from before it: EVM) picks the credential
+        const kind = ledgerKindOf(this.getNodeParameter('ledger', 'evm'));
+        const ledgerCred = await this.getCredentials(ledgerCredentialType(kind));
+        ledger = createLedger(ledgerFromKind(kind, ledgerCred));
+        hmacKey = hmacKeyOf(ledgerCred);
       }
       const cfg = brokerFromCredential(amqpCred, `n8n SETS Trigger ${node.name}`);
       if (cfg.connectTimeoutMs !== undefined) connectTimeoutMs = cfg.connectTimeoutMs;

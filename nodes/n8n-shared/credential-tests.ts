@@ -8,7 +8,7 @@ import { messageOf } from '../../lib/ops/errors';
 import { probeBroker, probeLedger, probeStore, probeTaxii, type ProbeResult } from '../../lib/ops/probes';
 import { hashApiKeys, parseApiKeys, parseUsers } from '../../lib/ops/server-config';
 import { createTaxiiHttpsServer } from '../../lib/taxii/server-https';
-import { brokerFromCredential, ledgerFromCredential, storeFromCredential, taxiiFromCredential, type CredentialData } from './connections';
+import { brokerFromCredential, fabricLedgerFromCredential, ledgerFromCredential, storeFromCredential, taxiiFromCredential, type CredentialData } from './connections';
 
 /** How long a connection test may take. */
 const PROBE_TIMEOUT_MS = 15_000;
@@ -34,6 +34,11 @@ export async function setsTaxiiApiTest(this: ICredentialTestFunctions, credentia
 
 export async function setsEvmLedgerApiTest(this: ICredentialTestFunctions, credential: ICredentialsDecrypted): Promise<INodeCredentialTestResult> {
   return run(credential.data, (d) => probeLedger(ledgerFromCredential(d), { timeoutMs: PROBE_TIMEOUT_MS }));
+}
+
+/** The Fabric ledger: a signed read through the peer's gateway, and what this identity is granted. */
+export async function setsFabricLedgerApiTest(this: ICredentialTestFunctions, credential: ICredentialsDecrypted): Promise<INodeCredentialTestResult> {
+  return run(credential.data, (d) => probeLedger(fabricLedgerFromCredential(d), { timeoutMs: PROBE_TIMEOUT_MS }));
 }
 
 export async function setsAmqpApiTest(this: ICredentialTestFunctions, credential: ICredentialsDecrypted): Promise<INodeCredentialTestResult> {
