@@ -497,8 +497,9 @@ export class PostgresStore implements Store {
   /**
    * Group commit: adds that arrive while this process's previous add transaction runs are written
    * together in the next one (one writer-lock turn for all of them; each caller's records stay
-   * together and in order; every caller gets its own outcomes). A database error fails the callers
-   * of that transaction, none of whose records is then written.
+   * together and in order; every caller gets its own outcomes). When the server refuses the group
+   * (other than for a lost connection), each caller's records are tried alone, so one caller's bad
+   * record fails only that caller.
    */
   private enqueueAdd(prepared: PreparedRecord[]): Promise<AddOutcome[]> {
     return new Promise<AddOutcome[]>((resolve, reject) => {
@@ -528,7 +529,20 @@ export class PostgresStore implements Store {
           k += g.prepared.length;
         }
       } catch (err) {
-        for (const g of group) g.reject(err);
+        const cause = err instanceof StoreError ? err.cause : err;
+        if (group.length === 1 || isConnectionError(cause)) {
+          for (const g of group) g.reject(err);
+          continue;
+        }
+        // one caller's records may be what the server refused (e.g. a key too long for an index):
+        // the others must not fail with it — each caller alone, in the same order
+        for (const g of group) {
+          try {
+            g.resolve(await this.tx('add', (c) => this.addBatch(c, g.prepared)));
+          } catch (e) {
+            g.reject(e);
+          }
+        }
       }
     }
   }

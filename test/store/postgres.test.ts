@@ -9,6 +9,7 @@
  * table-file checks need a cluster these tests started (they are not registered with SETS_TEST_PG_URL).
  */
 import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Client } from 'pg';
@@ -165,6 +166,20 @@ describe('PostgresStore (PostgreSQL specifics)', function () {
       assert.ok(tx.rows[0].n < 50, `${added.length} adds in ${tx.rows[0].n} transactions`);
       assert.equal((await h.store.counts(C)).pending, added.length + 1);
       console.log(`      group commit: ${added.length} concurrent adds in ${tx.rows[0].n} transactions`);
+      // a record the server refuses (an id too long for the primary key index) fails only its caller
+      const hugeId = 'indicator--' + randomBytes(4000).toString('hex');
+      const mixed = await Promise.allSettled([
+        ...Array.from({ length: 10 }, (_, i) => h.store.add(newRecord(C, sdo('indicator', 43_000 + i, T)))),
+        h.store.add(newRecord(C, { ...sdo('indicator', 1, T), id: hugeId })),
+        ...Array.from({ length: 10 }, (_, i) => h.store.add(newRecord(C, sdo('indicator', 43_100 + i, T)))),
+      ]);
+      const bad = mixed[10];
+      assert.equal(bad.status, 'rejected');
+      assert.equal((bad as PromiseRejectedResult).reason.code, 'ERR_STORE_IO');
+      assert.deepEqual(
+        mixed.filter((_, i) => i !== 10).map((m) => (m.status === 'fulfilled' ? m.value.outcome : String(m.reason))),
+        Array.from({ length: 20 }, () => 'added'),
+      );
     } finally {
       await h.destroy();
     }
