@@ -419,6 +419,7 @@ export class PostgresStore implements Store {
             const out = await fn(tracked);
             client.removeListener('error', onError);
             client.release();
+            this.idleError = undefined; // the server answers again: an old connection error is no news
             return out;
           } catch (err) {
             const gone = isConnectionError(err);
