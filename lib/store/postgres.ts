@@ -19,7 +19,11 @@
  * commits would let a reader pass a later value that committed first and never see the earlier
  * one. Here every transaction that adds records first takes ONE transaction-level advisory lock
  * of the store (`pg_advisory_xact_lock`, per schema + prefix), then reads the clock, inserts and
- * commits; PostgreSQL releases that lock only after the commit is visible. So the transaction that
+ * commits; PostgreSQL releases that lock only after the commit is visible (xact.c
+ * CommitTransaction: ProcArrayEndTransaction "must be done _before_ releasing locks"). The clock
+ * is read by a statement AFTER the lock statement: in READ COMMITTED a statement's snapshot is
+ * taken when it starts, so a read inside the lock statement would see the state from before the
+ * wait. So the transaction that
  * takes date_added d2 > d1 started its insert after the one with d1 had committed and become
  * visible: date_added order is commit order across every connection and every instance. A reader's
  * snapshot that shows d2 therefore also shows every smaller value (except an explicit `dateAdded`
@@ -563,6 +567,18 @@ export class PostgresStore implements Store {
     return out;
   }
 
+  /**
+   * Every version of one object, its rows locked (setStatus, delete). Two statements: the lock may
+   * have waited for an add that inserted a NEW version of the object meanwhile, which the locking
+   * statement's snapshot (taken before the wait) cannot show; the second statement's snapshot does,
+   * and no add can insert another version while we hold the locks (an add locks the object's rows
+   * first).
+   */
+  private async lockedVersions(c: PoolClient, collection: string, id: string): Promise<VersionRow[]> {
+    await c.query(`SELECT 1 FROM ${this.names.objects} WHERE collection = $1 AND id = $2 ORDER BY vk FOR UPDATE`, [collection, id]);
+    return (await this.versionsOf(c, collection, [id], false)).get(id) ?? [];
+  }
+
   private async addBatch(c: PoolClient, prepared: PreparedRecord[]): Promise<AddOutcome[]> {
     const n = this.names;
     // the writer lock: date_added order = commit order (header)
@@ -874,7 +890,7 @@ export class PostgresStore implements Store {
     if (vk === null || typeof collection !== 'string' || typeof id !== 'string' || !storableText(collection) || !storableText(id)) return false;
     return this.serial([collection + SEP + id], () =>
       this.tx('setStatus', async (c) => {
-        const rows = (await this.versionsOf(c, collection, [id], true)).get(id) ?? [];
+        const rows = await this.lockedVersions(c, collection, id);
         const row = rows.find((r) => r.vk === vk);
         // compare-and-set on the locked row: atomic whatever other connections / instances do
         if (!row || (expect && !expect.has(row.status))) return false;
@@ -900,7 +916,7 @@ export class PostgresStore implements Store {
     if (typeof collection !== 'string' || typeof id !== 'string' || !storableText(collection) || !storableText(id)) return 0;
     return this.serial([collection + SEP + id], () =>
       this.tx('delete', async (c) => {
-        const rows = (await this.versionsOf(c, collection, [id], true)).get(id) ?? [];
+        const rows = await this.lockedVersions(c, collection, id);
         const picked = selectVersions(rows.map(info), sel);
         if (picked.size === 0) return 0;
         const gone = await c.query<{ status: IntegrityStatus }>(

@@ -239,6 +239,40 @@ describe('PostgreSQL store', function () {
       }
     });
 
+    it('a status change waiting for an add of a new version of the same object (another instance) keeps one "last"', async function () {
+      const a = await pgHandle();
+      const b = new PostgresStore({ uri: a.uri, schema: a.schema });
+      await b.open();
+      const holder = new Client({ connectionString: a.uri });
+      await holder.connect();
+      try {
+        const v1 = (await a.store.add(newRecord(C, sdo('indicator', 50_000, '2021-01-01T00:00:00.000Z')))).record;
+        // something holds v1's row: b's add of v2 waits for it first, then a's setStatus of v1
+        await holder.query('BEGIN');
+        await holder.query(`SELECT 1 FROM "${a.schema}".sets_objects WHERE id = $1 FOR UPDATE`, [v1.id]);
+        const adding = b.add(newRecord(C, sdo('indicator', 50_000, '2021-01-02T00:00:00.000Z')));
+        await delay(400);
+        const setting = a.store.setStatus(C, v1.id, v1.version, 'finalized');
+        await delay(400);
+        await holder.query('ROLLBACK');
+        assert.equal((await adding).outcome, 'added');
+        assert.equal(await setting, true);
+        const lasts = await admin((c) => c.query<{ version: string }>(`SELECT version FROM "${a.schema}".sets_objects WHERE id = $1 AND is_last`, [v1.id]));
+        assert.deepEqual(
+          lasts.rows.map((r) => r.version),
+          ['2021-01-02T00:00:00.000Z'],
+        );
+        assert.deepEqual(
+          (await collect(a.store, { collection: C }, 5)).map((r) => r.version),
+          ['2021-01-02T00:00:00.000Z'],
+        );
+      } finally {
+        await holder.end();
+        await b.close();
+        await a.destroy();
+      }
+    });
+
     it('every statement has a timeout: an add waiting for a writer lock held elsewhere fails with a clear error', async function () {
       const h = await pgHandle({ statementTimeoutMs: 500 });
       const holder = new Client({ connectionString: h.uri });
