@@ -40,6 +40,7 @@ import {
 import type { IntegrityPolicy } from '../../lib/taxii/server';
 import type { StoreConnection } from '../../lib/ops/server-store';
 import type { Store, StatusCounts } from '../../lib/store/store';
+import { countsBadge } from './badge';
 import type { StoreOwner } from '../sets-store/owner';
 import { all, byCollection, find, watch, type ServerHandle } from '../taxii-server/registry';
 
@@ -113,7 +114,7 @@ export = function register(RED: NodeAPI): void {
       return {
         fill: counts.invalid > 0 ? ('yellow' as const) : ('green' as const),
         shape: 'dot' as const,
-        text: `${counts.pending} pending · ${counts.finalized} finalized · ${counts.invalid} invalid`,
+        text: countsBadge(counts),
       };
     };
     let closed = false;

@@ -65,7 +65,7 @@ export = function register(RED: NodeAPI): void {
             case 'settled':
               if (chosen.kind === 'ack') acked += 1;
               else nacked += 1;
-              node.status({ fill: 'green', shape: 'dot', text: `${acked} acked · ${nacked} nacked` });
+              node.status({ fill: 'green', shape: 'dot', text: nacked > 0 ? `${acked} acked · ${nacked} nacked` : `${acked} acked` });
               break;
             case 'already-settled':
               node.warn(`delivery ${id} was already settled (${describeAction(r.previous)}); this ${describeAction(chosen)} is ignored`);

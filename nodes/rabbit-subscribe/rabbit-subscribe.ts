@@ -27,7 +27,7 @@ import type { NodeAPI, NodeDef, Node, NodeMessage } from '../shared/types';
 import type { BrokerOwner } from '../shared/owners';
 import { ConfigError, list, oneOf, optInt, optStr } from '../shared/config';
 import { deliveries } from '../shared/deliveries';
-import { ThrottledStatus, connectionStatus, type ConnectionState } from '../shared/status';
+import { ThrottledStatus, connectionStatus, shorten, type ConnectionState } from '../shared/status';
 import { useConnection } from '../shared/use-connection';
 import type { Bus, BusDelivery, Subscription, SubscribeOptions } from '../../lib/bus/bus';
 import { bindingKeys } from '../../lib/bus/routing';
@@ -135,7 +135,7 @@ export = function register(RED: NodeAPI): void {
     };
 
     if (setupError) {
-      node.status({ fill: 'red', shape: 'dot', text: setupError.message });
+      node.status({ fill: 'red', shape: 'dot', text: shorten(`! ${setupError.message}`) });
       node.error(`rabbit-subscribe cannot start: ${setupError.message}`);
       return;
     }
