@@ -114,6 +114,58 @@ describe('taxii-server dialog (headless Chromium)', function () {
     await nr?.stop();
   });
 
+  it('palette: one-line tiles and plain-language tips for the server-side nodes', async () => {
+    for (const type of ['taxii-server', 'integrity-status', 'rabbit-subscribe', 'rabbit-publish', 'rabbit-ack']) {
+      const tile = page.locator(`.red-ui-palette-node[data-palette-type="${type}"]`);
+      const { lines, height } = await tile.evaluate((el) => ({
+        lines: ((el.querySelector('.red-ui-palette-label') as HTMLElement).innerText || '').split('\n').filter((l) => l.trim() !== '').length,
+        height: (el as HTMLElement).offsetHeight,
+      }));
+      assert.equal(lines, 1, `${type}: palette label on ${lines} lines`);
+      assert.ok(height <= 30, `${type}: palette tile ${height} px tall`);
+      const tip = await page.evaluate((t) => {
+        const RED = (globalThis as unknown as { RED: { nodes: { getNodeHelp(t: string): string } } }).RED;
+        const div = document.createElement('div');
+        div.innerHTML = RED.nodes.getNodeHelp(t);
+        return div.querySelector('p')?.textContent ?? '';
+      }, type);
+      assert.ok(tip.length > 40, `${type}: no tip`);
+      assert.doesNotMatch(tip, /paper|H\(t\)|m_t|m\s*t\b|step \d|section \d/i, `${type}: tip in paper notation: ${tip}`);
+    }
+  });
+
+  it('no label wraps or is cut in the dialogs of the server-side nodes', async () => {
+    const extra = [
+      { id: 'is1', type: 'integrity-status', z: 'tab1', x: 400, y: 100, server: '', store: '', collections: '', maxItems: 1000, wires: [[]] },
+      { id: 'rs1', type: 'rabbit-subscribe', z: 'tab1', x: 400, y: 160, wires: [[], []] },
+      { id: 'rp1', type: 'rabbit-publish', z: 'tab1', x: 400, y: 220, wires: [[]] },
+      { id: 'ra1', type: 'rabbit-ack', z: 'tab1', x: 400, y: 280, wires: [] },
+    ];
+    await page.evaluate((nodes) => {
+      const RED = (globalThis as unknown as { RED: { view: { importNodes(n: unknown[], o: Record<string, unknown>): void } } }).RED;
+      RED.view.importNodes(nodes, { addFlow: false, generateIds: false, notify: false, applyNodeDefaults: true });
+    }, extra);
+    const problems: string[] = [];
+    for (const id of ['srv1', ...extra.map((n) => n.id)]) {
+      await page.evaluate((nodeId) => {
+        const RED = (globalThis as unknown as { RED: EditorRed }).RED;
+        RED.editor.edit(RED.nodes.node(nodeId));
+      }, id);
+      await page.locator('#node-dialog-ok').waitFor({ state: 'visible', timeout: 10_000 });
+      await page.waitForTimeout(300);
+      const bad = await page.locator('#dialog-form label').evaluateAll((els) =>
+        els
+          .filter((e) => (e as HTMLElement).offsetParent !== null && (e as HTMLElement).offsetWidth < 300)
+          .filter((e) => (e as HTMLElement).offsetHeight > 30 || e.scrollWidth > e.clientWidth + 1)
+          .map((e) => `${(e as HTMLElement).innerText.trim()} (${(e as HTMLElement).offsetWidth}x${(e as HTMLElement).offsetHeight})`),
+      );
+      problems.push(...bad.map((b) => `${id}: ${b}`));
+      await page.locator('#node-dialog-cancel').click();
+      await page.locator('#node-dialog-ok').waitFor({ state: 'detached', timeout: 10_000 });
+    }
+    assert.deepEqual(problems, [], 'labels that wrap or are cut');
+  });
+
   it("shows an old flow's users and API keys as rows, without any secret or __PWRD__", async () => {
     await openDialog();
     const names = page.locator('#node-input-userList-container .sets-a-name');
@@ -195,6 +247,9 @@ describe('taxii-server dialog (headless Chromium)', function () {
     await page.locator('#node-dialog-ok').click();
     await page.locator('#node-dialog-ok').waitFor({ state: 'detached', timeout: 10_000 });
     await page.locator('#red-ui-header-button-deploy').click();
+    // the unconfigured rabbit nodes of the label test make the editor ask first
+    const confirm = page.locator('.red-ui-notification button', { hasText: 'Confirm deploy' });
+    await confirm.click({ timeout: 3_000 }).catch(() => undefined);
     await until('bob signs in with the new password', async () => (await signIn('bob', 'bob-new-pw-0003')) === 200);
     assert.equal(await signIn('bob', 'bob-pw-0002'), 401);
     assert.equal(await signIn('alice', 'alice-pw-0001'), 200);
