@@ -5,9 +5,11 @@
  * finds RabbitMQ (SETS_AMQP_URL, else a broker on localhost:5672, else a private rabbitmq-server
  * node when the Debian package is installed, else — said loudly — the in-process broker, which
  * SETS_DEMO_BROKER=in-process also forces), then starts Node-RED with our nodes and the example
- * flow `examples/sets-pipeline-rabbitmq.json` deployed. The flow publishes sample CTI at once and
- * tampers with one object in transit; the console shows each object VERIFIED or REJECTED at the
- * consumer, and so does the editor (debug sidebar, status badges).
+ * flow `examples/sets-all-in-one-demo.json` deployed. The flow publishes sample CTI at once,
+ * tampers with one object in transit and has an insider alter one stored record; the console shows
+ * each object VERIFIED or REJECTED, and so does the editor (debug sidebar, status badges). Every
+ * inject button can then be pressed again, any number of times and in any order: the start-up log
+ * lists them with what each should produce.
  *
  * Environment: SETS_DEMO_PORT (editor/HTTP port, default 1880), SETS_DEMO_DIR (Node-RED user dir,
  * default .sets-demo), SETS_AMQP_URL, SETS_DEMO_EXIT_AFTER (seconds: stop after that long and exit
@@ -24,15 +26,33 @@ import { EmbeddedStore } from '../lib/store/embedded';
 import { TaxiiClient } from '../lib/taxii/client';
 import { BasicAuth } from '../lib/auth/client';
 import { startHardhat, type ChainHandle } from '../test/support/hardhat';
+import { EDITOR_SETTINGS, EDITOR_THEME, installPackage, repoRoot } from '../test/support/node-red';
 import { startRabbit, type RabbitHandle } from '../test/support/rabbit';
 
-const root = path.resolve(__dirname, '..', '..');
+// the checkout (examples/, .sets-demo/), wherever the build went (dist/ or SETS_BUILD_OUT)
+const root = repoRoot();
 const port = Number(process.env.SETS_DEMO_PORT ?? 1880);
 const userDir = path.resolve(process.env.SETS_DEMO_DIR ?? path.join(root, '.sets-demo'));
 const exitAfter = process.env.SETS_DEMO_EXIT_AFTER ? Number(process.env.SETS_DEMO_EXIT_AFTER) : 0;
 const FLOW_FILE = path.join(root, 'examples', 'sets-all-in-one-demo.json');
 const COLLECTION = '91a7b528-80eb-42ed-a74d-c6fbd5a26116';
 const STORE_TAMPERED_ID = 'malware--31b940d4-6f7f-459a-80ea-9c1f17b5891b';
+/**
+ * The inject buttons of the demo flow and what one press shows in the debug sidebar (the start-up
+ * log prints this; test/browser/demo-buttons.test.ts presses each twice and checks it).
+ */
+export const DEMO_BUTTONS: ReadonlyArray<{ id: string; name: string; expect: string }> = [
+  { id: 'inj-pub', name: 'publish sample CTI', expect: 'a new version of 3 objects: PUBLISHED (status complete, 3 successes), then 3 × VERIFIED at the subscriber' },
+  { id: 'inj-transit', name: 'tamper in transit', expect: 'REJECTED at the subscriber (status mismatch), dead-lettered to sets-demo-rejected' },
+  {
+    id: 'inj-store',
+    name: 'insider alters stored malware',
+    expect: 'a new malware version is published (PUBLISHED, VERIFIED), altered in the database, then INQUIRY REJECTED and INTEGRITY invalid; the server serves the last good version again',
+  },
+  { id: 'inj-inq', name: 'inquire shared CTI', expect: 'INQUIRY VERIFIED for each object served (altered versions are no longer served)' },
+  { id: 'inj-query', name: 'show record statuses', expect: 'record statuses: pending / finalized / invalid counts per collection' },
+];
+
 /** Demo users of the TAXII server (README lists them). */
 const USERS = [
   { username: 'producer', password: 'sets-demo-producer', roles: 'publisher' },
@@ -91,11 +111,8 @@ async function findBroker(stops: Array<() => Promise<void>>): Promise<BrokerChoi
 }
 
 function writeUserDir(chain: ChainHandle, registry: string, broker: BrokerChoice): void {
-  fs.mkdirSync(path.join(userDir, 'node_modules'), { recursive: true });
   // Node-RED loads our package from its user dir, as it would after `npm install` there.
-  const link = path.join(userDir, 'node_modules', 'node-red-contrib-sets');
-  fs.rmSync(link, { force: true, recursive: true });
-  fs.symlinkSync(root, link, 'dir');
+  installPackage(userDir);
   // The chain is new on every run, so the records of an earlier run could not verify: start empty.
   fs.rmSync(path.join(userDir, 'sets-store'), { recursive: true, force: true });
   const flow = JSON.parse(fs.readFileSync(FLOW_FILE, 'utf8')) as FlowNode[];
@@ -131,8 +148,9 @@ function writeUserDir(chain: ChainHandle, registry: string, broker: BrokerChoice
  * Attack 2 of the demo: an insider with access to the database edits a stored record, bypassing
  * the store's API. The embedded store shares one LevelDB handle per directory in a process, so we
  * reach its raw database the way such an insider would reach the files. Demo only.
+ * `version` (the object's `modified`) limits the edit to that version; without it every version is edited.
  */
-async function tamperStoredRecord(dir: string, collection: string, id: string): Promise<number> {
+async function tamperStoredRecord(dir: string, collection: string, id: string, version?: string): Promise<number> {
   const store = new EmbeddedStore({ dir });
   await store.open();
   try {
@@ -140,7 +158,8 @@ async function tamperStoredRecord(dir: string, collection: string, id: string): 
     const prefix = ['r', collection, id].join('\u0000') + '\u0000';
     let changed = 0;
     for await (const [key, value] of db.iterator({ gte: prefix, lt: prefix.slice(0, -1) + '\u0001' })) {
-      const rec = JSON.parse(value) as { object: Record<string, unknown> };
+      const rec = JSON.parse(value) as { version?: string; object: Record<string, unknown> };
+      if (version !== undefined && rec.version !== version && rec.object.modified !== version) continue;
       rec.object.name = 'Harmless updater (edited by an insider)';
       await db.put(key, JSON.stringify(rec));
       changed++;
@@ -179,6 +198,8 @@ async function main(): Promise<void> {
     writeUserDir(chain, registry, broker);
 
     const counts = { verified: 0, rejected: 0, inquiryRejected: 0, invalid: 0, errors: 0 };
+    /** the record the insider edited last (the 404 check below asks for that version) */
+    let altered: { id: string; version?: string } = { id: STORE_TAMPERED_ID };
     // node-red is loaded at run time: it is the runtime we host, not a dependency of lib/.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const RED = require('node-red') as {
@@ -201,13 +222,17 @@ async function main(): Promise<void> {
       uiPort: port,
       httpAdminRoot: '/',
       httpNodeRoot: '/',
-      editorTheme: { tours: false, projects: { enabled: false } },
+      // no update-notification prompt over the demo, SETS first in the palette
+      editorTheme: { ...EDITOR_THEME },
+      ...EDITOR_SETTINGS,
       functionGlobalContext: {
         setsDemo: {
-          tamperStoredRecord: (collection: string, id: string): Promise<number> => {
+          tamperStoredRecord: (collection: string, id: string, version?: string): Promise<number> => {
             const store = RED.nodes.getNode('aio-store') as { dir?: string } | null;
             if (!store?.dir) return Promise.reject(new Error('demo store not found'));
-            return tamperStoredRecord(store.dir, collection, id);
+            if (typeof id !== 'string' || (version !== undefined && typeof version !== 'string')) return Promise.reject(new TypeError('tamperStoredRecord(collection, id, version?) takes strings'));
+            altered = { id, version };
+            return tamperStoredRecord(store.dir, collection, id, version);
           },
         },
       },
@@ -244,8 +269,11 @@ async function main(): Promise<void> {
     say(`EVM JSON-RPC:     ${chain.rpcUrl} (chain ${chain.chainId}), SetsRegistry ${registry} — e.g. for the n8n workflows' ledger credential`);
     say(`TAXII users:      ${USERS.map((u) => `${u.username} / ${u.password} (${u.roles})`).join(', ')}`);
     say(`collections:      ${COLLECTION} (integrity required), 5f0c7a3e-… (optional), c3e6d2a5-… (off)`);
-    say('the producer publishes 3 objects; an attacker alters 1 in transit; an insider alters 1 stored record');
-    say('press the inject buttons in the editor to publish or inquire again; Ctrl-C stops everything');
+    say('at start (4-20 s) the flow runs once: the producer publishes 3 objects; an attacker alters 1 in transit;');
+    say('an insider alters 1 stored record. Watch the debug sidebar (bug icon, top right of the editor).');
+    say('then press any inject button (the square left of the node), as often as you like, in any order:');
+    for (const b of DEMO_BUTTONS) say(`  [${b.name}] -> ${b.expect}`);
+    say('Ctrl-C stops everything');
 
     const finish = async (code: number): Promise<never> => {
       say(
@@ -259,8 +287,8 @@ async function main(): Promise<void> {
     const refusedFromNowOn = async (): Promise<boolean> => {
       const client = new TaxiiClient({ url: `http://127.0.0.1:${port}/taxii/taxii2/`, auth: new BasicAuth(USERS[1].username, USERS[1].password), timeoutMs: 5000 });
       try {
-        await client.getObject(COLLECTION, STORE_TAMPERED_ID);
-        say(`the altered record ${STORE_TAMPERED_ID} is still served`);
+        await client.getObject(COLLECTION, altered.id, altered.version ? { match: { version: altered.version } } : {});
+        say(`the altered record ${altered.id} (version ${altered.version ?? 'latest'}) is still served`);
         return false;
       } catch (err) {
         say(`the server now refuses the altered record: ${(err as Error).message}`);
@@ -302,4 +330,5 @@ async function main(): Promise<void> {
   }
 }
 
-void main();
+// run only as the demo script: the browser tests import DEMO_BUTTONS from here
+if (require.main === module) void main();
