@@ -136,16 +136,43 @@ export class EditorSession {
     await cancel.waitFor({ state: 'detached', timeout: 10_000 });
   }
 
-  /** The text of the help sidebar (the editor shows the help of the node being edited). */
+  /** Clicks the open dialog's help button (the book) and returns the help sidebar's text. */
   async helpText(): Promise<string> {
-    const help = this.page.locator('.red-ui-sidebar-info .red-ui-help');
+    await this.page.locator('.red-ui-tray-footer-left button:has(i.fa-book):visible').last().click();
+    const help = this.page.locator('.red-ui-help:visible');
     await help.first().waitFor({ state: 'visible', timeout: 10_000 });
     return (await help.first().innerText()).trim();
   }
 
+  /**
+   * Sets input `#<id>` of the open dialog as a user would: typed into a plain input (then `change`),
+   * or through the widget's own API for a typedInput (type kept unless `type` is given).
+   */
+  async setValue(id: string, value: string, type?: string): Promise<void> {
+    const input = this.page.locator(`#${id}`);
+    const typed = await input.evaluate((el) => el.classList.contains('red-ui-typedInput'));
+    if (typed) {
+      await this.page.evaluate(
+        ({ sel, v, t }) => {
+          const $ = (globalThis as unknown as { $: (s: string) => { typedInput(m: string, v?: string): unknown } }).$;
+          if (t) $(sel).typedInput('type', t);
+          $(sel).typedInput('value', v);
+        },
+        { sel: `#${id}`, v: value, t: type },
+      );
+    } else {
+      await input.fill(value);
+      await input.dispatchEvent('change');
+    }
+    await this.settle(200);
+  }
+
   /** Ids of the inputs of the open dialog that the editor marks invalid (class input-error). */
   async invalidInputs(): Promise<string[]> {
-    return this.page.locator('.red-ui-tray .input-error').evaluateAll((els) => els.map((e) => e.id || e.className));
+    // a typedInput is marked on its container: report the id of the input inside it
+    return this.page.locator('.red-ui-tray .input-error').evaluateAll((els) =>
+      els.map((e) => e.id || e.parentElement?.querySelector('input.red-ui-typedInput')?.id || e.querySelector('input')?.id || e.className),
+    );
   }
 
   /** Whether the editor marks node `id` invalid (the red triangle on the canvas). */
