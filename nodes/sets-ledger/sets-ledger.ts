@@ -11,8 +11,8 @@ import type { NodeAPI, NodeDef } from '../shared/types';
 import type { LedgerOwner } from '../shared/owners';
 import { str } from '../shared/config';
 import { SharedConnection } from '../shared/shared-connection';
-import { createLedger, type Ledger } from '../../lib/ledger/index';
-import { ledgerConfig, parseLedgerSettings, type LedgerSettings } from '../../lib/ops/connections';
+import { createLedger, type Ledger, type LedgerConfig } from '../../lib/ledger/index';
+import { ledgerConfig, parseLedgerSettings } from '../../lib/ops/connections';
 import { registerAdminEndpoints } from '../shared/admin-endpoints';
 import { ledgerSecrets } from './secrets';
 
@@ -80,19 +80,21 @@ export = function register(RED: NodeAPI): void {
     // one-line password field may have dropped
     const secrets = ledgerSecrets(def.kind, node.credentials);
     node.readOnly = !secrets.privateKey;
-    let settings: LedgerSettings | undefined;
+    // settings and secrets are checked when the node starts (a Fabric ledger needs its certificate,
+    // key and TLS CA): the nodes using it show the reason instead of warning about a missing key
+    let config: LedgerConfig | undefined;
     try {
-      settings = parseLedgerSettings(def as unknown as Record<string, unknown>);
+      config = ledgerConfig(parseLedgerSettings(def as unknown as Record<string, unknown>), secrets);
     } catch (err) {
       node.configError = err instanceof Error ? err : new Error(String(err));
     }
     const label = describe(def, node.readOnly);
     node.describe = () => label;
     node.shared = new SharedConnection<Ledger>(node, () => {
-      if (node.configError) throw node.configError;
+      if (node.configError || !config) throw node.configError ?? new Error('ledger configuration missing');
       // settings that cannot apply (e.g. another configuration with this key set the account's
       // in-flight limit differently) are shown as warnings of this node
-      return createLedger({ ...ledgerConfig(settings as LedgerSettings, secrets), onWarning: (m: string) => node.warn(m) });
+      return createLedger({ ...config, onWarning: (m: string) => node.warn(m) });
     });
     node.on('close', (_removed: boolean, done: () => void) => {
       node.shared.close().then(

@@ -109,15 +109,20 @@ export async function startFabricNet(opts: { blockMs?: number } = {}): Promise<F
 }
 
 /**
- * Every status a node set since its flow was loaded: the test helper spies on
- * Node.prototype.status, so this sees the badges set while the flow started, before a Recorder
- * could listen.
+ * The arguments of every call of a Node method (status, warn, error) a node made since its flow
+ * was loaded: the test helper spies on Node.prototype, so this sees the calls made while the flow
+ * started, before a Recorder could listen.
  */
-export function statusesOf(id: string): Array<{ fill?: string; text?: string }> {
+export function callsOf(id: string, method: 'status' | 'warn' | 'error'): unknown[][] {
   const node = helper.getNode(id);
-  const proto = (helper as unknown as { _NodePrototype: { status: { getCalls(): Array<{ thisValue: unknown; args: unknown[] }> } } })._NodePrototype;
-  return proto.status
+  const proto = (helper as unknown as { _NodePrototype: Record<string, { getCalls(): Array<{ thisValue: unknown; args: unknown[] }> }> })._NodePrototype;
+  return proto[method]
     .getCalls()
     .filter((c) => c.thisValue === node)
-    .map((c) => c.args[0] as { fill?: string; text?: string });
+    .map((c) => c.args);
+}
+
+/** Every badge a node set since its flow was loaded. */
+export function statusesOf(id: string): Array<{ fill?: string; text?: string }> {
+  return callsOf(id, 'status').map((args) => args[0] as { fill?: string; text?: string });
 }

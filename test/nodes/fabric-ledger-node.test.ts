@@ -7,7 +7,7 @@
 import { strict as assert } from 'node:assert';
 import { collectionScope, hashObject, keyForObject } from '../../lib/digest';
 import { Collector, OpenHandles, Recorder, allNodes, deployedFlows, helper, logText, nodeRedVersion, placed, type FlowNode } from './helper';
-import { startFabricNet, statusesOf, type FabricNet } from './fabric-harness';
+import { callsOf, startFabricNet, statusesOf, type FabricNet } from './fabric-harness';
 import { bundle, collectionId, indicator, malware } from './stix';
 
 interface SetsOut {
@@ -173,6 +173,8 @@ describe(`sets-ledger in Fabric mode on Node-RED ${nodeRedVersion}`, function ()
           assert.match(String(s?.text), /BAD_CONFIG/);
           assert.match(String(s?.text), c.expect);
         }
+        // the reason, not a guess: no "has no private key" warning from anchor-hash
+        assert.deepEqual(callsOf('anc', 'warn').map((a) => String(a[0])).filter((w) => /private key/.test(w)), []);
         helper.getNode('anc')?.receive({ payload: indicator() });
         helper.getNode('ver')?.receive({ payload: indicator() });
         const errs = await caught.wait(2, 15_000);
