@@ -202,8 +202,8 @@ export function fabricSettings(config: FabricLedgerConfig): FabricSettings {
  */
 export function certificateAttributes(cert: X509Certificate): Record<string, string> {
   const der = cert.raw;
-  // OID 1.2.3.4.5.6.7.8.1 in DER: 06 07 2a 03 04 05 06 07 08 01
-  const oid = Buffer.from([0x06, 0x07, 0x2a, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x01]);
+  // OID 1.2.3.4.5.6.7.8.1 in DER: 06 08 2a 03 04 05 06 07 08 01
+  const oid = Buffer.from([0x06, 0x08, 0x2a, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x01]);
   const at = der.indexOf(oid);
   if (at < 0) return {};
   const start = der.indexOf('{', at);

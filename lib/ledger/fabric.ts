@@ -436,6 +436,13 @@ export class FabricLedger implements Ledger {
     return { account: v.account, anyScope: v.anyScope, inScope: v.inScope };
   }
 
+  /** The chaincode's admin (and a proposed successor); BAD_CONFIG "not initialised" before Initialize ran. */
+  async registryAdmin(): Promise<{ admin: string; pendingAdmin: string }> {
+    const v = await this.evaluate('GetAdmin', [], 'asking for the chaincode admin');
+    if (!isRecord(v) || typeof v.admin !== 'string') throw new LedgerError('BAD_CONFIG', `GetAdmin on ${this.where()}: unexpected answer ${JSON.stringify(v)?.slice(0, 80)}`);
+    return { admin: v.admin, pendingAdmin: typeof v.pendingAdmin === 'string' ? v.pendingAdmin : '' };
+  }
+
   /** The principals that may name this identity in a grant: its MSP, each certificate attribute, itself. */
   principals(): string[] {
     const attrs = certificateAttributes(this.cert);
@@ -548,8 +555,17 @@ export class FabricLedger implements Ledger {
     return calls.reduce((n, c) => n + c.list.length, 0);
   }
 
-  /** Settle the calls of one batch: each gets its receipts or its own error. */
+  /** Settle the calls of one batch: each gets its receipts or its own error (never an unhandled rejection). */
   private async runAnchors(calls: AnchorCall[]): Promise<void> {
+    try {
+      await this.runAnchorsOnce(calls);
+    } catch (e) {
+      const failure = e instanceof LedgerError ? e : new LedgerError('TX_FAILED', String(e), { cause: e });
+      for (const c of calls) c.reject(failure);
+    }
+  }
+
+  private async runAnchorsOnce(calls: AnchorCall[]): Promise<void> {
     const live = calls.filter((c) => !c.finished);
     if (live.length === 0) return;
     const union = new Map<string, Entry>();

@@ -56,6 +56,8 @@ export async function probeLedger(cfg: LedgerConfig, opts: { timeoutMs?: number 
       ledger = fabric;
       const where = `chaincode ${fabric.chaincode} on channel ${fabric.channel} at ${fabric.peerEndpoint}`;
       await bounded(fabric.lookup(ANY_SCOPE, '0x' + '0'.repeat(64)), ms + 1000, `Fabric peer ${fabric.peerEndpoint}`);
+      // reads work before Initialize, anchors do not: say so here rather than at the first anchor
+      await bounded(fabric.registryAdmin(), ms + 1000, `Fabric peer ${fabric.peerEndpoint}`);
       const grants = await bounded(fabric.writerGrants(), ms + 1000, `Fabric peer ${fabric.peerEndpoint}`);
       const who = `${where} as ${grants.account}`;
       if (grants.anyScope) return { ok: true, message: `connected: ${who}; granted every collection` };

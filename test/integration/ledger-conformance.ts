@@ -611,6 +611,7 @@ export function runLedgerConformance(h: LedgerHarness): void {
         assert.equal(wrong.status, 'wrong-writer', wrong.reason);
         assert.equal(wrong.writer, reg.writerOf('B'));
         assert.equal(wrong.creator, creator);
+        assert.match(wrong.reason ?? '', new RegExp(`or for its creator ${creator}`));
         await la.anchor(o.scope, o.key, o.hash);
         const ok = await verifyObject(reader, collection, obj);
         assert.equal(ok.status, 'verified');

@@ -18,6 +18,8 @@ import { parseTaxiiSettings } from '../../lib/ops/taxii-connection';
 import { parseStoreSettings } from '../../lib/ops/server-store';
 import { deployRegistry, grantWriter, revokeWriter } from '../../lib/ledger';
 import { collectionScope } from '../../lib/digest';
+import { startFabricGateway, type FabricGatewayHandle } from '../support/fabric-gateway';
+import { makeTlsServer } from '../support/fabric-pki';
 
 /** A port nothing listens on. */
 async function deadPort(): Promise<number> {
@@ -91,6 +93,99 @@ describe('connection probes (lib/ops/probes)', function () {
       assert.throws(() => parseLedgerSettings({ rpcUrl: c.rpcUrl, chainId: '1', contract: '0x12' }), /registry address must be/);
       assert.throws(() => parseLedgerSettings({ rpcUrl: c.rpcUrl, chainId: '1', contract: registry, gasPrice: '1.5' }), /gasPrice must be a whole number of wei/);
       assert.throws(() => parseLedgerSettings({ rpcUrl: c.rpcUrl, chainId: '1', contract: registry, txType: '1' }), /tx type must be one of 0, 2/);
+    });
+  });
+
+  describe('Fabric ledger', () => {
+    let gw: FabricGatewayHandle;
+    let admin: ReturnType<FabricGatewayHandle['connect']>;
+    const grant = (principal: string, scope: string) => admin.getNetwork(gw.channel).getContract(gw.chaincode).submitTransaction('GrantWriter', principal, scope);
+    const revoke = (principal: string, scope: string) => admin.getNetwork(gw.channel).getContract(gw.chaincode).submitTransaction('RevokeWriter', principal, scope);
+    before(async () => {
+      gw = await startFabricGateway({ tls: true });
+      admin = gw.connect(gw.identity({ cn: 'probe-admin' }));
+      await admin.getNetwork(gw.channel).getContract(gw.chaincode).submitTransaction('Initialize', '');
+    });
+    after(async () => {
+      admin.close();
+      await gw.stop();
+    });
+    const raw = (extra: Record<string, unknown> = {}) => ({
+      kind: 'fabric' as const,
+      peerEndpoint: gw.endpoint,
+      serverNameOverride: gw.serverNameOverride,
+      mspId: 'Org1MSP',
+      channel: gw.channel,
+      timeout: 3000,
+      ...extra,
+    });
+    const fabric = (id: { certificate: string; privateKey: string }, extra: Record<string, unknown> = {}, tlsCaCert = gw.tlsCaCert) =>
+      ledgerConfig(parseLedgerSettings(raw(extra)), { certificate: id.certificate, privateKey: id.privateKey, tlsCaCert });
+
+    it('ok: names the chaincode, channel, peer and identity, and how many collections it is granted', async () => {
+      const id = gw.identity({ cn: 'probe-writer' });
+      const none = await probeLedger(fabric(id));
+      assert.equal(none.ok, false);
+      assert.ok(none.message.startsWith(`connected to chaincode sets-registry on channel ${gw.channel} at ${gw.endpoint} as ${id.writer}, but this identity is not granted any collection`), none.message);
+      assert.match(none.message, /GrantWriter\(<principal>/);
+      const [s1, s2] = [collectionScope('probe-f1'), collectionScope('probe-f2')];
+      await grant(id.writer, s1);
+      await grant('Org1MSP', s2);
+      const two = await probeLedger(fabric(id));
+      assert.equal(two.ok, true, two.message);
+      assert.equal(two.message, `connected: chaincode sets-registry on channel ${gw.channel} at ${gw.endpoint} as ${id.writer}; granted 2 collection(s)`);
+      await grant(id.writer, '0x' + '0'.repeat(64));
+      assert.match((await probeLedger(fabric(id))).message, /; granted every collection$/);
+      await revoke('Org1MSP', s2);
+    });
+
+    it('fails naming the reason: wrong TLS CA, unknown chaincode, nobody listening, not initialised', async function () {
+      this.timeout(60_000);
+      const id = gw.identity({ cn: 'probe-other' });
+      const wrongCa = await probeLedger(fabric(id, {}, makeTlsServer({ names: ['peer0.org1.example.com'] }).caCert), { timeoutMs: 3000 });
+      assert.equal(wrongCa.ok, false);
+      assert.match(wrongCa.message, /certificate|self.signed|verify/i);
+      const cc = await probeLedger(fabric(id, { chaincode: 'not-deployed' }));
+      assert.equal(cc.ok, false);
+      assert.match(cc.message, /not-deployed/);
+      const dead = await probeLedger(fabric(id, { peerEndpoint: `127.0.0.1:${await deadPort()}` }), { timeoutMs: 3000 });
+      assert.equal(dead.ok, false);
+      assert.match(dead.message, /UNAVAILABLE|ECONNREFUSED|no answer/i);
+      const fresh = await startFabricGateway({ tls: false });
+      try {
+        const r = await probeLedger(ledgerConfig(parseLedgerSettings(raw({ peerEndpoint: fresh.endpoint, tlsMode: 'insecure', serverNameOverride: '' })), id));
+        assert.equal(r.ok, false);
+        assert.match(r.message, /not initialised/);
+      } finally {
+        await fresh.stop();
+      }
+    });
+
+    it('bad settings and secrets are refused before any connection, naming the field', () => {
+      const id = gw.identity({ cn: 'probe-third' });
+      assert.throws(() => parseLedgerSettings(raw({ peerEndpoint: 'grpcs://peer0:7051' })), /peer endpoint must be host:port/);
+      assert.throws(() => parseLedgerSettings(raw({ peerEndpoint: '' })), /peer endpoint/);
+      assert.throws(() => parseLedgerSettings(raw({ mspId: '' })), /MSP id must be/);
+      assert.throws(() => parseLedgerSettings(raw({ channel: 'My Channel' })), /channel must be a Fabric channel name/);
+      assert.throws(() => parseLedgerSettings(raw({ chaincode: 'a b' })), /chaincode must be a chaincode name/);
+      assert.throws(() => parseLedgerSettings(raw({ tlsMode: 'mtls' })), /TLS mode must be one of tls, insecure/);
+      assert.throws(() => parseLedgerSettings(raw({ serverNameOverride: 'a b' })), /TLS server name override/);
+      assert.throws(() => parseLedgerSettings(raw({ maxInFlight: '0' })), /requests in flight/);
+      const s = parseLedgerSettings(raw({ chaincode: '', contractName: 'SetsRegistry', anchorDeadline: '30', coalesceMs: '0', maxBatchSize: '100' }));
+      const cfg = ledgerConfig(s, { certificate: id.certificate, privateKey: id.privateKey, tlsCaCert: gw.tlsCaCert });
+      assert.deepEqual(
+        [cfg.kind, cfg.chaincode, cfg.contract, cfg.commitTimeoutMs, cfg.requestTimeoutMs, cfg.coalesceMs, cfg.maxBatchSize, cfg.insecure, cfg.serverNameOverride],
+        ['fabric', 'sets-registry', 'SetsRegistry', 30_000, 3000, 0, 100, undefined, gw.serverNameOverride],
+      );
+      assert.throws(() => ledgerConfig(s, { privateKey: id.privateKey, tlsCaCert: gw.tlsCaCert }), /certificate is required/);
+      assert.throws(() => ledgerConfig(s, { certificate: 'x', privateKey: id.privateKey, tlsCaCert: gw.tlsCaCert }), /certificate must be a PEM certificate/);
+      assert.throws(() => ledgerConfig(s, { certificate: id.certificate, tlsCaCert: gw.tlsCaCert }), /private key is required/);
+      assert.throws(() => ledgerConfig(s, { certificate: id.certificate, privateKey: '0x' + '1'.repeat(64), tlsCaCert: gw.tlsCaCert }), /private key must be a PEM private key/);
+      assert.throws(() => ledgerConfig(s, { certificate: id.certificate, privateKey: id.privateKey }), /TLS CA certificate is required/);
+      assert.throws(() => ledgerConfig(s, { certificate: id.certificate, privateKey: id.privateKey, tlsCaCert: id.privateKey }), /TLS CA certificate must be a PEM certificate/);
+      const plain = ledgerConfig(parseLedgerSettings(raw({ tlsMode: 'insecure' })), { certificate: id.certificate, privateKey: id.privateKey });
+      assert.equal(plain.insecure, true);
+      assert.equal(plain.tlsCaCert, undefined);
     });
   });
 
