@@ -418,7 +418,9 @@ describe('PostgreSQL store', function () {
             const before = ok.length;
             await pg.restart();
             const atRestart = ok.length;
-            await delay(500);
+            // adds go on by themselves (no reopen): wait for a few, at most 30 s
+            const until = Date.now() + 30_000;
+            while (ok.length < atRestart + 5 && Date.now() < until) await delay(50);
             running = false;
             await load;
             assert.ok(before > 0, 'adds ran before the restart');
