@@ -263,4 +263,37 @@ describe('taxii-server dialog (headless Chromium)', function () {
     await page.locator('#node-dialog-cancel').click();
     assert.deepEqual(errors, []);
   });
+
+  it('a pasted copy (rows, but no secrets on the runtime) asks for the passwords instead of showing "unchanged"', async () => {
+    const copy = {
+      id: 'srv2',
+      type: 'taxii-server',
+      z: 'tab1',
+      x: 200,
+      y: 400,
+      store: 'store1',
+      basePath: '/copy',
+      title: 'copy',
+      apiRoot: 'api1',
+      collections: [],
+      userList: [{ id: 'u-copy', name: 'carol', roles: ['reader'] }],
+      apiKeyList: [],
+      wires: [[], []],
+    };
+    await page.evaluate((n) => {
+      const RED = (globalThis as unknown as { RED: { view: { importNodes(n: unknown[], o: Record<string, unknown>): void } } }).RED;
+      RED.view.importNodes([n], { addFlow: false, generateIds: false, notify: false });
+    }, copy);
+    await page.evaluate(() => {
+      const RED = (globalThis as unknown as { RED: EditorRed }).RED;
+      RED.editor.edit(RED.nodes.node('srv2'));
+    });
+    await page.locator('#node-dialog-ok').waitFor({ state: 'visible', timeout: 10_000 });
+    const row = page.locator('#node-input-userList-container .sets-row').first();
+    await until('the row is drawn', async () => (await row.count()) === 1);
+    assert.match(await row.locator('.sets-a-msg').innerText(), /type a password for the new user/);
+    await page.locator('#node-dialog-cancel').click();
+    await page.locator('#node-dialog-ok').waitFor({ state: 'detached', timeout: 10_000 });
+    assert.deepEqual(errors, []);
+  });
 });
