@@ -210,8 +210,10 @@ describe('admin endpoints: Test connection and the collection list', function ()
     });
 
     it('is registered once, however many SETS node types register it', () => {
-      const app = (helper as unknown as { _httpAdmin: { _router: { stack: RouteLayer[] } } })._httpAdmin;
-      const routes = app._router.stack.filter((l) => l.route?.path === '/sets/probe/:kind');
+      // the helper's admin app (internal): Express 4 keeps its routes in _router, Express 5 in router
+      const app = (helper as unknown as { _httpAdmin: { _router?: { stack: RouteLayer[] }; router?: { stack: RouteLayer[] } } })._httpAdmin;
+      const stack = (app._router ?? app.router)?.stack ?? [];
+      const routes = stack.filter((l) => l.route?.path === '/sets/probe/:kind');
       assert.equal(routes.length, 1);
     });
   });
