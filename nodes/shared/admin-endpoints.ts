@@ -26,7 +26,8 @@ import type { NodeAPI } from './types';
 import type { TaxiiOwner } from './owners';
 import { messageOf } from '../../lib/ops/errors';
 import { ConfigError } from '../../lib/ops/settings';
-import { brokerConfig, ledgerConfig, parseBrokerSettings, parseLedgerSettings, type LedgerSecrets } from '../../lib/ops/connections';
+import { brokerConfig, ledgerConfig, parseBrokerSettings, parseLedgerSettings } from '../../lib/ops/connections';
+import { ledgerSecrets } from '../sets-ledger/secrets';
 import { probeBroker, probeLedger, probeStore, probeTaxii, type ProbeResult } from '../../lib/ops/probes';
 import { defaultStoreDir, parseStoreSettings } from '../../lib/ops/server-store';
 import { createTaxiiConnection, parseTaxiiSettings, type TaxiiConnection, type TaxiiSecrets, type TaxiiSettings } from '../../lib/ops/taxii-connection';
@@ -160,13 +161,10 @@ export async function probe(RED: NodeAPI, kind: ProbeKind, req: ProbeRequest, se
   try {
     switch (kind) {
       case 'ledger': {
-        // EVM: the private key; Fabric: the identity's key and certificate and the peer's TLS CA
+        // EVM: the private key; Fabric: the identity's key and certificate and the peer's TLS CA, PEM line
+        // breaks that a password input drops put back — the same helper the sets-ledger node uses
         const settings = parseLedgerSettings(req.config);
-        const ledgerSecrets: LedgerSecrets = {};
-        if (secrets.privateKey) ledgerSecrets.privateKey = secrets.privateKey.trim();
-        if (secrets.certificate) ledgerSecrets.certificate = secrets.certificate;
-        if (secrets.tlsCaCert) ledgerSecrets.tlsCaCert = secrets.tlsCaCert;
-        return await probeLedger(ledgerConfig(settings, ledgerSecrets), { timeoutMs: PROBE_TIMEOUT_MS });
+        return await probeLedger(ledgerConfig(settings, ledgerSecrets(settings.kind, secrets)), { timeoutMs: PROBE_TIMEOUT_MS });
       }
       case 'broker': {
         if (req.config['kind'] === 'in-process') {
