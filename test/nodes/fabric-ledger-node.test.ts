@@ -209,6 +209,30 @@ describe(`sets-ledger in Fabric mode on Node-RED ${nodeRedVersion}`, function ()
     assert.ok(!logText().includes(keyLine));
   });
 
+  it('Test connection (POST sets/probe/ledger) with the dialog\'s Fabric values: connected as the identity, also with a key typed without line breaks and with the saved credentials behind __PWRD__', async () => {
+    const coll = collectionId();
+    await helper.load(allNodes, flow(coll), { led: net.credentials(net.writer) });
+    // supertest against the helper's admin app (the helper's own request(); it ships no types)
+    const admin = () => (helper as unknown as { request(): { post(url: string): { send(body: unknown): PromiseLike<{ status: number; body: { ok?: boolean; message?: string } }> } } }).request();
+    const probe = async (body: unknown): Promise<{ ok?: boolean; message?: string }> => {
+      const r = await admin().post('/sets/probe/ledger').send(body);
+      assert.equal(r.status, 200);
+      return r.body;
+    };
+    const config = net.ledgerNode('led');
+    const flat = net.writer.privateKey.replace(/\r?\n/g, '');
+    const typed = await probe({ config, credentials: { privateKey: flat, certificate: net.writer.certificate, tlsCaCert: net.gw.tlsCaCert } });
+    assert.equal(typed.ok, true, typed.message);
+    assert.ok(String(typed.message).includes(net.writer.writer), typed.message);
+    const saved = await probe({ id: 'led', config, credentials: { privateKey: '__PWRD__', certificate: '', tlsCaCert: '' } });
+    assert.equal(saved.ok, true, saved.message);
+    const wrong = await probe({ config: { ...config, peerEndpoint: 'https://peer0:7051' }, credentials: { privateKey: flat, certificate: net.writer.certificate, tlsCaCert: net.gw.tlsCaCert } });
+    assert.equal(wrong.ok, false);
+    assert.match(String(wrong.message), /peer endpoint/);
+    const keyLine = net.writer.privateKey.split('\n')[1];
+    assert.ok(![typed, saved, wrong].some((a) => JSON.stringify(a).includes(keyLine.slice(0, 20))), 'no key in any answer');
+  });
+
   it('closing releases the Fabric connection: no sockets or timers left after unload', async () => {
     const handles = new OpenHandles().start();
     const coll = collectionId();
