@@ -172,6 +172,8 @@ async function main() {
 
     // 3. every example flow: the demo as it runs, the others imported beside it
     await ed.page.setViewportSize({ width: 1700, height: 1400 });
+    // the imported (not deployed) examples would carry the editor's blue "changed" dots
+    await ed.page.addStyleTag({ content: '.red-ui-flow-node-changed { display: none !important; }' });
     const examples = fs.readdirSync(path.join(root, 'examples')).filter((f) => f.endsWith('.json')).sort();
     for (const f of examples) {
       const flow = JSON.parse(fs.readFileSync(path.join(root, 'examples', f), 'utf8'));

@@ -190,8 +190,19 @@ describe('Node-RED editor (headless Chromium)', function () {
     const pkg = tree.locator('.red-ui-treeList-label:visible', { hasText: 'node-red-contrib-sets' });
     const entry = tree.locator('.red-ui-treeList-label:visible').filter({ hasText: new RegExp(`^\\s*${name}\\s*$`) });
     if (!(await entry.count())) await pkg.click();
-    await entry.first().click();
-    await page.locator('#red-ui-clipboard-dialog-ok').click();
+    // the dialog loads the example when its entry is selected, then enables Import (a click while
+    // the tree is still settling can be lost: select again)
+    const importButton = page.locator('#red-ui-clipboard-dialog-ok');
+    for (let attempt = 1; ; attempt++) {
+      await entry.first().click();
+      const enabled = await page
+        .waitForFunction(() => !(document.getElementById('red-ui-clipboard-dialog-ok') as { disabled?: boolean } | null)?.disabled, null, { timeout: 5000 })
+        .then(() => true)
+        .catch(() => false);
+      if (enabled) break;
+      assert.ok(attempt < 3, `Import › Examples › ${name}: the Import button stays disabled`);
+    }
+    await importButton.click();
     await ed.settle(800);
     // no conflict dialog ("nodes already exist") or any other dialog left open
     const open = await page.locator('.ui-dialog:visible').allInnerTexts();
