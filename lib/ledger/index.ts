@@ -5,7 +5,7 @@
  */
 import { LedgerError, type Ledger } from './ledger';
 import { EvmLedger, type EvmLedgerConfig } from './evm';
-import { FabricLedger, type FabricLedgerConfig } from './fabric';
+import type { FabricLedger, FabricLedgerConfig } from './fabric';
 
 export * from './ledger';
 export { EvmLedger, REGISTRY_ABI, registryInterface, decodeRevert, type EvmLedgerConfig, type Wei } from './evm';
@@ -24,7 +24,9 @@ export {
   type RegistryArtifact,
 } from './deploy';
 
-export { FabricLedger, type FabricLedgerConfig } from './fabric';
+// Fabric: the class is loaded on first use (createLedger kind 'fabric'), so lib and every node load
+// without gRPC and the Fabric client; import FabricLedger from './fabric' where the class is needed.
+export type { FabricLedger, FabricLedgerConfig } from './fabric';
 export { certificateAttributes, mapGatewayError } from './fabric-config';
 
 export type EvmLedgerKindConfig = { kind: 'evm' } & EvmLedgerConfig;
@@ -38,8 +40,11 @@ export function createLedger(config: LedgerConfig): Ledger {
   switch (kind) {
     case 'evm':
       return new EvmLedger(config as EvmLedgerKindConfig);
-    case 'fabric':
-      return new FabricLedger(config as FabricLedgerKindConfig);
+    case 'fabric': {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded lazily, see the export above
+      const { FabricLedger: Fabric } = require('./fabric') as { FabricLedger: typeof FabricLedger };
+      return new Fabric(config as FabricLedgerKindConfig);
+    }
     default:
       throw new LedgerError('BAD_CONFIG', `unknown ledger kind ${JSON.stringify(kind)} (supported: "evm", "fabric")`);
   }

@@ -9,7 +9,7 @@
  */
 import { ANY_SCOPE, createLedger, type LedgerConfig } from '../ledger/index';
 import { EvmLedger } from '../ledger/evm';
-import { FabricLedger } from '../ledger/fabric';
+import type { FabricLedger } from '../ledger/fabric';
 import { probeAmqp, type AmqpBusConfig } from '../bus/amqp';
 import { acquireStore } from '../store/shared';
 import { messageOf } from './errors';
@@ -52,7 +52,9 @@ export async function probeLedger(cfg: LedgerConfig, opts: { timeoutMs?: number 
   try {
     if (cfg.kind === 'fabric') {
       // probes answer once: the adapter's own deadlines stay within the probe's
-      const fabric = new FabricLedger({ ...cfg, healthCheckMs: 0, requestTimeoutMs: Math.min(cfg.requestTimeoutMs ?? ms, ms) });
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- the Fabric client loads only when a Fabric ledger is probed
+      const { FabricLedger: Fabric } = require('../ledger/fabric') as { FabricLedger: typeof FabricLedger };
+      const fabric = new Fabric({ ...cfg, healthCheckMs: 0, requestTimeoutMs: Math.min(cfg.requestTimeoutMs ?? ms, ms) });
       ledger = fabric;
       const where = `chaincode ${fabric.chaincode} on channel ${fabric.channel} at ${fabric.peerEndpoint}`;
       await bounded(fabric.lookup(ANY_SCOPE, '0x' + '0'.repeat(64)), ms + 1000, `Fabric peer ${fabric.peerEndpoint}`);

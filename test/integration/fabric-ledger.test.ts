@@ -11,7 +11,8 @@ import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
 import { startFabricGateway, type FabricGatewayHandle, type FabricTestIdentity } from '../support/fabric-gateway';
 import { makeTlsServer } from '../support/fabric-pki';
-import { ANY_SCOPE, createLedger, FabricLedger, LedgerError, type FabricLedgerConfig } from '../../lib/ledger';
+import { ANY_SCOPE, createLedger, LedgerError, type FabricLedgerConfig } from '../../lib/ledger';
+import { FabricLedger } from '../../lib/ledger/fabric';
 import { collectionScope } from '../../lib/digest';
 import type { Contract, Gateway } from '@hyperledger/fabric-gateway';
 

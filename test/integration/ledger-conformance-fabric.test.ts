@@ -8,7 +8,8 @@
  */
 import * as net from 'node:net';
 import { startFabricGateway, type FabricGatewayHandle, type FabricTestIdentity } from '../support/fabric-gateway';
-import { ANY_SCOPE, FabricLedger, LedgerError, type Ledger } from '../../lib/ledger';
+import { ANY_SCOPE, LedgerError, type Ledger } from '../../lib/ledger';
+import { FabricLedger } from '../../lib/ledger/fabric';
 import type { Contract, Gateway } from '@hyperledger/fabric-gateway';
 import { runLedgerConformance, type RegistryHandle, type WriterSpec } from './ledger-conformance';
 
