@@ -107,6 +107,18 @@ function describeValue(v: unknown): string {
   return ctor ? `a ${ctor} object` : 'an object';
 }
 
+/**
+ * `proto` is Object.prototype of another realm (a vm context: Node-RED's function node builds
+ * msg.payload there), so `obj` is a plain object all the same. A class instance of any realm has
+ * its class's prototype, whose own prototype is not null — still refused.
+ */
+function isForeignObjectPrototype(obj: object, proto: unknown): boolean {
+  if (typeof proto !== 'object' || proto === null || Object.getPrototypeOf(proto) !== null) return false;
+  if (Object.prototype.toString.call(obj) !== '[object Object]') return false;
+  const ctor = (proto as { constructor?: unknown }).constructor;
+  return typeof ctor === 'function' && ctor.name === 'Object' && Object.prototype.hasOwnProperty.call(proto, 'hasOwnProperty');
+}
+
 function hasToJSON(v: object): v is { toJSON: (key: string) => unknown } {
   return typeof (v as { toJSON?: unknown }).toJSON === 'function';
 }
@@ -150,7 +162,7 @@ function serialize(value: unknown, path: string, key: string, depth: number, see
       return `[${parts.join(',')}]`;
     }
     const proto: unknown = Object.getPrototypeOf(obj);
-    if (proto !== Object.prototype && proto !== null) {
+    if (proto !== Object.prototype && proto !== null && !isForeignObjectPrototype(obj, proto)) {
       throw new CanonicalizationError(`${describeValue(obj)} is not JSON data (use a plain object)`, path);
     }
     const record = obj as Record<string, unknown>;

@@ -5,6 +5,7 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as vm from 'node:vm';
 import {
   CanonicalizationError,
   MAX_DEPTH,
@@ -202,6 +203,14 @@ describe('digest: RFC 8785 JSON Canonicalization Scheme', () => {
       bare.b = 2;
       bare.a = 1;
       assert.equal(canonicalize(bare), '{"a":1,"b":2}');
+    });
+    it("accepts plain objects made in another realm (Node-RED's function node runs in a vm context), still refusing that realm's Map and class instances", () => {
+      const foreign = vm.runInNewContext('({ type: "indicator", n: [1, { b: 2, a: 1 }], o: Object.assign({}, { z: true }) })') as unknown;
+      assert.notEqual(Object.getPrototypeOf(foreign), Object.prototype, 'the object really comes from another realm');
+      assert.equal(canonicalize(foreign), '{"n":[1,{"a":1,"b":2}],"o":{"z":true},"type":"indicator"}');
+      assert.equal(canonicalize(foreign), canonicalize({ type: 'indicator', n: [1, { b: 2, a: 1 }], o: { z: true } }));
+      assert.throws(() => canonicalize(vm.runInNewContext('({ m: new Map() })')), isJcsError(/\$\.m: a Map object is not JSON data/));
+      assert.throws(() => canonicalize(vm.runInNewContext('class Thing { constructor() { this.x = 1; } }; new Thing()')), isJcsError(/a Thing object/));
     });
     it('honours toJSON (a Date becomes its ISO string) and unwraps boxed primitives', () => {
       assert.equal(canonicalize({ d: new Date(Date.UTC(2014, 4, 8, 9)) }), '{"d":"2014-05-08T09:00:00.000Z"}');
