@@ -33,6 +33,7 @@
 import { Interface, SigningKey, getAddress, toQuantity, zeroPadValue, type Result } from 'ethers';
 import {
   ANY_SCOPE,
+  checkBytes32 as bytes32,
   LedgerError,
   type AnchorEntry,
   type AnchorReceipt,
@@ -179,18 +180,6 @@ const KEY_FILTER_MAX = 64;
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
 const short = (h: string) => `${h.slice(0, 10)}…`;
-
-function bytes32(v: unknown, what: 'key' | 'hash' | 'scope' | 'write scope' | 'identity'): string {
-  if (typeof v !== 'string' || !BYTES32.test(v)) {
-    throw new LedgerError('BAD_INPUT', `${what === 'write scope' ? 'scope' : what} must be a 0x-prefixed 32-byte hex string, got ${JSON.stringify(v)?.slice(0, 80)}`);
-  }
-  const s = v.toLowerCase();
-  if (what === 'hash' && s === ZERO32) throw new LedgerError('BAD_INPUT', 'the zero hash cannot be anchored');
-  if (what === 'write scope' && s === ANY_SCOPE) {
-    throw new LedgerError('BAD_INPUT', 'an anchor names the scope of its collection (collectionScope(collectionId)), never ANY_SCOPE (the zero scope)');
-  }
-  return s;
-}
 
 /** An anchor entry with its parts checked and lower-cased. */
 interface Entry {

@@ -42,6 +42,7 @@ import {
 } from '@hyperledger/fabric-gateway';
 import {
   ANY_SCOPE,
+  checkBytes32 as bytes32,
   LedgerError,
   type AnchorEntry,
   type AnchorReceipt,
@@ -56,7 +57,6 @@ import { certificateAttributes, fabricSettings, isUnreachable, mapGatewayError, 
 export { type FabricLedgerConfig } from './fabric-config';
 
 const ZERO32 = '0x' + '0'.repeat(64);
-const BYTES32 = /^0x[0-9a-fA-F]{64}$/;
 /** attempts of one batch after MVCC / phantom conflicts: the first + 3 retries */
 const MAX_ATTEMPTS = 4;
 /** transaction id -> block: the commits this ledger saw (receipts of `existing` anchors) */
@@ -65,18 +65,6 @@ const BLOCK_CACHE_MAX = 20_000;
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const short = (h: string) => `${h.slice(0, 10)}…`;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
-
-function bytes32(v: unknown, what: 'key' | 'hash' | 'scope' | 'write scope' | 'identity'): string {
-  if (typeof v !== 'string' || !BYTES32.test(v)) {
-    throw new LedgerError('BAD_INPUT', `${what === 'write scope' ? 'scope' : what} must be a 0x-prefixed 32-byte hex string, got ${JSON.stringify(v)?.slice(0, 80)}`);
-  }
-  const s = v.toLowerCase();
-  if (what === 'hash' && s === ZERO32) throw new LedgerError('BAD_INPUT', 'the zero hash cannot be anchored');
-  if (what === 'write scope' && s === ANY_SCOPE) {
-    throw new LedgerError('BAD_INPUT', 'an anchor names the scope of its collection (collectionScope(collectionId)), never ANY_SCOPE (the zero scope)');
-  }
-  return s;
-}
 
 interface Entry {
   scope: string;

@@ -18,6 +18,26 @@
 /** The scope "every collection": a writer granted it may write in any collection. */
 export const ANY_SCOPE = '0x' + '0'.repeat(64);
 
+const BYTES32 = /^0x[0-9a-fA-F]{64}$/;
+const ZERO32 = '0x' + '0'.repeat(64);
+
+/**
+ * A key, hash, scope or identity tag checked and lower-cased, as every adapter takes it:
+ * BAD_INPUT for anything but a 0x-prefixed 32-byte hex string, the zero hash, or ANY_SCOPE named
+ * as the scope of a write.
+ */
+export function checkBytes32(v: unknown, what: 'key' | 'hash' | 'scope' | 'write scope' | 'identity'): string {
+  if (typeof v !== 'string' || !BYTES32.test(v)) {
+    throw new LedgerError('BAD_INPUT', `${what === 'write scope' ? 'scope' : what} must be a 0x-prefixed 32-byte hex string, got ${JSON.stringify(v)?.slice(0, 80)}`);
+  }
+  const s = v.toLowerCase();
+  if (what === 'hash' && s === ZERO32) throw new LedgerError('BAD_INPUT', 'the zero hash cannot be anchored');
+  if (what === 'write scope' && s === ANY_SCOPE) {
+    throw new LedgerError('BAD_INPUT', 'an anchor names the scope of its collection (collectionScope(collectionId)), never ANY_SCOPE (the zero scope)');
+  }
+  return s;
+}
+
 /** A (scope, key, hash) triple to anchor. */
 export interface AnchorEntry {
   /** the collection scope the writer vouches in (never ANY_SCOPE: a write names its collection) */
