@@ -33,6 +33,7 @@
 import { Interface, SigningKey, getAddress, toQuantity, zeroPadValue, type Result } from 'ethers';
 import {
   ANY_SCOPE,
+  checkAnchorEntries,
   checkBytes32 as bytes32,
   LedgerError,
   type AnchorEntry,
@@ -801,16 +802,12 @@ export class EvmLedger implements Ledger {
   // ---- writes ---------------------------------------------------------------------------------
 
   async anchor(scope: string, key: string, hash: string): Promise<AnchorReceipt> {
-    const [r] = await this.anchorEntries([{ scope: bytes32(scope, 'write scope'), key: bytes32(key, 'key'), hash: bytes32(hash, 'hash') }]);
+    const [r] = await this.anchorEntries(checkAnchorEntries([{ scope, key, hash }]));
     return r;
   }
 
   async anchorMany(entries: AnchorEntry[]): Promise<AnchorReceipt[]> {
-    if (!Array.isArray(entries)) throw new LedgerError('BAD_INPUT', 'anchorMany expects an array of {scope, key, hash}');
-    const list = entries.map((e, i) => {
-      if (!isRecord(e)) throw new LedgerError('BAD_INPUT', `entry ${i} is not a {scope, key, hash} object`);
-      return { scope: bytes32(e.scope, 'write scope'), key: bytes32(e.key, 'key'), hash: bytes32(e.hash, 'hash') };
-    });
+    const list = checkAnchorEntries(entries);
     if (list.length === 0) return [];
     return this.anchorEntries(list);
   }

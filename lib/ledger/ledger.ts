@@ -38,6 +38,16 @@ export function checkBytes32(v: unknown, what: 'key' | 'hash' | 'scope' | 'write
   return s;
 }
 
+/** anchor()/anchorMany() input checked and lower-cased (BAD_INPUT naming the entry), for every adapter. */
+export function checkAnchorEntries(entries: unknown): AnchorEntry[] {
+  if (!Array.isArray(entries)) throw new LedgerError('BAD_INPUT', 'anchorMany expects an array of {scope, key, hash}');
+  return entries.map((e: unknown, i) => {
+    if (typeof e !== 'object' || e === null) throw new LedgerError('BAD_INPUT', `entry ${i} is not a {scope, key, hash} object`);
+    const r = e as Record<string, unknown>;
+    return { scope: checkBytes32(r.scope, 'write scope'), key: checkBytes32(r.key, 'key'), hash: checkBytes32(r.hash, 'hash') };
+  });
+}
+
 /** A (scope, key, hash) triple to anchor. */
 export interface AnchorEntry {
   /** the collection scope the writer vouches in (never ANY_SCOPE: a write names its collection) */
