@@ -4,6 +4,7 @@
  * Values are already typed here (the front end parses its form); empty optional values are
  * left out so the adapters' defaults apply.
  */
+import { normalisePem } from './pem';
 import type { EvmLedgerKindConfig, FabricLedgerKindConfig, LedgerConfig } from '../ledger/index';
 import type { AmqpBusConfig } from '../bus/amqp';
 import { ConfigError, bool, int, oneOf, optInt, optStr, str } from './settings';
@@ -231,10 +232,12 @@ export function ledgerConfig(s: LedgerSettings, secrets: LedgerSecrets): LedgerC
 }
 
 function fabricLedgerConfig(s: FabricLedgerSettings, secrets: LedgerSecrets): FabricLedgerKindConfig {
-  const certificate = secrets.certificate?.trim() ?? '';
+  // PEM pasted into a one-line field (Node-RED's password input, an n8n field) lost its line breaks
+  const pemOf = (v: string | undefined): string => (v ? normalisePem(v.trim()).trim() : '');
+  const certificate = pemOf(secrets.certificate);
   if (!certificate) throw new ConfigError('certificate is required: the PEM enrolment certificate of the Fabric identity (signcerts/cert.pem)');
   if (!PEM_CERT.test(certificate)) throw new ConfigError('certificate must be a PEM certificate (-----BEGIN CERTIFICATE----- … -----END CERTIFICATE-----)');
-  const privateKey = secrets.privateKey?.trim() ?? '';
+  const privateKey = pemOf(secrets.privateKey);
   if (!privateKey) throw new ConfigError('private key is required: a Fabric peer answers only proposals signed by the identity (reads included) — the PEM key from its keystore');
   if (!PEM_KEY.test(privateKey)) throw new ConfigError('private key must be a PEM private key (-----BEGIN PRIVATE KEY----- … -----END PRIVATE KEY-----)');
   const cfg: FabricLedgerKindConfig = {
@@ -248,7 +251,7 @@ function fabricLedgerConfig(s: FabricLedgerSettings, secrets: LedgerSecrets): Fa
     requestTimeoutMs: s.requestTimeoutMs,
     commitTimeoutMs: s.anchorDeadlineMs,
   };
-  const ca = secrets.tlsCaCert?.trim() ?? '';
+  const ca = pemOf(secrets.tlsCaCert);
   if (s.tlsMode === 'insecure') {
     cfg.insecure = true;
   } else {

@@ -6,7 +6,7 @@
  * normalisePem). Empty values are left out.
  */
 import type { LedgerSecrets } from '../../lib/ops/connections';
-import { normalisePem } from './pem';
+import { normalisePem } from '../../lib/ops/pem';
 
 export interface LedgerCredentialValues {
   privateKey?: unknown;

@@ -1,5 +1,5 @@
 /**
- * PEM text as a user pastes it into the editor. A single-line input (the private key is a password
+ * PEM text as a user pastes it into an editor (Node-RED dialog or n8n credential). A single-line input (the private key is a password
  * field) drops the line breaks of a pasted PEM: browsers strip newlines from an <input>'s value.
  * OpenSSL cannot read "-----BEGIN PRIVATE KEY-----MIGHAgEA…-----END PRIVATE KEY-----", so the
  * blocks are laid out again: header, base64 body in 64-character lines, footer (a PEM that was
