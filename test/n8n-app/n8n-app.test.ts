@@ -513,11 +513,11 @@ describe('n8n app: the packed n8n-nodes-sets in n8n 2.40.7 on Node 24 (CLI, real
     it('knows every credential type of the manifest (the type files n8n writes for its editor)', () => {
       const credTypes = JSON.parse(fs.readFileSync(path.join(srv.userFolder, '.cache', 'n8n', 'public', 'types', 'credentials.json'), 'utf8'));
       const known = new Set(credTypes.map((c: any) => c.name));
-      assert.equal(manifest.credentials.length, 5);
-      for (const f of manifest.credentials) {
-        const name = declaredName(f, 'credential');
-        assert.ok(known.has(name), `credential type ${name} (${f}) unknown to n8n`);
-      }
+      // TAXII client, EVM ledger, Fabric ledger, AMQP broker, record store, TAXII server auth
+      assert.equal(manifest.credentials.length, 6);
+      const names = manifest.credentials.map((f: string) => declaredName(f, 'credential'));
+      for (const name of names) assert.ok(known.has(name), `credential type ${name} unknown to n8n`);
+      assert.ok(names.includes('setsFabricLedgerApi'), 'the Fabric ledger credential ships and n8n knows it');
     });
 
     it('subscriber trigger (flows/sets-subscriber.json) receives what the RabbitMQ producer workflow publishes, verified', async () => {
