@@ -9,17 +9,12 @@
  * Node-RED runs embedded (test/support/node-red.ts, the build this file belongs to).
  */
 import { strict as assert } from 'assert';
-import * as fs from 'fs';
 import * as net from 'net';
-import * as os from 'os';
-import * as path from 'path';
 import type { Browser } from 'playwright-core';
 import { startNodeRed, type NodeRedHandle } from '../support/node-red';
-import { chain, rabbit } from '../support/services';
-import type { ChainHandle } from '../support/hardhat';
+import { rabbit } from '../support/services';
 import { DEFAULT_COLLECTIONS, startTestTaxiiServer, type TestTaxiiServer } from '../support/taxii-test-server';
 import { EditorSession, launchBrowser } from './support';
-import { startFabricNet, type FabricNet } from '../nodes/fabric-harness';
 
 async function deadPort(): Promise<number> {
   const srv = net.createServer();
@@ -48,19 +43,10 @@ describe('Test connection and the collection picker (headless Chromium)', functi
   let ed: EditorSession;
   let taxii: TestTaxiiServer;
   let amqp: URL;
-  let c: ChainHandle;
-  let registry: string;
-  let dir: string;
-  let fabric: FabricNet;
 
   before(async function () {
     this.timeout(240_000);
     amqp = new URL((await rabbit()).url);
-    c = await chain();
-    registry = await c.deployRegistry();
-    fabric = await startFabricNet();
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sets-browser-probe-'));
-    fs.writeFileSync(path.join(dir, 'a-file'), 'not a directory');
     taxii = await startTestTaxiiServer({ basic: { alice: TAXII_PW } });
     nr = await startNodeRed();
     // deployed through the admin API as the editor does: the runtime takes the credentials out of the nodes
@@ -80,20 +66,6 @@ describe('Test connection and the collection picker (headless Chromium)', functi
           credentials: { username: decodeURIComponent(amqp.username), password: decodeURIComponent(amqp.password) },
         },
         { id: 't1', type: 'sets-taxii', url: taxii.discoveryUrl, authType: 'basic', tlsVerify: true, timeout: 5000, credentials: { username: 'alice', password: TAXII_PW } },
-        {
-          id: 'l1',
-          type: 'sets-ledger',
-          kind: 'evm',
-          rpcUrl: c.rpcUrl,
-          chainId: String(c.chainId),
-          contract: registry,
-          txType: '0',
-          timeout: 3000,
-          anchorDeadline: 120,
-          credentials: { privateKey: c.accounts[0].privateKey },
-        },
-        { ...fabric.ledgerNode('lf1'), credentials: fabric.credentials(fabric.writer) },
-        { id: 's1', type: 'sets-store', kind: 'embedded', dir: path.join(dir, 'store'), retentionHours: 24 },
         { id: 'p1', type: 'taxii-publish', z: 'tab1', x: 200, y: 100, server: 't1', collection: '', waitStatus: true, statusTimeout: 30000, onFailure: 'error', wires: [[]] },
     ]);
     browser = await launchBrowser();
@@ -104,8 +76,6 @@ describe('Test connection and the collection picker (headless Chromium)', functi
     await browser?.close();
     await nr?.stop();
     await taxii?.stop();
-    await fabric?.stop();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
   /** The config dialog loads the saved credentials after it opens: wait for the username to appear. */
@@ -156,51 +126,6 @@ describe('Test connection and the collection picker (headless Chromium)', functi
     assert.equal(bad, 'fail', badText);
     assert.match(badText, /401/);
     assert.ok(!badText.includes('not-the-password') && !badText.includes(TAXII_PW), 'no secret in the answer');
-    await ed.cancel();
-    assert.deepEqual(ed.errors, []);
-  });
-
-  it('ledger: connected with the saved key names the registry and what the account may do; a wrong port names the reason', async () => {
-    await ed.openConfig('sets-ledger', 'l1');
-    const [ok, okText] = await testConnection();
-    assert.equal(ok, 'ok', okText);
-    assert.match(okText, new RegExp(`registry ${registry} on chain ${c.chainId}`));
-    assert.match(okText, /granted every collection/, 'the saved key was used: without it the probe says read-only');
-    const port = await deadPort();
-    await ed.page.locator('#node-config-input-rpcUrl').fill(`http://127.0.0.1:${port}`);
-    const [bad, badText] = await testConnection();
-    assert.equal(bad, 'fail', badText);
-    assert.match(badText, new RegExp(`127\\.0\\.0\\.1:${port}|ECONNREFUSED|unreachable`, 'i'));
-    assert.ok(!badText.includes(c.accounts[0].privateKey.slice(2, 20)), 'no key in the answer');
-    await ed.cancel();
-    assert.deepEqual(ed.errors, []);
-  });
-
-  it('ledger in Fabric mode: only the Fabric fields shown; connected as the saved identity; switching to EVM shows the EVM fields', async () => {
-    await ed.openConfig('sets-ledger', 'lf1');
-    const page = ed.page;
-    assert.equal(await page.locator('#node-config-input-peerEndpoint').isVisible(), true, 'peer endpoint shown');
-    assert.equal(await page.locator('#node-config-input-rpcUrl').isVisible(), false, 'RPC URL hidden in Fabric mode');
-    const [ok, okText] = await testConnection();
-    assert.equal(ok, 'ok', okText);
-    assert.match(okText, /chaincode sets-registry on channel mychannel/);
-    assert.match(okText, /every collection/, 'the saved key and certificate of the writer were used');
-    await page.locator('#node-config-input-kind').selectOption('evm');
-    assert.equal(await page.locator('#node-config-input-rpcUrl').isVisible(), true, 'RPC URL shown in EVM mode');
-    assert.equal(await page.locator('#node-config-input-peerEndpoint').isVisible(), false, 'peer endpoint hidden in EVM mode');
-    await ed.cancel();
-    assert.deepEqual(ed.errors, []);
-  });
-
-  it('store: an embedded store opens (or will be created); a path under a file names the reason', async () => {
-    await ed.openConfig('sets-store', 's1');
-    const [ok, okText] = await testConnection();
-    assert.equal(ok, 'ok', okText);
-    assert.match(okText, /embedded store/);
-    await ed.page.locator('#node-config-input-dir').fill(path.join(dir, 'a-file', 'db'));
-    const [bad, badText] = await testConnection();
-    assert.equal(bad, 'fail', badText);
-    assert.match(badText, /a-file/);
     await ed.cancel();
     assert.deepEqual(ed.errors, []);
   });

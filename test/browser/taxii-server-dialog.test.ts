@@ -261,6 +261,8 @@ describe('taxii-server dialog (headless Chromium)', function () {
     const secrets = await page.locator('#dialog-form .sets-a-secret').evaluateAll((els) => els.map((e) => (e as HTMLInputElement).value));
     assert.deepEqual(secrets, ['', '', ''], 'password and key fields start empty');
     await page.locator('#node-dialog-cancel').click();
+    // the next test opens another dialog: this one must be gone first (two 'Done' buttons otherwise)
+    await page.locator('#node-dialog-ok').waitFor({ state: 'detached', timeout: 10_000 });
     assert.deepEqual(errors, []);
   });
 
